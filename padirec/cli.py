@@ -1,0 +1,222 @@
+"""The `padirec` command: each stage by hand (data, pretrain, adapt, evaluate-adapter) and the later stages.
+
+Every command reads an optional `--config file.yaml` (sections `data`, `pretrain`, `adapter`, ...)
+and lets flags override it. Results go to MLflow (`MLFLOW_TRACKING_URI`, default a local
+SQLite store `./mlflow.db`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", dest="kind", choices=["ml-100k", "ml-1m", "rechorus", "table", "synthetic"],
+                       help="dataset format (default: synthetic)")
+    group.add_argument("--data-dir", dest="path",
+                       help="dataset directory, or the interactions table for --dataset table "
+                            "(ml-100k/ml-1m default: $PADIREC_DATA_DIR, else downloaded)")
+    group.add_argument("--categories", dest="categories_path", help="item-categories table for --dataset table")
+    group.add_argument("--min-interactions", type=int, help="drop users with fewer interactions (default 5)")
+    group.add_argument("--max-len", type=int, help="history window (default 20)")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with sections data/pretrain/adapter/...; flags override it")
+    parser.add_argument("--experiment", default="padirec", help="MLflow experiment (default: padirec)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def section(args: argparse.Namespace, name: str) -> dict:
+    from padirec.config import load_yaml
+
+    return load_yaml(args.config).get(name, {}) if args.config else {}
+
+
+def data_spec(args: argparse.Namespace, stored: dict | None = None):
+    from padirec.config import DataSpec, build
+
+    flags = {k: getattr(args, k, None) for k in ("kind", "path", "categories_path", "min_interactions", "max_len")}
+    return build(DataSpec, stored, section(args, "data"), flags)
+
+
+def resolve_backbone(reference: str):
+    """A backbone from a checkpoint path or an MLflow run id."""
+    from padirec import tracking
+    from padirec.training import load_backbone
+
+    path = Path(reference)
+    if not path.exists():
+        tracking.setup()
+        path = tracking.download(reference, "backbone/backbone.pt")
+    return load_backbone(path)
+
+
+def cmd_data_stats(args: argparse.Namespace) -> None:
+    from padirec.config import load_data
+
+    data = load_data(data_spec(args))
+    for key, value in data.stats().items():
+        print(f"{key:>28}: {value}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from padirec import tracking
+    from padirec.config import build, load_data
+    from padirec.training import EvalSet, PretrainConfig, popularity_metrics, pretrain_backbone, rank_metrics, \
+        save_backbone
+
+    spec = data_spec(args)
+    config = build(PretrainConfig, section(args, "pretrain"),
+                   {"backbone": args.backbone, "epochs": args.epochs, "patience": args.patience, "lr": args.lr,
+                    "batch_size": args.batch_size, "seed": args.seed, "device": args.device})
+    data = load_data(spec)
+    tracking.setup(args.experiment)
+    with tracking.start_run(f"backbone-{config.backbone}", args.experiment, tags={"padirec.stage": "backbone"}):
+        mlflow.log_params({**{f"data.{k}": v for k, v in spec.to_dict().items()}, **vars(config)})
+        backbone, summary = pretrain_backbone(data, config, on_epoch=tracking.log_epoch_metrics,
+                                              progress=not args.quiet)
+        test = EvalSet.build(data, "test")
+        metrics = {f"test_{k}": float(v[0]) for k, v in rank_metrics(backbone, test).items()}
+        metrics.update({f"most_popular_test_{k}": v for k, v in popularity_metrics(data, test).items()})
+        mlflow.log_metrics({**metrics, **{k: float(v) for k, v in summary.items()}})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "backbone.pt"
+            save_backbone(backbone, path, extra={"data": spec.to_dict(), "pretrain": vars(config)})
+            mlflow.log_artifact(str(path), "backbone")
+            if args.output:
+                save_backbone(backbone, args.output, extra={"data": spec.to_dict(), "pretrain": vars(config)})
+        print(json.dumps({**summary, **metrics}, indent=2))
+
+
+def cmd_adapt(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from padirec import tracking
+    from padirec.config import build, load_data
+    from padirec.training import AdapterConfig, train_adapters
+
+    backbone, extra = resolve_backbone(args.backbone_run)
+    spec = data_spec(args, extra.get("data"))
+    config = build(AdapterConfig, section(args, "adapter"),
+                   {"epochs": args.epochs, "keep_last": args.keep_last, "lr": args.lr, "seed": args.seed,
+                    "init_seed": args.init_seed, "device": args.device})
+    if not 0.0 <= args.w_acc <= 1.0:
+        raise SystemExit(f"--w-acc must be in [0, 1], got {args.w_acc}")
+    weights = np.array([[args.w_acc, 1.0 - args.w_acc]], dtype=np.float32)
+    data = load_data(spec)
+    with tracking.start_run(f"adapter-w{args.w_acc:.2f}", args.experiment, tags={"padirec.stage": "adapter"}):
+        mlflow.log_params({"w_acc": args.w_acc, "w_div": 1.0 - args.w_acc, "backbone_run_id": args.backbone_run,
+                           **vars(config)})
+        result = train_adapters(backbone, data, weights, config, on_epoch=tracking.log_epoch_metrics,
+                                progress=not args.quiet)
+        final = result.params[-1, 0]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "adapter.npy"
+            np.save(path, final)
+            mlflow.set_tag("adapter_sha256", tracking.sha256_file(path))
+            mlflow.log_artifact(str(path), "adapter")
+        if args.output:
+            np.save(args.output, final)
+        metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
+        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
+        print(json.dumps({"w": weights[0].tolist(), "seconds": round(result.seconds, 2), **metrics}, indent=2))
+
+
+def cmd_evaluate_adapter(args: argparse.Namespace) -> None:
+    import torch
+
+    from padirec import tracking
+    from padirec.config import load_data
+    from padirec.training import EvalSet, popularity_metrics, rank_metrics
+
+    backbone, extra = resolve_backbone(args.backbone_run)
+    data = load_data(data_spec(args, extra.get("data")))
+    eval_set = EvalSet.build(data, args.split)
+    report = {"backbone": {k: float(v[0]) for k, v in rank_metrics(backbone, eval_set).items()},
+              "most_popular": popularity_metrics(data, eval_set)}
+    adapter_path = args.adapter
+    if args.adapter_run:
+        tracking.setup()
+        adapter_path = tracking.download(args.adapter_run, "adapter/adapter.npy")
+    if adapter_path:
+        flat = torch.as_tensor(np.load(adapter_path), dtype=torch.float32)[None]
+        report["adapter"] = {k: float(v[0]) for k, v in rank_metrics(backbone, eval_set, flat).items()}
+    print(json.dumps({"split": args.split, **report}, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="padirec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    stats = data_commands.add_parser("stats", help="load, preprocess (cached) and print dataset statistics")
+    add_data_arguments(stats)
+    add_common(stats)
+    stats.set_defaults(func=cmd_data_stats)
+
+    pretrain = commands.add_parser("pretrain", help="phase 1: train a backbone on BCE with early stopping")
+    add_data_arguments(pretrain)
+    add_common(pretrain)
+    pretrain.add_argument("--backbone", choices=["sasrec", "gru4rec", "tisasrec"], help="default sasrec")
+    pretrain.add_argument("--epochs", type=int, help="maximum epochs (default 200)")
+    pretrain.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    pretrain.add_argument("--lr", type=float)
+    pretrain.add_argument("--batch-size", type=int)
+    pretrain.add_argument("--seed", type=int)
+    pretrain.add_argument("--device", help="cpu or cuda")
+    pretrain.add_argument("--output", help="also save the checkpoint to this path")
+    pretrain.set_defaults(func=cmd_pretrain)
+
+    adapt = commands.add_parser("adapt", help="phase 2: train one adapter for a preference weight, backbone frozen")
+    add_data_arguments(adapt)
+    add_common(adapt)
+    adapt.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint path")
+    adapt.add_argument("--w-acc", type=float, required=True, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
+    adapt.add_argument("--epochs", type=int, help="default 20")
+    adapt.add_argument("--keep-last", type=int, help="epochs kept as examples (default 5)")
+    adapt.add_argument("--lr", type=float)
+    adapt.add_argument("--seed", type=int, help="data order and negative sampling")
+    adapt.add_argument("--init-seed", type=int, help="the initial adapter (shared by a sweep)")
+    adapt.add_argument("--device")
+    adapt.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")
+    adapt.set_defaults(func=cmd_adapt)
+
+    evaluate = commands.add_parser("evaluate-adapter",
+                                   help="full-ranking NDCG@10 / α-NDCG@10 of the backbone, most-popular and an adapter")
+    add_data_arguments(evaluate)
+    add_common(evaluate)
+    evaluate.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint path")
+    evaluate.add_argument("--adapter", help="adapter .npy file")
+    evaluate.add_argument("--adapter-run", help="MLflow run id of an `adapt` run")
+    evaluate.add_argument("--split", choices=["valid", "test"], default="test")
+    evaluate.set_defaults(func=cmd_evaluate_adapter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from padirec.data import DataError
+
+    try:
+        args.func(args)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"padirec: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Accuracy and diversity metrics as the paper measures them (section 5.1, DESIGN §5).
+
+NDCG@K of the single held-out item under full ranking (history items masked); α-NDCG@K with
+categories as subtopics, normalised by the greedy ideal α-DCG over *items* (the authors' code
+built it over categories, which made its values meaningless); hypervolume, Avg.HV, Pearson r.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def topk_full_ranking(scores: torch.Tensor, excluded: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Top-k items of `scores [..., N, n_items+1]`, skipping `excluded [N, n_items+1]` (True = masked).
+
+    The caller marks padding (item 0) and each user's history items as excluded.
+    """
+    return scores.masked_fill(excluded, float("-inf")).topk(k, dim=-1).indices
+
+
+def ndcg_at_k(topk: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """NDCG@K with one relevant item per row: `1/log2(rank+1)` if the target is in the list."""
+    hit = topk == targets[:, None]
+    discount = 1.0 / torch.log2(torch.arange(2, topk.shape[-1] + 2, dtype=torch.float32, device=topk.device))
+    return (hit.float() * discount).sum(-1)
+
+
+def alpha_dcg(lists: torch.Tensor, item_categories: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """α-DCG of ranked item lists `[..., K]`: each category's gain decays by (1−α) per repeat."""
+    y = item_categories[lists]  # [..., K, M]
+    before = torch.cumsum(y, dim=-2) - y  # times each category appeared above
+    gain = (y * (1 - alpha) ** before).sum(-1)
+    discount = 1.0 / torch.log2(torch.arange(2, lists.shape[-1] + 2, dtype=torch.float32, device=lists.device))
+    return (gain * discount).sum(-1)
+
+
+def ideal_alpha_dcg(item_categories: torch.Tensor, k: int = 10, alpha: float = 0.5) -> float:
+    """Greedy ideal α-DCG@K over all items: at each position pick the largest marginal gain."""
+    y = item_categories.double()
+    counts = torch.zeros(y.shape[1], dtype=torch.float64, device=y.device)
+    taken = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+    total = 0.0
+    for position in range(min(k, int((y.sum(1) > 0).sum()))):
+        gains = (y * (1 - alpha) ** counts).sum(1).masked_fill(taken, -1.0)
+        best = int(gains.argmax())
+        total += float(gains[best]) / np.log2(position + 2)
+        counts += y[best]
+        taken[best] = True
+    return total
+
+
+def alpha_ndcg_at_k(topk: torch.Tensor, item_categories: torch.Tensor, alpha: float = 0.5,
+                    ideal: float | None = None) -> torch.Tensor:
+    """α-NDCG@K of each list against the greedy ideal over the item set."""
+    if ideal is None:
+        ideal = ideal_alpha_dcg(item_categories, topk.shape[-1], alpha)
+    return alpha_dcg(topk, item_categories, alpha) / max(ideal, 1e-12)
+
+
+def hypervolumes(ndcg: np.ndarray, alpha_ndcg: np.ndarray, bounds: tuple | None = None) -> np.ndarray:
+    """HV of each (NDCG, α-NDCG) point w.r.t. (0, 0) after min–max normalisation.
+
+    `bounds = (ndcg_min, ndcg_max, div_min, div_max)` are taken over all methods and tasks of one
+    (dataset, backbone); by default over the given points.
+    """
+    ndcg, alpha_ndcg = np.asarray(ndcg, dtype=float), np.asarray(alpha_ndcg, dtype=float)
+    if bounds is None:
+        bounds = (ndcg.min(), ndcg.max(), alpha_ndcg.min(), alpha_ndcg.max())
+    a_lo, a_hi, d_lo, d_hi = bounds
+    a = (ndcg - a_lo) / max(a_hi - a_lo, 1e-12)
+    d = (alpha_ndcg - d_lo) / max(d_hi - d_lo, 1e-12)
+    return a * d
+
+
+def avg_hv(table: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Avg.HV per method from `{method: (ndcg per task, α-ndcg per task)}`, normalised jointly."""
+    all_a = np.concatenate([np.asarray(a, dtype=float) for a, _ in table.values()])
+    all_d = np.concatenate([np.asarray(d, dtype=float) for _, d in table.values()])
+    bounds = (all_a.min(), all_a.max(), all_d.min(), all_d.max())
+    return {m: float(hypervolumes(a, d, bounds).mean()) for m, (a, d) in table.items()}
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    xc, yc = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((xc**2).sum() * (yc**2).sum())
+    return float((xc * yc).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):
+            r[v == value] = r[v == value].mean()
+        return r
+    return pearson(ranks(x), ranks(y))

@@ -1,0 +1,69 @@
+"""MLflow glue: where the store is, and logging/loading the artifacts each stage hands on.
+
+The embedded default is a SQLite store `mlflow.db` (and `mlartifacts/`) in the working
+directory; `MLFLOW_TRACKING_URI` points every stage at a team server instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+
+DEFAULT_EXPERIMENT = "padirec"
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, else an absolute SQLite store under the working directory.
+
+    Absolute, so that Ray workers whose working directory differs write to the same store.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+
+
+def setup(experiment: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
+    """Point MLflow at the store and create the experiment (artifacts beside a local store)."""
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        location = None
+        if uri.startswith("sqlite:///"):
+            location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+@contextmanager
+def start_run(run_name: str, experiment: str = DEFAULT_EXPERIMENT, tags: dict | None = None,
+              nested: bool = False):
+    """An MLflow run in the configured store; prints where to find it."""
+    setup(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags, nested=nested) as run:
+        yield run
+    print(f"MLflow run {run.info.run_id} ({run_name}) in {mlflow.get_tracking_uri()}")
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(run_id: str, artifact_path: str, dst: str | None = None) -> Path:
+    """Local path of one artifact of a run (downloaded if the store is remote)."""
+    dst = dst or tempfile.mkdtemp(prefix="padirec-")
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst))
+
+
+def log_epoch_metrics(epoch: int, metrics: dict) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)

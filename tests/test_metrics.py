@@ -1,0 +1,61 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.metrics import (
+    alpha_dcg,
+    alpha_ndcg_at_k,
+    avg_hv,
+    hypervolumes,
+    ideal_alpha_dcg,
+    ndcg_at_k,
+    pearson,
+    spearman,
+    topk_full_ranking,
+)
+
+
+def test_ndcg_hand_computed():
+    topk = torch.tensor([[5, 3, 9], [1, 2, 4], [7, 8, 6]])
+    targets = torch.tensor([3, 9, 6])
+    assert torch.allclose(ndcg_at_k(topk, targets), torch.tensor([1 / math.log2(3), 0.0, 0.5]))
+
+
+def test_full_ranking_masks_padding_and_seen_items():
+    scores = torch.tensor([[9.0, 8.0, 7.0, 1.0, 6.0]])
+    excluded = torch.tensor([[True, True, False, False, False]])
+    assert topk_full_ranking(scores, excluded, 2).tolist() == [[2, 4]]
+
+
+def test_alpha_ndcg_hand_computed():
+    # items 1..4 with categories: 1:{A}, 2:{A}, 3:{B}, 4:{A,B}; row 0 = padding
+    cats = torch.tensor([[0, 0], [1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.float32)
+    # list [1, 2, 3]: gains 1, 0.5, 1
+    assert math.isclose(float(alpha_dcg(torch.tensor([[1, 2, 3]]), cats)[0]),
+                        1 + 0.5 / math.log2(3) + 1 / 2, rel_tol=1e-6)
+    # greedy ideal for k=3: item 4 (gain 2), then 1 (0.5) or 3 (0.5), then the other (0.5)
+    ideal = ideal_alpha_dcg(cats, k=3)
+    assert math.isclose(ideal, 2 + 0.5 / math.log2(3) + 0.5 / 2, rel_tol=1e-9)
+    value = alpha_ndcg_at_k(torch.tensor([[1, 2, 3]]), cats)
+    assert math.isclose(float(value[0]), (1 + 0.5 / math.log2(3) + 0.5) / ideal, rel_tol=1e-6)
+    assert float(alpha_ndcg_at_k(torch.tensor([[4, 1, 3]]), cats)[0]) == pytest.approx(1.0)
+
+
+def test_hypervolume_and_avg_hv_on_a_hand_made_table():
+    table = {"a": (np.array([0.1, 0.3]), np.array([0.8, 0.6])), "b": (np.array([0.2, 0.2]), np.array([0.7, 0.7]))}
+    # bounds: ndcg 0.1..0.3, alpha 0.6..0.8
+    hv = avg_hv(table)
+    assert hv["a"] == pytest.approx(0.0)  # (0*1 + 1*0)/2
+    assert hv["b"] == pytest.approx(0.25)  # 0.5*0.5 each
+    assert np.allclose(hypervolumes([0.3], [0.8], (0.1, 0.3, 0.6, 0.8)), [1.0])
+
+
+def test_pearson_and_spearman():
+    x = np.arange(11.0)
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(pearson(x, np.ones(11)))
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 1, 2]) == pytest.approx(-0.5)

@@ -1,0 +1,58 @@
+import itertools
+
+import torch
+
+from padirec.metrics import alpha_dcg
+from padirec.objectives import bce_loss, diversity_loss, objective_losses, soft_alpha_dcg, weighted_loss
+
+A, B = [1.0, 0.0], [0.0, 1.0]
+
+
+def exact_alpha_dcg(scores, categories, alpha=0.5):
+    order = torch.argsort(scores, descending=True)
+    return float(alpha_dcg(order[None], categories, alpha)[0])
+
+
+def test_alpha_dcg_counts_repeats_above_not_below():
+    # DESIGN §7 (a): scores [3, 2, 1], categories [A, A, B] -> gains [1, 0.5, 1]
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    categories = torch.tensor([A, A, B])
+    expected = 1 / torch.log2(torch.tensor(2.0)) + 0.5 / torch.log2(torch.tensor(3.0)) + 1 / torch.log2(torch.tensor(4.0))
+    assert torch.isclose(soft_alpha_dcg(scores, categories, temperature=1e-3), expected, atol=1e-4)
+    assert abs(exact_alpha_dcg(scores, categories) - float(expected)) < 1e-6
+
+
+def test_soft_alpha_dcg_approaches_exact_as_temperature_goes_to_zero():
+    torch.manual_seed(0)
+    scores = torch.randn(8)
+    categories = (torch.rand(8, 4) < 0.4).float()
+    exact = exact_alpha_dcg(scores, categories)
+    errors = [abs(float(soft_alpha_dcg(scores, categories, temperature=t)) - exact) for t in (1.0, 0.1, 0.01, 1e-4)]
+    assert errors[-1] < 1e-4
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(errors))
+
+
+def test_diversity_gradient_pushes_a_new_category_above_a_repeat():
+    scores = torch.tensor([[3.0, 2.0, 1.9]], requires_grad=True)
+    categories = torch.tensor([[A, A, B]])
+    diversity_loss(scores, categories, temperature=0.1).backward()
+    step = -scores.grad[0]  # gradient descent direction
+    assert step[2] > 0 > step[1]  # the B item rises, the repeated A item falls
+
+
+def test_bce_prefers_positive_first():
+    good = torch.tensor([[2.0, -1.0, -1.0]])
+    bad = torch.tensor([[-1.0, 2.0, -1.0]])
+    assert bce_loss(good) < bce_loss(bad)
+
+
+def test_weighted_loss_batches_over_packed_adapters():
+    scores = torch.randn(3, 5, 10)  # K=3 adapters, batch 5, 10 candidates
+    categories = (torch.rand(5, 10, 4) < 0.3).float()
+    losses = objective_losses(scores, categories)
+    assert losses.shape == (3, 2)
+    for k in range(3):
+        assert torch.allclose(losses[k], objective_losses(scores[k], categories), atol=1e-6)
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
+    total = weighted_loss(losses, w)
+    assert torch.allclose(total, torch.stack([losses[0, 0], losses[1, 1], 0.3 * losses[2, 0] + 0.7 * losses[2, 1]]))
