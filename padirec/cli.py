@@ -45,7 +45,12 @@ def data_spec(args: argparse.Namespace, stored: dict | None = None):
     from padirec.config import DataSpec, build
 
     flags = {k: getattr(args, k, None) for k in ("kind", "path", "categories_path", "min_interactions", "max_len")}
-    return build(DataSpec, stored, section(args, "data"), flags)
+    spec = build(DataSpec, stored, section(args, "data"), flags)
+    # absolute, so that Ray workers and later stages (which read it from checkpoints) find the same files
+    for name in ("path", "categories_path"):
+        if getattr(spec, name):
+            setattr(spec, name, str(Path(getattr(spec, name)).resolve()))
+    return spec
 
 
 def resolve_backbone(reference: str):
@@ -70,11 +75,16 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     import mlflow
-
     from padirec import tracking
     from padirec.config import build, load_data
-    from padirec.training import EvalSet, PretrainConfig, popularity_metrics, pretrain_backbone, rank_metrics, \
-        save_backbone
+    from padirec.training import (
+        EvalSet,
+        PretrainConfig,
+        popularity_metrics,
+        pretrain_backbone,
+        rank_metrics,
+        save_backbone,
+    )
 
     spec = data_spec(args)
     config = build(PretrainConfig, section(args, "pretrain"),
@@ -101,7 +111,6 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def cmd_adapt(args: argparse.Namespace) -> None:
     import mlflow
-
     from padirec import tracking
     from padirec.config import build, load_data
     from padirec.training import AdapterConfig, train_adapters

@@ -31,7 +31,7 @@ def soft_alpha_dcg(scores: torch.Tensor, categories: torch.Tensor, alpha: float 
     above = torch.sigmoid((scores[..., :, None] - scores[..., None, :]) / temperature)  # [.., j, k]
     above = above * (1 - torch.eye(scores.shape[-1], device=scores.device, dtype=scores.dtype))
     rank = 1 + above.sum(-2)  # [.., k]
-    covered = torch.einsum("...jk,...jl->...kl", above, categories.expand(*scores.shape, categories.shape[-1]))
+    covered = above.transpose(-1, -2) @ categories  # [.., k, l]; categories broadcast over leading dims
     gain = (categories * (1 - alpha) ** covered).sum(-1)  # [.., k]
     return (gain / torch.log2(1 + rank)).sum(-1)
 

@@ -120,8 +120,8 @@ def popularity_metrics(data: SequenceData, eval_set: EvalSet) -> dict[str, float
     scores = counts[None].expand(len(eval_set.instances), -1)
     top = topk_full_ranking(scores, eval_set.excluded, eval_set.k)
     targets = torch.as_tensor(eval_set.instances.targets)
-    return {"ndcg10": float(ndcg_at_k(top, targets).mean()),
-            "alpha_ndcg10": float(alpha_ndcg_at_k(top, eval_set.item_categories, eval_set.alpha, eval_set.ideal).mean())}
+    diversity = alpha_ndcg_at_k(top, eval_set.item_categories, eval_set.alpha, eval_set.ideal)
+    return {"ndcg10": float(ndcg_at_k(top, targets).mean()), "alpha_ndcg10": float(diversity.mean())}
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,

@@ -1,0 +1,69 @@
+"""Phase 1 and phase 2 training on the seeded synthetic data."""
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.data import SyntheticConfig, make_synthetic, preprocess
+from padirec.training import (
+    AdapterConfig,
+    EvalSet,
+    PretrainConfig,
+    load_backbone,
+    popularity_metrics,
+    pretrain_backbone,
+    rank_metrics,
+    save_backbone,
+    train_adapters,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return preprocess(make_synthetic(SyntheticConfig(n_users=200, n_items=120, seed=3)))
+
+
+@pytest.fixture(scope="module")
+def backbone(data):
+    model, summary = pretrain_backbone(data, PretrainConfig(epochs=8, patience=3, batch_size=128), progress=False)
+    assert summary["best_epoch"] >= 0
+    return model
+
+
+def test_pretrained_backbone_beats_most_popular(data, backbone):
+    test = EvalSet.build(data, "test")
+    ours = rank_metrics(backbone, test)["ndcg10"][0]
+    assert ours > popularity_metrics(data, test)["ndcg10"]
+
+
+def test_backbone_is_frozen_in_phase_2(data, backbone):
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    train_adapters(backbone, data, np.array([[0.5, 0.5]]), AdapterConfig(epochs=2, keep_last=1), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_packed_adapters_equal_separately_trained_ones(data, backbone):
+    config = AdapterConfig(epochs=2, keep_last=2, seed=5)
+    weights = np.array([[1.0, 0.0], [0.3, 0.7]])
+    packed = train_adapters(backbone, data, weights, config, progress=False, eval_splits=())
+    for k in range(2):
+        single = train_adapters(backbone, data, weights[k : k + 1], config, progress=False, eval_splits=())
+        np.testing.assert_allclose(packed.params[:, k], single.params[:, 0], atol=2e-5)
+    assert packed.params.shape == (2, 2, 1096) and packed.epochs == [0, 1]
+
+
+def test_accuracy_and_diversity_adapters_differ_in_the_expected_direction(data, backbone):
+    result = train_adapters(backbone, data, np.array([[1.0, 0.0], [0.0, 1.0]]),
+                            AdapterConfig(epochs=6, keep_last=1), progress=False)
+    ndcg, diversity = result.metrics["test_ndcg10"][-1], result.metrics["test_alpha_ndcg10"][-1]
+    assert ndcg[0] > ndcg[1] and diversity[1] > diversity[0]
+    assert len(result.examples()) == 2 and result.examples()[0]["params"].shape == (1096,)
+
+
+def test_backbone_checkpoint_round_trip(data, backbone, tmp_path):
+    save_backbone(backbone, tmp_path / "b.pt", extra={"data": {"kind": "synthetic"}})
+    loaded, extra = load_backbone(tmp_path / "b.pt")
+    test = EvalSet.build(data, "test")
+    assert extra == {"data": {"kind": "synthetic"}}
+    np.testing.assert_allclose(rank_metrics(loaded, test)["ndcg10"], rank_metrics(backbone, test)["ndcg10"])
