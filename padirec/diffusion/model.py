@@ -1,0 +1,162 @@
+"""DiT denoiser over the adapter's tokens (paper §3.3, appendix A.5 and Table 8).
+
+The 1096 adapter parameters arrive as 137 tokens of width 8 (`padirec.models.adapter.to_tokens`).
+The step t and the preference weights w are embedded and summed into one condition vector c,
+which enters in one of three ways (paper Fig. 5): `pre` adds c to every token before the blocks,
+`pre_post` also after each attention sub-block, `adanorm` modulates every LayerNorm with
+shift/scale/gate from c (adaLN-Zero, Peebles & Xie 2023). Classifier-free guidance replaces w's
+embedding with a learned null embedding on the rows where `drop` is True.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from padirec.models.adapter import N_TOKENS, TOKEN_WIDTH
+
+CONDITIONINGS = ("pre", "pre_post", "adanorm")
+
+
+@dataclass
+class DiTConfig:
+    n_tokens: int = N_TOKENS
+    token_dim: int = TOKEN_WIDTH
+    cond_dim: int = 2
+    hidden: int = 512
+    depth: int = 4
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.0
+    conditioning: str = "adanorm"  # "pre" | "pre_post" | "adanorm"
+    freq_dim: int = 256  # sinusoidal features of the step
+    cond_freq_dim: int = 64  # sinusoidal features per coordinate of w
+    cond_scale: float = 1000.0  # w in [0, 1] is stretched to a step-like range before its embedding
+
+
+def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """`x [...]` -> `[..., dim]` cos/sin features at geometric frequencies (the ADM/DiT step embedding)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    args = x.float()[..., None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def mlp(d_in: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, N, C))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block; under `adanorm` its norms are modulated by c (adaLN-Zero)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        h, self.mode = config.hidden, config.conditioning
+        affine = self.mode != "adanorm"
+        self.norm1 = nn.LayerNorm(h, elementwise_affine=affine, eps=1e-6)
+        self.attn = Attention(h, config.heads, config.dropout)
+        self.norm2 = nn.LayerNorm(h, elementwise_affine=affine, eps=1e-6)
+        self.mlp = nn.Sequential(
+            nn.Linear(h, config.ffn),
+            nn.GELU(approximate="tanh"),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.ffn, h),
+        )
+        self.ada = None if affine else nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        if self.ada is None:
+            x = x + self.attn(self.norm1(x))
+            if self.mode == "pre_post":
+                x = x + c[:, None]
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class DiT(nn.Module):
+    """Denoiser over the adapter's 137 tokens of width 8."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        if config.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {config.conditioning!r}; expected one of {CONDITIONINGS}")
+        if config.hidden % config.heads:
+            raise ValueError(f"hidden={config.hidden} is not a multiple of heads={config.heads}")
+        self.config = config
+        h = config.hidden
+        self.x_embed = nn.Linear(config.token_dim, h)
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.n_tokens, h))
+        self.t_embed = mlp(config.freq_dim, h)
+        self.w_embed = mlp(config.cond_dim * config.cond_freq_dim, h)
+        self.null = nn.Parameter(torch.zeros(h))  # the CFG null condition
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        ada = config.conditioning == "adanorm"
+        self.final_norm = nn.LayerNorm(h, elementwise_affine=not ada, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h)) if ada else None
+        self.final = nn.Linear(h, config.token_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's init: xavier linears, small embeddings; zeros make each block the identity, output 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        embeds = [m[i].weight for m in (self.t_embed, self.w_embed) for i in (0, 2)]
+        for p in [self.pos_embed, self.null, *embeds]:
+            nn.init.normal_(p, std=0.02)
+        zero = [self.final] + [b.ada[-1] for b in self.blocks if b.ada is not None]
+        zero += [self.final_ada[-1]] if self.final_ada is not None else []
+        for m in zero:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def condition(self, t: Tensor, w: Tensor | None, drop: Tensor | None = None) -> Tensor:
+        """c = emb(t) + emb(w); the learned null embedding replaces emb(w) where dropped (or w is None)."""
+        cfg = self.config
+        c_t = self.t_embed(sinusoidal_embedding(t, cfg.freq_dim))
+        null = self.null.expand_as(c_t)
+        if w is None:
+            return c_t + null
+        c_w = self.w_embed(sinusoidal_embedding(w * cfg.cond_scale, cfg.cond_freq_dim).flatten(1))
+        if drop is not None:
+            c_w = torch.where(drop[:, None], null, c_w)
+        return c_t + c_w
+
+    def forward(self, x: Tensor, t: Tensor, w: Tensor | None, drop: Tensor | None = None) -> Tensor:
+        """x [B, n_tokens, token_dim], t int64 [B], w [B, cond_dim] or None, drop bool [B] -> like x."""
+        c = self.condition(t, w, drop)
+        x = self.x_embed(x) + self.pos_embed
+        if self.final_ada is None:  # pre / pre_post
+            x = x + c[:, None]
+        for block in self.blocks:
+            x = block(x, c)
+        x = self.final_norm(x)
+        if self.final_ada is not None:
+            x = modulate(x, *self.final_ada(c).chunk(2, dim=-1))
+        return self.final(x)

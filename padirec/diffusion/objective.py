@@ -1,0 +1,138 @@
+"""Training objective (paper Alg. 1), EMA of the denoiser, and per-tensor normalisation of adapters."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from padirec.diffusion.schedule import DiffusionSchedule
+from padirec.models.adapter import ADAPTER_LAYOUT, TensorSlot, layout_dict
+
+PREDICTIONS = ("eps", "v")
+
+
+@dataclass
+class DiffusionTrainConfig:
+    prediction: str = "eps"  # "eps" (paper) | "v" (authors' code)
+    p_uncond: float = 0.1  # probability of replacing w by the null condition (CFG)
+    ema_decay: float = 0.999
+
+
+def diffusion_loss(
+    model: nn.Module,
+    schedule: DiffusionSchedule,
+    x0_tokens: Tensor,
+    w: Tensor | None,
+    p_uncond: float,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Alg. 1: t ~ U{0..T-1}, eps ~ N(0, I), w dropped to null with prob. p_uncond, MSE on eps (or v).
+
+    `generator`, if given, must live on x0's device.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+    B, device = x0_tokens.shape[0], x0_tokens.device
+    t = torch.randint(0, schedule.num_steps, (B,), device=device, generator=generator)
+    noise = torch.randn(x0_tokens.shape, device=device, generator=generator, dtype=x0_tokens.dtype)
+    drop = torch.rand(B, device=device, generator=generator) < p_uncond
+    xt = schedule.q_sample(x0_tokens, t, noise)
+    target = noise if prediction == "eps" else schedule.v_target(x0_tokens, t, noise)
+    return F.mse_loss(model(xt, t, w, drop), target)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP / DataParallel / torch.compile wrappers."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+class EMA:
+    """Moving average of a model's weights, started as a copy (the reference code never updated its EMA)."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """ema <- decay * ema + (1 - decay) * model; buffers are copied."""
+        model = unwrap(model)
+        for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - self.decay)
+        for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+        self.num_updates += 1
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "num_updates": self.num_updates, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.num_updates = state["decay"], state["num_updates"]
+        self.module.load_state_dict(state["module"])
+
+
+class ParamNormalizer:
+    """Per-tensor mean/std normalisation of flat adapters (W1, b1, W2, b2), stored beside the dataset."""
+
+    def __init__(
+        self, mean: Tensor, std: Tensor, lo: Tensor, hi: Tensor, layout: list[TensorSlot] = ADAPTER_LAYOUT
+    ):
+        self.layout = layout
+        self.mean, self.std, self.lo, self.hi = (torch.as_tensor(v).float() for v in (mean, std, lo, hi))
+        if not all(v.shape == (len(layout),) for v in (self.mean, self.std, self.lo, self.hi)):
+            raise ValueError(f"mean/std/lo/hi must each have one value per tensor ({len(layout)})")
+        # which tensor each flat position belongs to
+        self.index = torch.cat([torch.full((s.size,), i) for i, s in enumerate(layout)])
+
+    @classmethod
+    def fit(
+        cls, flat: Tensor, layout: list[TensorSlot] = ADAPTER_LAYOUT, eps: float = 1e-8
+    ) -> ParamNormalizer:
+        """Statistics of `flat [N, n_params]`; a constant tensor (std ~ 0) gets std 1, so is only centred."""
+        flat = flat.detach().double().cpu()
+        parts = [flat[:, s.offset : s.offset + s.size] for s in layout]
+        mean = torch.stack([p.mean() for p in parts])
+        std = torch.stack([p.std(unbiased=False) for p in parts])
+        std = torch.where(std < eps, torch.ones_like(std), std)
+        normed = [(p - m) / s for p, m, s in zip(parts, mean, std, strict=True)]
+        lo, hi = torch.stack([p.min() for p in normed]), torch.stack([p.max() for p in normed])
+        return cls(mean, std, lo, hi, layout)
+
+    def to(self, device: torch.device | str) -> ParamNormalizer:
+        """Move the statistics in place (so sampling does no host-device copies per step); returns self."""
+        for name in ("mean", "std", "lo", "hi", "index"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def _per_value(self, v: Tensor, like: Tensor) -> Tensor:
+        return v.to(like.device)[self.index.to(like.device)].to(like.dtype)
+
+    def normalize(self, flat: Tensor) -> Tensor:
+        return (flat - self._per_value(self.mean, flat)) / self._per_value(self.std, flat)
+
+    def denormalize(self, flat: Tensor) -> Tensor:
+        return flat * self._per_value(self.std, flat) + self._per_value(self.mean, flat)
+
+    def clamp_tokens(self, x0_tokens: Tensor) -> Tensor:
+        """Clamp each normalised value of `[..., n_tokens, width]` to the range its tensor had in training."""
+        flat = x0_tokens.reshape(*x0_tokens.shape[:-2], -1)
+        flat = torch.clamp(flat, self._per_value(self.lo, flat), self._per_value(self.hi, flat))
+        return flat.reshape(x0_tokens.shape)
+
+    def to_dict(self) -> dict:
+        stats = {k: getattr(self, k).tolist() for k in ("mean", "std", "lo", "hi")}
+        return {"layout": layout_dict(self.layout), **stats}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ParamNormalizer:
+        layout = [TensorSlot(s["name"], tuple(s["shape"]), s["offset"]) for s in d["layout"]]
+        return cls(*(torch.tensor(d[k]) for k in ("mean", "std", "lo", "hi")), layout=layout)

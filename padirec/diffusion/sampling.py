@@ -1,0 +1,149 @@
+"""Test-time generation (paper eq. 9, Alg. 2): guided ancestral DDPM and DDIM, batched over many w."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from padirec.diffusion.objective import PREDICTIONS, ParamNormalizer
+from padirec.diffusion.schedule import DiffusionSchedule
+
+METHODS = ("ddpm", "ddim")
+
+
+@dataclass
+class SamplerConfig:
+    method: str = "ddpm"  # "ddpm" | "ddim"
+    steps: int | None = None  # None = all T (ddpm needs all T)
+    eta: float = 0.0  # ddim noise: 0 deterministic, 1 = DDPM's marginals
+    guidance: float = 0.0  # gamma of eq. 9
+    clip: bool = True  # clamp predicted x0 to the training range per tensor (needs a normalizer)
+    sigma: str = "posterior"  # ddpm noise scale: "posterior" (sqrt of posterior variance) | "beta" (Alg. 2)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def guided_prediction(
+    model: nn.Module,
+    x: Tensor,
+    t: Tensor,
+    w: Tensor | None,
+    guidance: float,
+    prediction: str = "eps",
+    schedule: DiffusionSchedule | None = None,
+) -> Tensor:
+    """Eq. 9: (1+g) eps(x, w, t) - g eps(x, null, t), conditional and null rows in one forward; returns eps.
+
+    Guidance is applied to the model's own output (eps or v); both are affine in eps with the same
+    x_t-dependent offset, so guiding v then converting equals guiding eps. v needs `schedule`.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+    if guidance == 0 or w is None:
+        out = model(x, t, w)
+    else:
+        B = x.shape[0]
+        drop = torch.arange(2 * B, device=x.device) >= B
+        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([w, w]), drop).chunk(2)
+        out = (1 + guidance) * cond - guidance * uncond
+    if prediction == "eps":
+        return out
+    if schedule is None:
+        raise ValueError("v-prediction needs the schedule to convert v to eps")
+    return schedule.predict_eps_from_v(x, t, out)
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """`steps` evenly spaced indices of 0..T-1, always including 0 and T-1."""
+    if not 2 <= steps <= T:
+        raise ValueError(f"ddim steps must be in [2, {T}], got {steps}")
+    return torch.linspace(0, T - 1, steps).round().long().tolist()
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    schedule: DiffusionSchedule,
+    w: Tensor,
+    config: SamplerConfig,
+    normalizer: ParamNormalizer | None = None,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+    x_T: Tensor | None = None,
+) -> Tensor:
+    """One adapter per row of `w [B, cond_dim]` -> flat `[B, n_params]`, denormalised if given a normalizer.
+
+    Sample with the EMA module. `schedule` and `normalizer` are moved to the model's device in place;
+    `generator` must live there too.
+    """
+    if config.method not in METHODS:
+        raise ValueError(f"unknown sampler {config.method!r}; expected one of {METHODS}")
+    if not 0.0 <= config.eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {config.eta}")
+    device = _device(model)
+    schedule = schedule.to(device)
+    normalizer = normalizer.to(device) if normalizer is not None else None
+    T, B = schedule.num_steps, w.shape[0]
+    w = w.to(device=device, dtype=torch.float32)
+    shape = (B, model.config.n_tokens, model.config.token_dim)
+
+    def noise() -> Tensor:
+        return torch.randn(shape, device=device, generator=generator)
+
+    x = noise() if x_T is None else x_T.to(device=device, dtype=torch.float32).reshape(shape)
+
+    def predict(x: Tensor, i: int) -> tuple[Tensor, Tensor]:
+        """Guided eps and the x0 it implies (clamped to the training range if asked), at index i."""
+        t = torch.full((B,), i, device=device, dtype=torch.long)
+        eps = guided_prediction(model, x, t, w, config.guidance, prediction, schedule)
+        x0 = schedule.predict_x0_from_eps(x, t, eps)
+        if config.clip and normalizer is not None:
+            x0 = normalizer.clamp_tokens(x0)
+        return t, x0
+
+    was_training = model.training
+    model.eval()
+    try:
+        if config.method == "ddpm":
+            if config.steps not in (None, T):
+                raise ValueError(f"ddpm runs all {T} steps; for fewer use method='ddim' (eta=1 is ancestral)")
+            if config.sigma not in ("posterior", "beta"):
+                raise ValueError(f"unknown sigma {config.sigma!r}; expected 'posterior' or 'beta'")
+            for i in reversed(range(T)):
+                t, x0 = predict(x, i)
+                # The posterior mean at the predicted x0 equals Alg. 2's
+                # 1/sqrt(a_t) (x_t - b_t/sqrt(1-abar_t) eps) whenever x0 is not clamped. Alg. 2 writes
+                # sigma_t = sqrt(beta_t) (sigma="beta"); by default we use the posterior's sqrt(beta~_t),
+                # Ho et al.'s other choice, which is exact for a deterministic x0 (and what DDIM eta=1 gives).
+                mean, _, log_var = schedule.q_posterior(x0, x, t)
+                if i == 0:
+                    x = mean
+                else:
+                    sigma = (0.5 * log_var).exp() if config.sigma == "posterior" else schedule.betas[i].sqrt()
+                    x = mean + sigma * noise()
+        else:
+            abar = schedule.alphas_cumprod
+            steps = ddim_timesteps(T, config.steps or T)
+            for i, i_prev in zip(reversed(steps), [*reversed(steps[:-1]), None], strict=True):
+                t, x0 = predict(x, i)
+                if i_prev is None:
+                    x = x0
+                    break
+                eps = schedule.predict_eps_from_x0(x, t, x0)  # consistent with the (clamped) x0
+                a, a_prev = abar[i], abar[i_prev]
+                sigma = config.eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+                x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+                if config.eta > 0:
+                    x = x + sigma * noise()
+    finally:
+        model.train(was_training)
+    flat = x.reshape(B, -1)
+    return normalizer.denormalize(flat) if normalizer is not None else flat
