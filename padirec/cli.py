@@ -74,43 +74,21 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    import mlflow
-    from padirec import tracking
-    from padirec.config import build, load_data
-    from padirec.training import (
-        EvalSet,
-        PretrainConfig,
-        popularity_metrics,
-        pretrain_backbone,
-        rank_metrics,
-        save_backbone,
-    )
+    from padirec.config import build
+    from padirec.pipeline import pretrain_stage
+    from padirec.training import PretrainConfig
 
     spec = data_spec(args)
     config = build(PretrainConfig, section(args, "pretrain"),
                    {"backbone": args.backbone, "epochs": args.epochs, "patience": args.patience, "lr": args.lr,
                     "batch_size": args.batch_size, "seed": args.seed, "device": args.device})
-    data = load_data(spec)
-    tracking.setup(args.experiment)
-    with tracking.start_run(f"backbone-{config.backbone}", args.experiment, tags={"padirec.stage": "backbone"}):
-        mlflow.log_params({**{f"data.{k}": v for k, v in spec.to_dict().items()}, **vars(config)})
-        backbone, summary = pretrain_backbone(data, config, on_epoch=tracking.log_epoch_metrics,
-                                              progress=not args.quiet)
-        test = EvalSet.build(data, "test")
-        metrics = {f"test_{k}": float(v[0]) for k, v in rank_metrics(backbone, test).items()}
-        metrics.update({f"most_popular_test_{k}": v for k, v in popularity_metrics(data, test).items()})
-        mlflow.log_metrics({**metrics, **{k: float(v) for k, v in summary.items()}})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "backbone.pt"
-            save_backbone(backbone, path, extra={"data": spec.to_dict(), "pretrain": vars(config)})
-            mlflow.log_artifact(str(path), "backbone")
-            if args.output:
-                save_backbone(backbone, args.output, extra={"data": spec.to_dict(), "pretrain": vars(config)})
-        print(json.dumps({**summary, **metrics}, indent=2))
+    run_id, metrics = pretrain_stage(spec, config, args.experiment, args.output, progress=not args.quiet)
+    print(json.dumps({"run_id": run_id, **metrics}, indent=2))
 
 
 def cmd_adapt(args: argparse.Namespace) -> None:
     import mlflow
+
     from padirec import tracking
     from padirec.config import build, load_data
     from padirec.training import AdapterConfig, train_adapters
@@ -164,6 +142,60 @@ def cmd_evaluate_adapter(args: argparse.Namespace) -> None:
     print(json.dumps({"split": args.split, **report}, indent=2))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from padirec.config import build
+    from padirec.sweep import SweepConfig, load_sweep_config, run_sweep
+
+    if args.sweep_command == "report":
+        from padirec.sweep import sweep_report
+
+        sweep_report(args.sweep, args.output)
+        return
+    if args.resume:
+        config = load_sweep_config(args.resume)
+    else:
+        if not args.backbone_run and not section(args, "sweep").get("backbone_run_id"):
+            raise SystemExit("padirec sweep: --backbone-run is required (or --resume SWEEP_RUN_ID)")
+        flags = {"backbone_run_id": args.backbone_run, "grid_step": args.grid_step, "pack_size": args.pack_size,
+                 "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+                 "max_failures": args.max_failures, "storage_path": args.storage_path,
+                 "max_concurrent_trials": args.max_concurrent_trials,
+                 "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None}
+        adapter = {**section(args, "adapter"), **{k: v for k, v in {"epochs": args.epochs, "keep_last": args.keep_last,
+                                                                    "lr": args.lr}.items() if v is not None}}
+        config = build(SweepConfig, section(args, "sweep"), flags, {"adapter": adapter})
+    summary = run_sweep(config, args.resume, args.experiment, progress=not args.quiet)
+    if summary["adapters"] != summary["expected"]:
+        raise SystemExit(f"sweep incomplete: {summary['adapters']}/{summary['expected']} adapters; "
+                         f"run `padirec sweep --resume {summary['parent_run_id']}`")
+    if args.gather:
+        from padirec.sweep import gather
+
+        gather(summary["parent_run_id"])
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from padirec.sweep import gather
+
+    manifest = gather(args.sweep, args.output)
+    print(json.dumps(manifest, indent=2))
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from padirec.pipeline import pipeline_config, run_pipeline
+
+    data = {k: getattr(args, k) for k in ("kind", "path", "categories_path", "min_interactions", "max_len")
+            if getattr(args, k) is not None}
+    overrides = {"output_dir": args.output_dir, "experiment": args.experiment}
+    config = pipeline_config(args.config, {k: v for k, v in overrides.items() if v is not None})
+    config.data = {**config.data, **data}
+    if args.small:
+        config.pretrain = {**config.pretrain, "epochs": 3}
+        config.sweep = {**config.sweep, "grid_step": 0.25, "seeds": [0]}
+        config.adapter = {**config.adapter, "epochs": 3, "keep_last": 2}
+    run_pipeline(config, progress=not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="padirec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,6 +244,50 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--adapter-run", help="MLflow run id of an `adapt` run")
     evaluate.add_argument("--split", choices=["valid", "test"], default="test")
     evaluate.set_defaults(func=cmd_evaluate_adapter)
+
+    sweep = commands.add_parser("sweep", help="Ray Tune sweep of adapters over the weight grid (one MLflow run each)",
+                                description="Train adapters for every weight on a simplex grid x seeds as Ray Tune "
+                                            "trials (packed K weights per trial), logging each kept adapter as a "
+                                            "child MLflow run of one sweep run. `padirec sweep report` plots the "
+                                            "Retrain curve of a gathered sweep.")
+    add_common(sweep)
+    sweep.add_argument("--backbone-run", help="MLflow run id of the backbone (from `padirec pretrain`)")
+    sweep.add_argument("--resume", metavar="SWEEP_RUN_ID", help="finish an interrupted sweep: only missing adapters")
+    sweep.add_argument("--grid-step", type=float, help="w_acc step (default 0.05: 21 points)")
+    sweep.add_argument("--seeds", help="comma-separated data-order seeds (default 0)")
+    sweep.add_argument("--pack-size", type=int, help="grid points per trial, trained together (default 21)")
+    sweep.add_argument("--cpus-per-trial", type=float)
+    sweep.add_argument("--gpus-per-trial", type=float, help="fractional GPUs allowed, e.g. 0.25")
+    sweep.add_argument("--max-concurrent-trials", type=int)
+    sweep.add_argument("--max-failures", type=int, help="retries per failed trial (default 2)")
+    sweep.add_argument("--storage-path", help="Tune results directory (shared storage on a cluster)")
+    sweep.add_argument("--epochs", type=int, help="adapter epochs (default 20)")
+    sweep.add_argument("--keep-last", type=int, help="kept epochs per adapter (default 5)")
+    sweep.add_argument("--lr", type=float)
+    sweep.add_argument("--gather", action="store_true", help="gather the dataset when the sweep completes")
+    sweep.set_defaults(func=cmd_sweep, sweep_command=None)
+    sweep_commands = sweep.add_subparsers(dest="sweep_command")
+    report = sweep_commands.add_parser("report", help="print and plot the Retrain curve of a gathered sweep")
+    report.add_argument("--sweep", required=True, help="sweep (parent) run id")
+    report.add_argument("--output", help="directory for retrain_curve.md/png (default: a temp dir)")
+
+    gather = commands.add_parser("gather", help="collect a sweep's adapter runs into one Parquet dataset")
+    add_common(gather)
+    gather.add_argument("--sweep", required=True, help="sweep (parent) run id")
+    gather.add_argument("--output", help="also keep the Parquet file and manifest in this directory")
+    gather.set_defaults(func=cmd_gather)
+
+    pipeline = commands.add_parser("pipeline", help="the whole chain on a local Ray cluster and MLflow store",
+                                   description="data -> backbone -> Ray Tune adapter sweep -> gather -> Retrain "
+                                               "curve (-> DiT -> generation), each stage logged to MLflow. "
+                                               "Defaults: synthetic data, small settings (minutes on 2 cores).")
+    add_data_arguments(pipeline)
+    pipeline.add_argument("--config", help="YAML with sections data/pretrain/sweep/adapter/dit_train/output_dir")
+    pipeline.add_argument("--experiment", help="MLflow experiment (default: padirec)")
+    pipeline.add_argument("--output-dir", help="local copies of the backbone, dataset and report")
+    pipeline.add_argument("--small", action="store_true", help="a smoke-test size (used by the tests)")
+    pipeline.add_argument("--quiet", action="store_true", help="no progress bars")
+    pipeline.set_defaults(func=cmd_pipeline)
     return parser
 
 

@@ -54,3 +54,28 @@ def tiny_ml100k(tmp_path) -> Path:
                (3, 1, 5, 1), (3, 2, 5, 2)]
     return write_ml100k(tmp_path / "ml-100k", ratings, {1: ["Action"], 2: ["Action", "Comedy"], 3: [],
                                                         4: ["unknown"]})
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch):
+    """A fresh local MLflow store (SQLite + artifacts) in a temp dir, used as the working directory."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PADIREC_CACHE_DIR", str(tmp_path / "cache"))
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    if mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture()
+def ray_cluster():
+    """A local Ray cluster started by the test (2 logical CPUs beyond the trial's needs), shut down after."""
+    import ray
+
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,207 @@
+"""The adapter sweep: Ray Tune trials over blocks of the weight grid, one MLflow child run per adapter.
+
+The plain function `train_block` trains one block (K weights, one seed) on a frozen backbone;
+`run_sweep` spreads blocks over a Ray cluster as Tune trials. MLflow is the source of truth:
+every kept adapter is a child run of the sweep's parent run, keyed by (w, seed, epoch), and a
+trial skips keys that are already logged, so retries and resumes neither lose nor duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from padirec import tracking
+from padirec.config import DataSpec, build, load_data
+from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
+from padirec.training import AdapterConfig, AdapterResult, load_backbone, train_adapters
+
+KEY_TAG = "padirec.example_key"
+STAGE_TAG = "padirec.stage"
+
+
+@dataclass
+class SweepConfig:
+    backbone_run_id: str = ""
+    grid_step: float = 0.05
+    n_objectives: int = 2
+    seeds: list[int] = field(default_factory=lambda: [0])
+    pack_size: int = 21  # grid points per trial (K); 1 = one trial per point
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractional GPUs allowed, e.g. 0.25
+    max_concurrent_trials: int = 0  # 0 = as many as resources allow
+    max_failures: int = 2  # retries per trial
+    storage_path: str = ""  # Tune results; shared storage on a cluster (default ./ray_results)
+    name: str = ""  # Tune experiment name (default: sweep-<parent run id>)
+    adapter: dict = field(default_factory=dict)  # AdapterConfig overrides
+
+    def adapter_config(self) -> AdapterConfig:
+        return build(AdapterConfig, self.adapter)
+
+    def blocks(self) -> list[Block]:
+        return pack_blocks(simplex_grid(self.grid_step, self.n_objectives), self.seeds, self.pack_size)
+
+    def expected_examples(self) -> int:
+        return len(simplex_grid(self.grid_step, self.n_objectives)) * len(self.seeds) * self.adapter_config().keep_last
+
+
+def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
+    epochs = range(adapter.epochs - adapter.keep_last, adapter.epochs)
+    return [example_key(w, block.seed, e) for w in block.weights for e in epochs]
+
+
+def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: bool = False) -> AdapterResult:
+    """Plain function: the block's K adapters, trained together on one frozen backbone."""
+    config = build(AdapterConfig, asdict(adapter), {"seed": block.seed})
+    return train_adapters(backbone, data, np.array(block.weights, dtype=np.float32), config, progress=progress)
+
+
+def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, mlflow.entities.Run]:
+    """Finished child runs of a sweep by example key (the newest wins if a key repeats)."""
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=50000, order_by=["attributes.start_time ASC"])
+    return {r.data.tags[KEY_TAG]: r for r in runs if KEY_TAG in r.data.tags and r.info.status == "FINISHED"}
+
+
+def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, key: str, row: dict,
+                seed: int, extra_params: dict) -> str:
+    """One child run: params w_*, seed, epoch; metrics; the adapter as .npy with its sha256."""
+    run = client.create_run(experiment_id, run_name=key, tags={
+        "mlflow.parentRunId": parent_run_id, KEY_TAG: key, STAGE_TAG: "adapter"})
+    run_id = run.info.run_id
+    try:
+        params = {f"w_{i}": f"{x:.4f}" for i, x in enumerate(row["w"])}
+        params.update({"seed": seed, "epoch": row["epoch"], **extra_params})
+        for name, value in params.items():
+            client.log_param(run_id, name, value)
+        for name, value in row.items():
+            if name not in ("w", "epoch", "params"):
+                client.log_metric(run_id, name, float(value))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "adapter.npy"
+            np.save(path, np.asarray(row["params"], dtype=np.float32))
+            client.set_tag(run_id, "adapter_sha256", tracking.sha256_file(path))
+            client.log_artifact(run_id, str(path), "adapter")
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+def with_retries(fn, attempts: int = 8, delay: float = 0.5):
+    """SQLite stores refuse concurrent writers now and then ("database is locked"): retry."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - MLflow wraps the driver's OperationalError
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(delay * (attempt + 1))
+
+
+def sweep_trial(config: dict) -> None:
+    """Ray Tune trainable: train one block and log its adapters as child runs of the sweep."""
+    import torch
+    from ray import tune
+
+    block = Block.from_dict(config["block"])
+    sweep = config["sweep"]
+    adapter = build(AdapterConfig, sweep["adapter"])
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    mlflow.set_tracking_uri(sweep["tracking_uri"])
+    client = MlflowClient(sweep["tracking_uri"])
+    keys = block_keys(block, adapter)
+    done = with_retries(lambda: logged_children(client, sweep["experiment_id"], sweep["parent_run_id"]))
+    missing = [k for k in keys if k not in done]
+    if missing:
+        backbone, _ = load_backbone(sweep["backbone_path"])
+        data = load_data(DataSpec(**sweep["data"]))
+        result = train_block(block, backbone, data, adapter)
+        extra = {"backbone_run_id": sweep["backbone_run_id"], "block_id": block.block_id}
+        for row in result.examples():
+            key = example_key(row["w"], block.seed, row["epoch"])
+            if key in missing:
+                with_retries(lambda row=row, key=key: log_example(
+                    client, sweep["experiment_id"], sweep["parent_run_id"], key, row, block.seed, extra))
+    tune.report({"block_id": block.block_id, "adapters_logged": len(missing),
+                 "adapters_skipped": len(keys) - len(missing)})
+
+
+def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
+    """Create the parent run (config, backbone, grid) before any trial writes to the store."""
+    tracking.setup(experiment)
+    with mlflow.start_run(run_name="sweep", tags={STAGE_TAG: "sweep"}) as run:
+        mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
+                           "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
+                           "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
+        mlflow.log_dict(asdict(config), "sweep_config.json")
+        mlflow.log_dict({"weights": simplex_grid(config.grid_step, config.n_objectives).tolist()}, "grid.json")
+    return run.info.run_id
+
+
+def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
+              progress: bool = True) -> dict:
+    """Run (or finish) a sweep on the current Ray cluster; returns counts. Resumable by parent run id."""
+    import ray
+    from ray import tune
+
+    uri = tracking.setup(experiment)
+    client = MlflowClient(uri)
+    if parent_run_id is None:
+        parent_run_id = start_sweep(config, experiment)
+    parent = client.get_run(parent_run_id)
+    experiment_id = parent.info.experiment_id
+    backbone_path = tracking.download(config.backbone_run_id, "backbone/backbone.pt",
+                                      str(Path(config.storage_path or "ray_results").resolve() / "backbones"
+                                          / config.backbone_run_id))
+    _, extra = load_backbone(backbone_path)
+    data = DataSpec(**extra.get("data", {}))
+    adapter = config.adapter_config()
+    done = logged_children(client, experiment_id, parent_run_id)
+    blocks = [b for b in config.blocks() if any(k not in done for k in block_keys(b, adapter))]
+    print(f"sweep {parent_run_id}: {len(config.blocks())} blocks of ≤{config.pack_size} weights, "
+          f"{len(blocks)} with adapters still missing; {len(done)}/{config.expected_examples()} adapters logged")
+    if blocks:
+        if not ray.is_initialized():
+            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=progress)
+        sweep = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "tracking_uri": uri,
+                 "backbone_run_id": config.backbone_run_id, "backbone_path": str(backbone_path),
+                 "data": asdict(data), "adapter": asdict(adapter)}
+        trainable = tune.with_resources(sweep_trial, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
+        storage = str(Path(config.storage_path or "ray_results").resolve())
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"block": tune.grid_search([b.to_dict() for b in blocks]), "sweep": sweep,
+                         "threads": max(1, int(config.cpus_per_trial))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=config.max_concurrent_trials or None),
+            run_config=tune.RunConfig(name=config.name or f"sweep-{parent_run_id}-{int(time.time())}",
+                                      storage_path=storage, verbose=1 if progress else 0,
+                                      failure_config=tune.FailureConfig(max_failures=config.max_failures)),
+        )
+        results = tuner.fit()
+        errors = [r.error for r in results if r.error]
+        if errors:
+            raise RuntimeError(f"{len(errors)} sweep trial(s) failed after retries; rerun with --resume "
+                               f"{parent_run_id} to finish the missing adapters. First error: {errors[0]}")
+    done = logged_children(client, experiment_id, parent_run_id)
+    summary = {"parent_run_id": parent_run_id, "adapters": len(done), "expected": config.expected_examples()}
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.log_metric("adapters_logged", len(done))
+    print(json.dumps(summary))
+    return summary
+
+
+def load_sweep_config(parent_run_id: str) -> SweepConfig:
+    """The config a sweep was started with (for `--resume`)."""
+    tracking.setup()
+    path = tracking.download(parent_run_id, "sweep_config.json")
+    return build(SweepConfig, json.loads(Path(path).read_text()))

@@ -1,0 +1,126 @@
+"""The adapter sweep for real: a local Ray cluster, Tune trials, an MLflow store in a temp dir."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import mlflow
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from padirec import tracking
+from padirec.cli import main
+from padirec.sweep import (
+    SweepConfig,
+    dataset_arrays,
+    gather,
+    pack_blocks,
+    read_dataset,
+    retrain_curve,
+    run_sweep,
+    simplex_grid,
+)
+from padirec.sweep.run import KEY_TAG, logged_children
+
+SYNTHETIC = ["--dataset", "synthetic"]
+
+
+def test_simplex_grid_and_packing():
+    grid = simplex_grid(0.05)
+    assert grid.shape == (21, 2) and np.allclose(grid.sum(1), 1) and grid[0].tolist() == [0.0, 1.0]
+    assert simplex_grid(0.5, 3).shape == (6, 3)
+    blocks = pack_blocks(grid, [0, 1], 8)
+    assert [len(b.weights) for b in blocks] == [8, 8, 5, 8, 8, 5]
+    assert Counter(w for b in blocks for w in b.weights) == Counter({tuple(map(float, w)): 2 for w in grid})
+    with pytest.raises(ValueError, match="divide"):
+        simplex_grid(0.3)
+
+
+def pretrain_tiny_backbone() -> str:
+    main(["pretrain", *SYNTHETIC, "--epochs", "2", "--quiet"])
+    runs = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'backbone'")
+    return runs.iloc[0]["run_id"]
+
+
+def sha_matches(client: MlflowClient, run) -> bool:
+    path = tracking.download(run.info.run_id, "adapter/adapter.npy")
+    return tracking.sha256_file(path) == run.data.tags["adapter_sha256"]
+
+
+def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_cluster, tmp_path):
+    backbone_run = pretrain_tiny_backbone()
+    config = SweepConfig(backbone_run_id=backbone_run, grid_step=0.25, seeds=[0, 1], pack_size=3,
+                         storage_path=str(tmp_path / "ray_results"), adapter={"epochs": 3, "keep_last": 2})
+    summary = run_sweep(config, progress=False)
+    expected = 5 * 2 * 2  # grid x seeds x kept epochs
+    assert summary["adapters"] == summary["expected"] == expected
+
+    client = MlflowClient(mlflow_store)
+    parent = client.get_run(summary["parent_run_id"])
+    children = logged_children(client, parent.info.experiment_id, parent.info.run_id)
+    assert len(children) == expected
+    assert all(sha_matches(client, run) for run in children.values())
+    all_children = client.search_runs([parent.info.experiment_id],
+                                      f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(all_children) == expected  # no duplicates hidden behind the key map
+
+    manifest = gather(parent.info.run_id, str(tmp_path / "dataset"))
+    table, metadata = read_dataset(manifest["path"])
+    assert manifest["rows"] == table.num_rows == expected
+    assert table.schema.field("params").type.list_size == 1096
+    assert [s["name"] for s in metadata["layout"]] == ["down.weight", "down.bias", "up.weight", "up.bias"]
+    assert len(metadata["normalizer"]["mean"]) == len(metadata["normalizer"]["std"]) == 4
+    arrays = dataset_arrays(table)
+    assert sorted(set(arrays["seed"])) == [0, 1] and sorted(set(arrays["epoch"])) == [1, 2]
+    assert np.isfinite(arrays["params"]).all()
+    # gathering twice gives the same file
+    again = gather(parent.info.run_id, str(tmp_path / "dataset2"))
+    assert again["sha256"] == manifest["sha256"]
+    assert pq.read_metadata(again["path"]).num_rows == expected
+    curve = retrain_curve(arrays, tasks=np.array([0.0, 0.25, 0.5, 0.75, 1.0]))
+    assert curve["w_acc"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and (curve["n"] == 2).all()
+
+
+def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, tmp_path):
+    backbone_run = pretrain_tiny_backbone()
+    client = MlflowClient(mlflow_store)
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
+    common = ["--max-concurrent-trials", "1", "--storage-path", str(tmp_path / "ray_results"), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "padirec.cli", "sweep", "--backbone-run", backbone_run, "--grid-step", "0.25",
+         "--pack-size", "1", "--epochs", "2", "--keep-last", "2", *common],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        parent_id = None
+        while time.time() < deadline:  # interrupt (Ctrl-C) once some but not all adapters are logged
+            sweeps = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'sweep'")
+            if len(sweeps):
+                parent_id = sweeps.iloc[0]["run_id"]
+                experiment_id = sweeps.iloc[0]["experiment_id"]
+                if 2 <= len(logged_children(client, experiment_id, parent_id)) < 10:
+                    break
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("sweep did not log adapters in time")
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    partial = len(logged_children(client, experiment_id, parent_id))
+    assert 2 <= partial < 10
+
+    main(["sweep", "--resume", parent_id, *common])
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    keys = Counter(r.data.tags[KEY_TAG] for r in finished)
+    assert len(keys) == 5 * 2 and set(keys.values()) == {1}  # complete, and no key logged twice
+    assert gather(parent_id)["rows"] == 10
