@@ -136,6 +136,20 @@ def sweep_trial(config: dict) -> None:
                  "adapters_skipped": len(keys) - len(missing)})
 
 
+def init_ray(progress: bool = True) -> None:
+    """Join the cluster in `RAY_ADDRESS` (e.g. inside `ray job submit`), else start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # workers of a local cluster inherit the driver's environment: share one data cache
+    os.environ.setdefault("PADIREC_CACHE_DIR", str(Path(".padirec/cache").resolve()))
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=progress)
+    else:
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=progress)
+
+
 def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
     """Create the parent run (config, backbone, grid) before any trial writes to the store."""
     tracking.setup(experiment)
@@ -151,7 +165,6 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
 def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
               progress: bool = True) -> dict:
     """Run (or finish) a sweep on the current Ray cluster; returns counts. Resumable by parent run id."""
-    import ray
     from ray import tune
 
     uri = tracking.setup(experiment)
@@ -171,8 +184,7 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     print(f"sweep {parent_run_id}: {len(config.blocks())} blocks of ≤{config.pack_size} weights, "
           f"{len(blocks)} with adapters still missing; {len(done)}/{config.expected_examples()} adapters logged")
     if blocks:
-        if not ray.is_initialized():
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=progress)
+        init_ray(progress)
         sweep = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "tracking_uri": uri,
                  "backbone_run_id": config.backbone_run_id, "backbone_path": str(backbone_path),
                  "data": asdict(data), "adapter": asdict(adapter)}

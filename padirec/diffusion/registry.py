@@ -1,0 +1,176 @@
+"""MLflow glue for the generator: log a `dit.pt`, register it as a model, and find it again.
+
+A registered version is an MLflow pyfunc model (`GeneratorModel`) whose only artifact is the `dit.pt`
+checkpoint (the same file is also logged to the run under `checkpoint/dit.pt`). Its `predict(w [B, p])`
+returns adapters `[B, 1096]`; the sampler is chosen through params (`method`, `steps`, `guidance`, `eta`,
+`seed`). The wrapper class is pickled by reference, so loading the pyfunc needs `padirec` importable;
+everything else in this project reads the checkpoint directly (`resolve_checkpoint` + `load_generator`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from padirec import tracking
+from padirec.diffusion.sampling import SamplerConfig
+from padirec.diffusion.train import CHECKPOINT_FILE, load_checkpoint, load_generator
+from padirec.models.adapter import N_PARAMS
+
+MODEL_NAME = "padirec-dit"
+ALIAS = "champion"
+MODEL_ARTIFACT = "generator"  # the logged model's name inside the run
+CHECKPOINT_ARTIFACT = "checkpoint"  # run artifact dir holding dit.pt
+STAGE_TAG = "padirec.stage"
+
+
+class GeneratorModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: `predict(w [B, p]) -> adapters [B, 1096]` with the EMA DiT of the `dit` artifact."""
+
+    def load_context(self, context) -> None:
+        self.generator = load_generator(context.artifacts["dit"])
+
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
+        params = params or {}
+        values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
+        if isinstance(values, dict):  # a named-tensor request {"w": [[...]]}
+            values = values["w"]
+        T = self.generator.schedule.num_steps
+        method = str(params.get("method", "ddim"))
+        steps = int(params.get("steps", 50))
+        sampler = SamplerConfig(method=method, steps=None if method == "ddpm" or steps <= 0 else min(steps, T),
+                                guidance=float(params.get("guidance", 0.0)), eta=float(params.get("eta", 0.0)))
+        return self.generator.generate(np.asarray(values, dtype=np.float32), sampler, seed=int(params.get("seed", 0)))
+
+
+def model_signature(cond_dim: int):
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, cond_dim))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_PARAMS))]),
+        params=ParamSchema([ParamSpec("method", "string", "ddim"), ParamSpec("steps", "long", 50),
+                            ParamSpec("guidance", "double", 0.0), ParamSpec("eta", "double", 0.0),
+                            ParamSpec("seed", "long", 0)]),
+    )
+
+
+def training_params(checkpoint: dict) -> dict:
+    """The run's params: the training config with the DiT and schedule settings flattened."""
+    train = {k: v for k, v in checkpoint["train_config"].items() if k not in ("dit", "schedule")}
+    params = {f"train.{k}": v for k, v in train.items()}
+    params.update({f"dit.{k}": v for k, v in checkpoint["dit_config"].items()})
+    params.update({f"schedule.{k}": v for k, v in checkpoint["schedule_config"].items()})
+    return params
+
+
+def log_training_params(checkpoint_or_params: dict) -> None:
+    """Log params that the active run does not have yet (re-logging a different value is an MLflow error)."""
+    params = training_params(checkpoint_or_params) if "train_config" in checkpoint_or_params else checkpoint_or_params
+    run = mlflow.active_run()
+    existing = MlflowClient().get_run(run.info.run_id).data.params
+    fresh = {k: v for k, v in params.items() if k not in existing}
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+def log_dataset_input(manifest: dict, checkpoint: dict) -> None:
+    """Record the sweep's gathered dataset as the run's training input (lineage in the MLflow UI)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    sweep = manifest.get("sweep_run_id") or checkpoint.get("sweep_run_id", "")
+    uri = manifest.get("path", "")
+    if sweep:
+        try:
+            uri = f"{mlflow.get_run(sweep).info.artifact_uri}/dataset/{manifest.get('file', 'adapters.parquet')}"
+        except Exception:  # noqa: BLE001 - the sweep run may live in another store
+            pass
+    with warnings.catch_warnings():  # MLflow 3.17 registers the local-file source twice and warns about it
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        try:
+            source = resolve_dataset_source(uri)
+        except Exception:  # noqa: BLE001 - an artifact scheme MLflow has no dataset source for
+            source = resolve_dataset_source(manifest.get("path") or "adapters.parquet")
+    name = f"sweep-{sweep[:12]}-adapters" if sweep else "padirec-adapters"
+    mlflow.log_input(MetaDataset(source, name=name, digest=checkpoint["dataset_sha256"][:16]), context="training",
+                     tags={"sha256": checkpoint["dataset_sha256"], "rows": str(manifest.get("rows", ""))})
+
+
+def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_name: str = MODEL_NAME,
+                     alias: str | None = ALIAS, experiment: str = tracking.DEFAULT_EXPERIMENT) -> tuple[str, str]:
+    """Log `dit.pt` (artifact + pyfunc model) to the active run (or a new one), register it, set the alias.
+
+    Returns (run_id, model version). Lineage: tags dataset_sha256 / sweep_run_id / backbone_run_id, the
+    dataset as the run's input, the training config as params.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    if manifest.get("sha256") and manifest["sha256"] != checkpoint["dataset_sha256"]:
+        raise ValueError(f"checkpoint was trained on dataset {checkpoint['dataset_sha256'][:12]}, "
+                         f"the manifest describes {manifest['sha256'][:12]}")
+    active = mlflow.active_run()
+    if active is None:
+        tracking.setup(experiment)
+    context = nullcontext(active) if active else mlflow.start_run(run_name="dit", tags={STAGE_TAG: "generator"})
+    with context as run:
+        mlflow.set_tags({"dataset_sha256": checkpoint["dataset_sha256"], "sweep_run_id": checkpoint["sweep_run_id"],
+                         "backbone_run_id": checkpoint["backbone_run_id"], "dit_epoch": str(checkpoint["epoch"])})
+        log_training_params(checkpoint)
+        log_dataset_input(manifest, checkpoint)
+        mlflow.log_dict({k: v for k, v in manifest.items() if k != "path"}, "dataset_manifest.json")
+        mlflow.log_artifact(str(checkpoint_path), CHECKPOINT_ARTIFACT)
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # no input example on purpose: MLflow would run the sampler to validate it
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            # the pyfunc artifact keeps its file name: copy so that it is always dit.pt
+            local = Path(tmp) / CHECKPOINT_FILE
+            local.write_bytes(checkpoint_path.read_bytes())
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT, python_model=GeneratorModel(), artifacts={"dit": str(local)},
+                signature=model_signature(checkpoint["dit_config"]["cond_dim"]),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                                  f"numpy=={np.__version__}"],
+                registered_model_name=model_name, await_registration_for=60,
+                metadata={"dataset_sha256": checkpoint["dataset_sha256"], "sweep_run_id": checkpoint["sweep_run_id"],
+                          "backbone_run_id": checkpoint["backbone_run_id"], "epoch": checkpoint["epoch"]})
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        for key in ("dataset_sha256", "sweep_run_id", "backbone_run_id"):
+            client.set_model_version_tag(model_name, version, key, str(checkpoint[key]))
+        if alias:
+            client.set_registered_model_alias(model_name, alias, version)
+    return run.info.run_id, version
+
+
+def resolve_checkpoint(reference: str | os.PathLike, dst: str | None = None) -> Path:
+    """A local `dit.pt` from a path (file or directory), an MLflow run id, `runs:/...` or `models:/name@alias`
+    / `models:/name/version`."""
+    path = Path(reference)
+    if path.is_dir() and (path / CHECKPOINT_FILE).exists():
+        return path / CHECKPOINT_FILE
+    if path.is_file():
+        return path
+    reference = str(reference)
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    dst = dst or tempfile.mkdtemp(prefix="padirec-dit-")
+    if reference.startswith(("models:/", "runs:/")):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=reference, dst_path=dst))
+        if local.is_file():
+            return local
+        found = sorted(local.rglob(CHECKPOINT_FILE))
+        if not found:
+            raise FileNotFoundError(f"{reference} holds no {CHECKPOINT_FILE}")
+        return found[0]
+    if "/" in reference or reference.endswith(".pt"):
+        raise FileNotFoundError(f"generator checkpoint {reference} does not exist")
+    return tracking.download(reference, f"{CHECKPOINT_ARTIFACT}/{CHECKPOINT_FILE}", dst)
