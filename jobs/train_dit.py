@@ -1,23 +1,15 @@
-"""Ray Jobs entrypoint for generator training; takes the flags of `padirec train-dit`.
+"""`ray job submit --working-dir . -- python jobs/train_dit.py --sweep SWEEP_RUN_ID [--workers 2] [--config cfg.yaml]`.
 
-    ray job submit --working-dir . -- python jobs/train_dit.py --sweep SWEEP_RUN_ID --workers 2 --config cfg.yaml
+Thin entrypoint: the same arguments as `padirec train-dit` (Ray Train DDP, then MLflow registration);
+connects to the cluster the job runs on (`RAY_ADDRESS`).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the uploaded working dir holds padirec/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # padirec/ from the uploaded working dir
 
-from padirec.diffusion.commands import add_commands  # noqa: E402
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="train_dit.py")
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train-dit", *(sys.argv[1:] if argv is None else argv)])
-    args.func(args)
-
+from padirec.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    main(["train-dit", *sys.argv[1:]])

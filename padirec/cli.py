@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     gather.add_argument("--output", help="also keep the Parquet file and manifest in this directory")
     gather.set_defaults(func=cmd_gather)
 
+    from padirec.diffusion.commands import add_commands
+
+    add_commands(commands)  # train-dit, generate
+
     pipeline = commands.add_parser("pipeline", help="the whole chain on a local Ray cluster and MLflow store",
                                    description="data -> backbone -> Ray Tune adapter sweep -> gather -> Retrain "
                                                "curve (-> DiT -> generation), each stage logged to MLflow. "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,7 @@ def start_run(run_name: str, experiment: str = DEFAULT_EXPERIMENT, tags: dict | 
     setup(experiment)
     with mlflow.start_run(run_name=run_name, tags=tags, nested=nested) as run:
         yield run
-    print(f"MLflow run {run.info.run_id} ({run_name}) in {mlflow.get_tracking_uri()}")
+    print(f"MLflow run {run.info.run_id} ({run_name}) in {mlflow.get_tracking_uri()}", file=sys.stderr)
 
 
 def sha256_file(path) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -18,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.config import DataSpec, load_data
-from padirec.diffusion import DiTConfig, ParamNormalizer, SamplerConfig
+from padirec.diffusion import DiTConfig, SamplerConfig
 from padirec.diffusion.commands import add_commands
 from padirec.diffusion.generate import generate_and_evaluate
 from padirec.diffusion.registry import log_and_register, resolve_checkpoint
@@ -29,8 +28,9 @@ from padirec.diffusion.train import (
     load_generator,
     train_dit,
 )
-from padirec.models import N_PARAMS, Adapter, layout_dict
-from padirec.sweep.gather import DATASET_ARTIFACT, DATASET_FILE, adapter_table
+from padirec.models import N_PARAMS, Adapter
+from padirec.sweep.gather import DATASET_ARTIFACT, DATASET_FILE
+from padirec.sweep.gather import write_dataset as write_gathered
 from padirec.training import AdapterConfig, EvalSet, PretrainConfig, pretrain_backbone, rank_metrics, save_backbone
 from padirec.training import train_adapters as train_adapter_block
 
@@ -57,17 +57,7 @@ def tiny_config(**overrides) -> DiTTrainConfig:
 
 def write_dataset(rows: list[dict], directory: Path, sweep_run_id: str = "") -> Path:
     """A dataset in `gather`'s format (Parquet + metadata + manifest), without a sweep."""
-    directory.mkdir(parents=True, exist_ok=True)
-    params = np.stack([r["params"] for r in rows])
-    metadata = {"layout": layout_dict(), "normalizer": ParamNormalizer.fit(torch.as_tensor(params)).to_dict(),
-                "sweep_run_id": sweep_run_id, "objectives": ["accuracy", "diversity"], "dropped": []}
-    table = adapter_table(rows).replace_schema_metadata({"padirec": json.dumps(metadata, sort_keys=True)})
-    path = directory / DATASET_FILE
-    pq.write_table(table, path, compression="zstd")
-    manifest = {"rows": len(rows), "sha256": tracking.sha256_file(path), "file": DATASET_FILE,
-                "sweep_run_id": sweep_run_id, "dropped": 0, "columns": table.column_names}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return path
+    return Path(write_gathered(rows, directory, sweep_run_id)["path"])
 
 
 def dataset_row(w_acc: float, params: np.ndarray, seed: int = 0, epoch: int = 0, backbone_run_id: str = "",
@@ -252,7 +242,7 @@ def test_ray_train_ddp_registers_generates_and_resumes(mlflow_store, ray_cluster
     assert {m.value for m in samples} == {12.0}  # both workers' rows counted: DDP over 2 shards
     run = client.get_run(summary["run_id"])
     assert run.data.tags["backbone_run_id"] == backbone_run and run.data.tags["sweep_run_id"] == sweep_run
-    assert run.inputs.dataset_inputs[0].dataset.source.endswith("/dataset/adapters.parquet")
+    assert json.loads(run.inputs.dataset_inputs[0].dataset.source)["uri"].endswith("/dataset/adapters.parquet")
 
     checkpoint = load_checkpoint(resolve_checkpoint("models:/padirec-dit@champion"))
     assert checkpoint["epoch"] == 6 and checkpoint["backbone_run_id"] == backbone_run

@@ -59,3 +59,16 @@ def test_pearson_and_spearman():
     assert math.isnan(pearson(x, np.ones(11)))
     assert spearman(x, x**3) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 1, 2]) == pytest.approx(-0.5)
+
+
+def test_controllability_table_on_a_hand_made_table():
+    from padirec.evaluation import controllability_table
+
+    retrain = {"ndcg10": np.array([0.1, 0.2, 0.3]), "alpha_ndcg10": np.array([0.9, 0.8, 0.7])}
+    scaled = {"ndcg10": retrain["ndcg10"] * 0.5 + 0.1, "alpha_ndcg10": retrain["alpha_ndcg10"] - 0.05}
+    flipped = {"ndcg10": retrain["ndcg10"][::-1], "alpha_ndcg10": retrain["alpha_ndcg10"]}
+    table = controllability_table({"Retrain": retrain, "Scaled": scaled, "Flipped": flipped})
+    assert table["Retrain"]["r_a"] == pytest.approx(1.0) and table["Scaled"]["r_d"] == pytest.approx(1.0)
+    assert table["Flipped"]["r_a"] == pytest.approx(-1.0)
+    # joint bounds: ndcg 0.1..0.3, alpha 0.65..0.9 -> Retrain HV = mean(0*1, .5*.6, 1*.2) = 0.1667
+    assert table["Retrain"]["avg_hv"] == pytest.approx((0 + 0.5 * 0.6 + 1 * 0.2) / 3)

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from padirec.cli import add_common, add_data_arguments, data_spec, resolve_backbone, section
-
 
 def add_commands(commands) -> None:
-    """Add `train-dit` and `generate` to the `padirec` subparsers (`build_parser`'s `add_subparsers`)."""
+    """Add `train-dit` and `generate` to the `padirec` subparsers (`build_parser`'s `add_subparsers`).
+
+    `padirec.cli` is imported here and in the commands, not at module level, so that `padirec.cli` may
+    import this module at its top without a circular-import error."""
+    from padirec.cli import add_common, add_data_arguments
+
     train = commands.add_parser(
         "train-dit", help="train the DiT generator on a gathered sweep (Ray Train DDP) and register it in MLflow",
         description="Train the parameter-diffusion generator on a sweep's gathered adapters with Ray Train "
@@ -67,6 +70,7 @@ def add_commands(commands) -> None:
 
 
 def train_config(args: argparse.Namespace):
+    from padirec.cli import section
     from padirec.config import build
     from padirec.diffusion.train import DiTTrainConfig
 
@@ -160,6 +164,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     import mlflow
 
     from padirec import tracking
+    from padirec.cli import data_spec, resolve_backbone
     from padirec.config import load_data
     from padirec.diffusion.generate import generate_and_evaluate
     from padirec.diffusion.registry import resolve_checkpoint

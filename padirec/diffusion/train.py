@@ -400,6 +400,7 @@ def _ray_train_loop(loop_config: dict) -> None:
     x0, w = prepare_rows(params, w, ParamNormalizer.from_dict(info["normalizer"]), device)
     state = build_state(config, info, device, rank, world_size, resume_from,
                         wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False))
+    del resume_from  # its tensors are copied into the model, EMA and optimizer
     tracking = loop_config.get("tracking")
     on_epoch = mlflow_epoch_logger(tracking["uri"], tracking["run_id"]) if tracking and rank == 0 else None
 

@@ -43,6 +43,26 @@ def adapter_table(rows: list[dict]) -> pa.Table:
     return pa.table(columns)
 
 
+def write_dataset(rows: list[dict], out_dir: str | Path, sweep_run_id: str = "", dropped: list[str] = ()) -> dict:
+    """Rows (sorted by w, seed, epoch) → `adapters.parquet` with layout + normaliser metadata, and its manifest."""
+    rows = sorted(rows, key=lambda r: (list(r["w"]), r["seed"], r["epoch"]))
+    params = np.stack([r["params"] for r in rows])
+    normalizer = ParamNormalizer.fit(torch.as_tensor(params)).to_dict()  # per-tensor mean/std (+ range)
+    metadata = {"layout": layout_dict(), "normalizer": normalizer, "sweep_run_id": sweep_run_id,
+                "objectives": ["accuracy", "diversity"], "dropped": list(dropped)}
+    table = adapter_table(rows).replace_schema_metadata({"padirec": json.dumps(metadata, sort_keys=True)})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / DATASET_FILE
+    pq.write_table(table, path, compression="zstd")
+    manifest = {"rows": len(rows), "sha256": tracking.sha256_file(path), "file": DATASET_FILE,
+                "sweep_run_id": sweep_run_id, "dropped": len(dropped), "columns": table.column_names,
+                "weights": len({tuple(r["w"]) for r in rows}),
+                "seeds": sorted({r["seed"] for r in rows}), "epochs": sorted({r["epoch"] for r in rows})}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return {**manifest, "path": str(path)}
+
+
 def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> dict:
     """Collect the sweep's adapters (sha256 verified) into Parquet + a manifest, logged to the parent run."""
     uri = tracking.setup()
@@ -71,29 +91,16 @@ def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> d
                 "test_ndcg10": m.get("test_ndcg10", np.nan), "test_alpha_ndcg10": m.get("test_alpha_ndcg10", np.nan),
                 "backbone_run_id": p.get("backbone_run_id", ""), "run_id": run.info.run_id,
             })
-    rows.sort(key=lambda r: (r["w"], r["seed"], r["epoch"]))
-    table = adapter_table(rows)
-    params = np.stack([r["params"] for r in rows])
-    normalizer = ParamNormalizer.fit(torch.as_tensor(params)).to_dict()  # per-tensor mean/std (+ range)
-    metadata = {"layout": layout_dict(), "normalizer": normalizer, "sweep_run_id": parent_run_id,
-                "objectives": ["accuracy", "diversity"], "dropped": dropped}
-    table = table.replace_schema_metadata({"padirec": json.dumps(metadata, sort_keys=True)})
     out_dir = Path(output) if output else Path(tempfile.mkdtemp(prefix="padirec-dataset-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / DATASET_FILE
-    pq.write_table(table, path, compression="zstd")
-    manifest = {"rows": len(rows), "sha256": tracking.sha256_file(path), "file": DATASET_FILE,
-                "sweep_run_id": parent_run_id, "dropped": len(dropped), "columns": table.column_names,
-                "weights": sorted({tuple(r["w"]) for r in rows}).__len__(),
-                "seeds": sorted({r["seed"] for r in rows}), "epochs": sorted({r["epoch"] for r in rows})}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    manifest = write_dataset(rows, out_dir, parent_run_id, dropped)
+    path = Path(manifest["path"])
     if log:
         client.log_artifact(parent_run_id, str(path), DATASET_ARTIFACT)
         client.log_artifact(parent_run_id, str(out_dir / "manifest.json"), DATASET_ARTIFACT)
         client.set_tag(parent_run_id, "dataset_sha256", manifest["sha256"])
         client.log_metric(parent_run_id, "dataset_rows", len(rows))
     print(f"gathered {len(rows)} adapters ({len(dropped)} dropped) into {path} sha256={manifest['sha256'][:12]}")
-    return {**manifest, "path": str(path)}
+    return manifest
 
 
 def read_dataset(path: str | Path) -> tuple[pa.Table, dict]:
