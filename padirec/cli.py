@@ -193,6 +193,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         config.pretrain = {**config.pretrain, "epochs": 3}
         config.sweep = {**config.sweep, "grid_step": 0.25, "seeds": [0]}
         config.adapter = {**config.adapter, "epochs": 3, "keep_last": 2}
+        config.dit_train = {**config.dit_train, "epochs": 5, "dit": {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64}}
+        config.sampler = {"method": "ddim", "steps": 10}
     run_pipeline(config, progress=not args.quiet)
 
 

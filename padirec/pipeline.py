@@ -24,7 +24,12 @@ class PipelineConfig:
     pretrain: dict = field(default_factory=lambda: {"epochs": 30, "patience": 5})  # PretrainConfig
     sweep: dict = field(default_factory=lambda: {"grid_step": 0.1, "seeds": [0, 1], "pack_size": 11})  # SweepConfig
     adapter: dict = field(default_factory=lambda: {"epochs": 10, "keep_last": 5})  # AdapterConfig
-    dit_train: dict = field(default_factory=dict)  # DiTTrainConfig (when the diffusion stage is present)
+    # DiTTrainConfig; a small DiT by default so that the chain finishes in minutes on 2 CPU cores
+    dit_train: dict = field(default_factory=lambda: {
+        "epochs": 300, "batch_size": 64, "lr": 1e-3, "prediction": "v", "checkpoint_every": 100,
+        "dit": {"hidden": 128, "depth": 2, "heads": 4, "ffn": 512}})
+    dit_workers: int = 2  # Ray Train DDP workers (0 = in-process)
+    sampler: dict = field(default_factory=lambda: {"method": "ddim", "steps": 50})  # SamplerConfig
     output_dir: str = "padirec-output"
     experiment: str = tracking.DEFAULT_EXPERIMENT
 
@@ -68,31 +73,84 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
             setattr(spec, name, str(Path(getattr(spec, name)).resolve()))
     summary: dict = {"tracking_uri": tracking.setup(config.experiment)}
 
-    print("== 1/4 data")
+    print("== 1/6 data")
     data = load_data(spec)
     summary["data"] = data.stats()
     print(json.dumps(summary["data"]))
 
-    print("== 2/4 backbone")
+    print("== 2/6 backbone")
     summary["backbone_run_id"], summary["backbone"] = pretrain_stage(
         spec, build(PretrainConfig, config.pretrain), config.experiment, out / "backbone.pt", progress)
     print(json.dumps(summary["backbone"]))
 
-    print("== 3/4 adapter sweep (Ray Tune) and gather")
+    print("== 3/6 adapter sweep (Ray Tune) and gather")
     sweep = build(SweepConfig, config.sweep, {"backbone_run_id": summary["backbone_run_id"], "adapter": config.adapter,
                                               "storage_path": str(out / "ray_results")})
     result = run_sweep(sweep, experiment=config.experiment, progress=progress)
     summary["sweep_run_id"] = result["parent_run_id"]
     summary["dataset"] = gather(result["parent_run_id"], str(out / "dataset"))
 
-    print("== 4/4 Retrain curve")
+    print("== 4/6 Retrain curve")
     report = sweep_report(result["parent_run_id"], str(out / "report"))
     summary["retrain_curve_png"] = report["png"]
+
+    print("== 5/6 DiT generator (Ray Train DDP), registered in MLflow")
+    summary["generator"] = train_generator_stage(result["parent_run_id"], config, out)
+
+    print("== 6/6 generated adapters vs Retrain")
+    summary["controllability"] = controllability_stage(summary["generator"]["checkpoint_path"], out / "backbone.pt",
+                                                      summary["dataset"]["path"], config, out / "report")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"pipeline done in {summary['seconds']} s; summary in {out / 'summary.json'}; "
           f"browse runs with `mlflow ui --backend-store-uri {summary['tracking_uri']}`")
     return summary
+
+
+def train_generator_stage(sweep_run_id: str, config: PipelineConfig, out: Path) -> dict:
+    """`padirec train-dit` on the sweep's dataset, with the pipeline's DiT settings."""
+    import yaml
+
+    from padirec.cli import build_parser
+    from padirec.diffusion.commands import train_generator
+
+    config_path = out / "dit_train.yaml"
+    config_path.write_text(yaml.safe_dump({"dit_train": config.dit_train}))
+    args = build_parser().parse_args(["train-dit", "--sweep", sweep_run_id, "--workers", str(config.dit_workers),
+                                      "--config", str(config_path), "--experiment", config.experiment,
+                                      "--storage-path", str(out / "ray_results")])
+    summary = train_generator(args)
+    print(json.dumps(summary))
+    return summary
+
+
+def controllability_stage(checkpoint: str, backbone_path: Path, dataset_path: str, config: PipelineConfig,
+                          out: Path) -> dict:
+    """Generate an adapter per task w_acc ∈ {0, 0.1, …, 1}; Avg.HV and Pearson r-a/r-d against Retrain."""
+    import numpy as np
+
+    from padirec.diffusion import SamplerConfig
+    from padirec.diffusion.generate import generate_and_evaluate
+    from padirec.diffusion.train import load_generator
+    from padirec.evaluation import controllability_table, table_markdown
+    from padirec.sweep import dataset_arrays, read_dataset, retrain_curve
+    from padirec.sweep.report import plot_curves
+    from padirec.training import load_backbone
+
+    backbone, extra = load_backbone(backbone_path)
+    data = load_data(DataSpec(**extra["data"]))
+    retrain = retrain_curve(dataset_arrays(read_dataset(dataset_path)[0]))
+    tasks = retrain["w_acc"]  # the tasks of {0, 0.1, …, 1} that the sweep's grid covers
+    sampler = build(SamplerConfig, config.sampler)
+    rows = generate_and_evaluate(load_generator(checkpoint), backbone, data, tasks, sampler)
+    curves = {"Retrain": retrain,
+              "PaDiRec": {"w_acc": tasks, **{k: np.array([r[k] for r in rows]) for k in ("ndcg10", "alpha_ndcg10")}}}
+    table = controllability_table(curves)
+    markdown = table_markdown(table)
+    (out / "controllability.md").write_text(markdown + "\n")
+    plot_curves(curves, out / "controllability.png", "PaDiRec vs Retrain")
+    print(markdown)
+    return table
 
 
 def pipeline_config(path: str | None = None, overrides: dict | None = None) -> PipelineConfig:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from padirec.data import Instances, SequenceData, sample_negatives
 from padirec.metrics import alpha_ndcg_at_k, ideal_alpha_dcg, ndcg_at_k, topk_full_ranking
 from padirec.models import Backbone, BackboneConfig, apply_adapters, build_backbone, init_adapter_flat, unflatten
-from padirec.objectives import bce_loss, objective_losses, weighted_loss
+from padirec.objectives import bce_loss, diversity_loss, objective_losses, weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class AdapterConfig:
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
+    diversity_topk: int = 0  # > 0: the diversity loss also ranks each adapter's current top-m items
     alpha: float = 0.5
     n_negatives: int = 9
     init_seed: int = 0  # one initial adapter for a whole sweep (DESIGN §2.3)
@@ -205,6 +206,27 @@ class AdapterResult:
         return rows
 
 
+def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, item_emb: torch.Tensor, categories: torch.Tensor,
+                   config: AdapterConfig) -> torch.Tensor:
+    """Per-objective losses `[K, 2]` of K adapted states `h [K, B, d]` on each instance's candidates.
+
+    With `diversity_topk = m > 0` the diversity term also sees each adapter's current top-m items
+    over the whole catalogue: random candidates almost never hold two of the items a full ranking
+    puts first, so without them the α-DCG loss cannot see redundancy at the top of the real list.
+    """
+    candidate_emb = item_emb[candidates]
+    scores = torch.einsum("kbd,bcd->kbc", h, candidate_emb)
+    if config.diversity_topk <= 0:
+        return objective_losses(scores, categories[candidates], config.alpha, config.temperature)
+    with torch.no_grad():
+        top = torch.einsum("kbd,nd->kbn", h, item_emb[1:]).topk(config.diversity_topk, dim=-1).indices + 1
+    top_scores = torch.einsum("kbd,kbmd->kbm", h, item_emb[top])
+    div_scores = torch.cat([scores, top_scores], dim=-1)
+    div_categories = torch.cat([categories[candidates].expand(h.shape[0], -1, -1, -1), categories[top]], dim=-2)
+    return torch.stack([bce_loss(scores), diversity_loss(div_scores, div_categories, config.alpha, config.temperature)],
+                       dim=-1)
+
+
 def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                    config: AdapterConfig = AdapterConfig(), on_epoch: EpochCallback | None = None,
                    progress: bool = True, eval_splits: tuple[str, ...] = ("valid", "test")) -> AdapterResult:
@@ -238,8 +260,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
         for index, candidates in candidate_batches(data, train, config.n_negatives, config.batch_size, rng):
             candidates = candidates.to(config.device)
             h = apply_adapters(states[torch.as_tensor(index, device=config.device)], unflatten(params))
-            scores = torch.einsum("kbd,bcd->kbc", h, item_emb[candidates])
-            per_objective = objective_losses(scores, categories[candidates], config.alpha, config.temperature)
+            per_objective = adapter_losses(h, candidates, item_emb, categories, config)
             loss = weighted_loss(per_objective, w).sum()
             optimizer.zero_grad()
             loss.backward()

@@ -1,0 +1,445 @@
+"""The Ray Serve application: preference weights -> generated adapter -> recommendations, over HTTP.
+
+Three deployments:
+
+- `GeneratorDeployment` holds the trained DiT (`load_generator` on a checkpoint resolved by
+  `resolve_checkpoint`: a `dit.pt` path, a training run id or `models:/padirec-dit@champion`). Requests are
+  grouped by `@serve.batch` into one sampler call per batch. Every w is normalised to sum to 1 and rounded
+  to `precision` decimals; the rounded w is both the key of a per-replica LRU cache and what the adapter is
+  generated for, so all w in one rounding cell get the same adapter. The initial noise x_T is drawn from the
+  fixed `seed` for each row on its own, so with the deterministic DDIM sampler (eta = 0, the default) an
+  adapter depends only on w, never on which other requests shared its batch. Requests for a w that is
+  being generated wait for that generation instead of starting another.
+- `RecommenderDeployment` holds the frozen backbone (an explicit `backbone` path / run id, or the
+  generator checkpoint's `backbone_run_id`, whose MLflow artifact `backbone/backbone.pt` is fetched) and
+  ranks all items for (history, adapter) rows, batched, with `apply_adapters_per_row`; history items are
+  never recommended.
+- `PaDiRecAPI`, the FastAPI ingress: `POST /v1/adapters`, `POST /v1/recommendations`, `GET /healthz`, and
+  FastAPI's `/openapi.json` and `/docs`. Bad requests get a 4xx with a reason (`schemas.py`), never a 500.
+
+`build_app(args)` is the Serve application builder:
+
+    serve run padirec.serving.app:build_app checkpoint=models:/padirec-dit@champion
+    serve deploy padirec/serving/serve_config.yaml
+
+Cache statistics are per generator replica (`/healthz` reports the replica that answered).
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the route signatures of the Serve ingress class, whose
+# string annotations it cannot resolve (a body model would turn into a query parameter)
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from padirec.diffusion.sampling import SamplerConfig, sample
+from padirec.models.adapter import HIDDEN_SIZE, N_PARAMS, apply_adapters_per_row, layout_dict, unflatten
+from padirec.objectives import OBJECTIVES
+from padirec.serving.schemas import (
+    DEFAULT_MAX_HISTORY,
+    AdapterRequest,
+    AdapterResponse,
+    HealthResponse,
+    ModelLimits,
+    RecommendationRequest,
+    RecommendationResponse,
+    RequestError,
+    check_recommendation,
+    check_weights,
+    json_safe,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "models:/padirec-dit@champion"
+APP_NAME = "padirec"
+BACKBONE_ARTIFACT = "backbone/backbone.pt"
+
+
+class AppArgs(BaseModel):
+    """Arguments of `build_app` (strings from `serve run ... key=value` are converted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = Field(DEFAULT_MODEL, description="dit.pt path, training run id, runs:/ or models:/ URI")
+    backbone: str | None = Field(None, description="backbone.pt path or run id (default: the generator's)")
+    cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
+    precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = Field(50, ge=2, description="ddim steps (ddpm always runs all T)")
+    guidance: float = Field(0.0, allow_inf_nan=False, description="classifier-free guidance gamma")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
+    seed: int = Field(0, description="seed of the initial noise, the same for every w")
+    num_replicas: int = Field(1, ge=1, description="replicas of the generator and of the recommender")
+    num_cpus: float = Field(1.0, ge=0.0, description="CPUs per generator replica (also its torch threads)")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per generator replica; fractions share a GPU")
+    recommender_num_cpus: float = Field(0.5, ge=0.0)
+    max_batch_size: int = Field(16, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0.0)
+    max_ongoing_requests: int = Field(128, ge=1, description="per replica; raised to max_batch_size if lower")
+    max_history: int = Field(DEFAULT_MAX_HISTORY, ge=1, description="longest accepted history")
+    tracking_uri: str | None = Field(None, description="MLflow store (default: MLFLOW_TRACKING_URI, ./mlflow.db)")
+
+
+# ------------------------------------------------------------------------------------- plain helpers
+
+
+class AdapterCache:
+    """LRU cache of generated adapters keyed by w rounded to `precision` decimals."""
+
+    def __init__(self, capacity: int = 1024, precision: int = 3):
+        if capacity < 0 or precision < 0:
+            raise ValueError("capacity and precision must be >= 0")
+        self.capacity, self.precision = capacity, precision
+        self._entries: OrderedDict[tuple[float, ...], np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def key(self, w) -> tuple[float, ...]:
+        """Normalised to sum 1, then rounded (`+ 0.0` turns -0.0 into 0.0)."""
+        w = np.asarray(w, dtype=np.float64)
+        return tuple(round(float(x), self.precision) + 0.0 for x in w / w.sum())
+
+    def get(self, key: tuple[float, ...]) -> np.ndarray | None:
+        value = self._entries.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, key: tuple[float, ...], value: np.ndarray) -> None:
+        if self.capacity == 0:
+            return
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def stats(self) -> dict:
+        total = self.hits + self.misses
+        return {"size": len(self), "capacity": self.capacity, "precision": self.precision, "hits": self.hits,
+                "misses": self.misses, "hit_rate": self.hits / total if total else 0.0}
+
+
+def make_sampler(method: str, steps: int, guidance: float, eta: float, T: int) -> SamplerConfig:
+    if method == "ddpm":
+        return SamplerConfig(method="ddpm", steps=None, guidance=guidance)
+    if not 2 <= steps <= T:
+        raise ValueError(f"steps must be in [2, {T}] (the generator's T), got {steps}")
+    return SamplerConfig(method="ddim", steps=steps, guidance=guidance, eta=eta)
+
+
+@torch.no_grad()
+def generate_adapters(generator, w: np.ndarray, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
+    """Adapters `[B, 1096]` for `w [B, p]` in one sampler call, every row starting from the same seeded x_T.
+
+    `Generator.generate` draws x_T for the whole batch from one seeded stream, so a row's noise depends on
+    its position in the batch; a server batching unrelated requests needs the row's own noise instead.
+    """
+    config = generator.model.config
+    x_T = torch.randn((1, config.n_tokens, config.token_dim), generator=torch.Generator().manual_seed(seed))
+    w = torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32))
+    device = generator.device
+    noise = torch.Generator(device=device).manual_seed(seed)  # ddpm / eta > 0 only
+    flat = sample(generator.model, generator.schedule, w.to(device), sampler, generator.normalizer,
+                  generator.prediction, noise, x_T=x_T.expand(w.shape[0], -1, -1).contiguous())
+    flat = flat.float().cpu().numpy()
+    if flat.shape != (w.shape[0], N_PARAMS) or not np.isfinite(flat).all():
+        raise RuntimeError("the generator produced non-finite adapter parameters")
+    return flat
+
+
+@torch.no_grad()
+def recommend_batch(backbone, histories: list[list[int]], params: np.ndarray, ks: list[int],
+                    times: list[list[float] | None] | None = None) -> list[dict]:
+    """Top-k items per row: the last `max_len` history items (left-padded) through the frozen backbone, the
+    row's adapter (`apply_adapters_per_row`) and a dot product with every item; history items excluded."""
+    device = next(backbone.parameters()).device
+    L, B = backbone.config.max_len, len(histories)
+    sequences = torch.zeros((B, L), dtype=torch.long)
+    stamps = torch.zeros((B, L), dtype=torch.float64)
+    for i, history in enumerate(histories):
+        recent = history[-L:]
+        sequences[i, L - len(recent):] = torch.as_tensor(recent, dtype=torch.long)
+        row_times = (times[i] if times else None) or range(len(history))  # evenly spaced if not given
+        stamps[i, L - len(recent):] = torch.as_tensor(list(row_times)[-L:], dtype=torch.float64)
+    state = backbone.encode(sequences.to(device), stamps.to(device))
+    flat = torch.as_tensor(np.asarray(params, dtype=np.float32), device=device).reshape(B, N_PARAMS)
+    scores = backbone.score(apply_adapters_per_row(state, unflatten(flat))).float()
+    scores[:, 0] = -torch.inf  # padding
+    for i, history in enumerate(histories):
+        scores[i, torch.as_tensor(history, dtype=torch.long, device=device)] = -torch.inf
+    top = scores.topk(min(max(ks), scores.shape[1]), dim=1)
+    results = []
+    for i, k in enumerate(ks):
+        values, items = top.values[i, :k], top.indices[i, :k]
+        keep = torch.isfinite(values)
+        results.append({"items": items[keep].tolist(), "scores": values[keep].tolist()})
+    return results
+
+
+def _use_tracking(uri: str | None) -> None:
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
+    """The backbone to serve: `backbone` if given, else the generator checkpoint's `backbone_run_id`."""
+    if backbone:
+        return backbone
+    from padirec.diffusion.registry import resolve_checkpoint
+    from padirec.diffusion.train import load_checkpoint
+
+    run_id = load_checkpoint(resolve_checkpoint(checkpoint)).get("backbone_run_id", "")
+    if not run_id:
+        raise ValueError(f"the generator {checkpoint} names no backbone run (its dataset had no backbone_run_id); "
+                         "pass backbone=PATH_OR_RUN_ID")
+    return run_id
+
+
+def load_serving_backbone(reference: str, device: str = "cpu"):
+    """A frozen backbone from a `backbone.pt` path or an MLflow run id (artifact `backbone/backbone.pt`)."""
+    import mlflow
+
+    from padirec import tracking
+    from padirec.training import load_backbone
+
+    path = Path(reference)
+    if not path.is_file():
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        path = tracking.download(reference, BACKBONE_ARTIFACT)
+    backbone, _ = load_backbone(path, device)
+    if backbone.config.hidden != HIDDEN_SIZE:
+        raise ValueError(f"backbone hidden size {backbone.config.hidden} != the adapter's {HIDDEN_SIZE}")
+    return backbone
+
+
+# --------------------------------------------------------------------------------------- deployments
+
+
+@serve.deployment(name="generator")
+class GeneratorDeployment:
+    def __init__(self, checkpoint: str = DEFAULT_MODEL, cache_size: int = 1024, precision: int = 3,
+                 sampler: str = "ddim", steps: int = 50, guidance: float = 0.0, eta: float = 0.0, seed: int = 0,
+                 max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
+                 tracking_uri: str | None = None):
+        import ray
+
+        from padirec.diffusion.registry import resolve_checkpoint
+        from padirec.diffusion.train import load_generator
+
+        torch.set_num_threads(max(1, threads))
+        _use_tracking(tracking_uri)
+        use_gpu = bool(ray.get_gpu_ids())
+        if use_gpu and not torch.cuda.is_available():
+            raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
+        device = "cuda" if use_gpu else "cpu"
+        self.generator = load_generator(resolve_checkpoint(checkpoint), device)
+        self.sampler = make_sampler(sampler, steps, guidance, eta, self.generator.schedule.num_steps)
+        self.seed = seed
+        self.cache = AdapterCache(cache_size, precision)
+        self._pending: dict[tuple[float, ...], asyncio.Future] = {}
+        self._generate.set_max_batch_size(max_batch_size)
+        self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.batches = self.generated = 0
+        self.largest_batch = 0
+        meta = self.generator.metadata
+        self.info = {"checkpoint": checkpoint, "epoch": meta.get("epoch"), "dataset_sha256": meta.get("dataset_sha256"),
+                     "backbone_run_id": meta.get("backbone_run_id"), "sweep_run_id": meta.get("sweep_run_id"),
+                     "cond_dim": self.generator.cond_dim, "objectives": list(OBJECTIVES)[: self.generator.cond_dim],
+                     "sampler": asdict(self.sampler), "seed": seed, "device": device, "precision": precision}
+        log.info("generator %s ready on %s (%s)", checkpoint, device, self.sampler)
+
+    def describe(self) -> dict:
+        return {"generator": self.info,
+                "cache": {**self.cache.stats(), "batches": self.batches, "generated": self.generated,
+                          "largest_batch": self.largest_batch, "in_flight": len(self._pending)}}
+
+    async def adapter(self, weights: list[float]) -> dict:
+        """`{"weights": rounded w, "params": float32 [1096], "cached": bool}` for one w."""
+        key = self.cache.key(weights)
+        params = self.cache.get(key)
+        if params is not None:
+            return {"weights": list(key), "params": params, "cached": True}
+        pending = self._pending.get(key)
+        if pending is None:  # the first request for this w generates it; the others wait for that
+            pending = asyncio.ensure_future(self._generate(key))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda future, key=key: self._settle(key, future))
+        params = await asyncio.shield(pending)  # a cancelled request does not cancel the shared generation
+        return {"weights": list(key), "params": params, "cached": False}
+
+    def _settle(self, key: tuple[float, ...], future: asyncio.Future) -> None:
+        self._pending.pop(key, None)
+        if not future.cancelled() and future.exception() is None:
+            self.cache.put(key, future.result())
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def _generate(self, keys: list[tuple[float, ...]]) -> list[np.ndarray]:
+        w = np.asarray(keys, dtype=np.float32)
+        started = time.perf_counter()
+        flat = await asyncio.to_thread(generate_adapters, self.generator, w, self.sampler, self.seed)
+        self.batches += 1
+        self.generated += len(keys)
+        self.largest_batch = max(self.largest_batch, len(keys))
+        log.debug("generated %d adapters in %.3f s", len(keys), time.perf_counter() - started)
+        return list(flat)
+
+
+@serve.deployment(name="recommender")
+class RecommenderDeployment:
+    def __init__(self, checkpoint: str = DEFAULT_MODEL, backbone: str | None = None, max_batch_size: int = 16,
+                 batch_wait_timeout_s: float = 0.01, threads: int = 1, tracking_uri: str | None = None):
+        torch.set_num_threads(max(1, threads))
+        _use_tracking(tracking_uri)
+        self.reference = backbone_reference(checkpoint, backbone)
+        self.backbone = load_serving_backbone(self.reference)
+        self._rank.set_max_batch_size(max_batch_size)
+        self._rank.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        config = self.backbone.config
+        self.info = {"backbone": self.reference, "name": config.name, "n_items": config.n_items,
+                     "max_len": config.max_len, "hidden": config.hidden}
+
+    def describe(self) -> dict:
+        return self.info
+
+    async def recommend(self, history: list[int], params: np.ndarray, k: int,
+                        times: list[float] | None = None) -> dict:
+        return await self._rank((history, params, k, times))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def _rank(self, rows: list[tuple]) -> list[dict]:
+        histories, params, ks, times = zip(*rows)
+        return await asyncio.to_thread(recommend_batch, self.backbone, list(histories), np.stack(params),
+                                       list(ks), list(times))
+
+
+# -------------------------------------------------------------------------------------------- ingress
+
+api = FastAPI(title="PaDiRec", version="1.0",
+              description="Preference weights -> a generated adapter -> recommendations from a frozen backbone.")
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, made JSON-safe: a NaN in the request is echoed back as the string 'nan', not a 500.
+    A body that is not declared as JSON gets a 415 instead."""
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type and not _is_json(content_type):
+        return JSONResponse(status_code=415, content={
+            "detail": f"Content-Type must be application/json, got {content_type.split(';')[0].strip()!r}"})
+    errors = []
+    for error in exc.errors():
+        entry = {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        value = error.get("input")
+        if value is None or isinstance(value, str | int | float | bool):
+            entry["input"] = value
+        errors.append(entry)
+    return JSONResponse(status_code=422, content={"detail": json_safe(errors)})
+
+
+@serve.deployment(name="api")
+@serve.ingress(api)
+class PaDiRecAPI:
+    def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
+                 max_history: int = DEFAULT_MAX_HISTORY):
+        self.generator, self.recommender = generator, recommender
+        self.max_history = max_history
+        self._limits: ModelLimits | None = None
+        self._generator_info: dict = {}
+
+    async def limits(self) -> ModelLimits:
+        if self._limits is None:
+            generator = await self.generator.describe.remote()
+            recommender = await self.recommender.describe.remote()
+            self._generator_info = generator["generator"]
+            self._limits = ModelLimits(generator["generator"]["cond_dim"], recommender["n_items"], self.max_history)
+        return self._limits
+
+    @api.get("/healthz", response_model=HealthResponse)
+    async def healthz(self) -> dict[str, Any]:
+        generator = await self.generator.describe.remote()
+        recommender = await self.recommender.describe.remote()
+        return {"status": "ok", "generator": generator["generator"], "cache": generator["cache"],
+                "recommender": recommender}
+
+    @api.post("/v1/adapters", response_model=AdapterResponse)
+    async def adapters(self, request: AdapterRequest) -> AdapterResponse:
+        """The generated adapter (1096 floats in `layout` order) for a preference weight."""
+        limits = await self.limits()
+        try:
+            w = check_weights(request.weights, limits)
+        except RequestError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        result = await self.generator.adapter.remote(w.tolist())
+        return AdapterResponse(weights=result["weights"], params=result["params"].tolist(), layout=layout_dict(),
+                               cached=result["cached"], generator=self._generator_info)
+
+    @api.post("/v1/recommendations", response_model=RecommendationResponse)
+    async def recommendations(self, request: RecommendationRequest) -> RecommendationResponse:
+        """Top-k items for a history under the adapter generated for the weights (history items excluded)."""
+        limits = await self.limits()
+        try:
+            w = check_recommendation(request, limits)
+        except RequestError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        adapter = await self.generator.adapter.remote(w.tolist())
+        ranked = await self.recommender.recommend.remote(request.history, adapter["params"], request.k, request.times)
+        return RecommendationResponse(items=ranked["items"], scores=ranked["scores"], weights=adapter["weights"],
+                                      cached=adapter["cached"])
+
+
+# -------------------------------------------------------------------------------------------- builder
+
+
+def _absolute(reference: str | None) -> str | None:
+    """Local paths made absolute (replicas run in another working directory); URIs and run ids kept."""
+    if reference and "://" not in reference and Path(reference).exists():
+        return str(Path(reference).resolve())
+    return reference
+
+
+def build_app(args: dict | None = None) -> Application:
+    """The Serve application builder (`serve run padirec.serving.app:build_app key=value ...`)."""
+    from padirec import tracking
+
+    config = AppArgs.model_validate(dict(args or {}))
+    checkpoint, backbone = _absolute(config.checkpoint), _absolute(config.backbone)
+    uri = config.tracking_uri or tracking.tracking_uri()
+    ongoing = max(config.max_ongoing_requests, config.max_batch_size)  # else batches never fill
+    threads = max(1, int(config.num_cpus))
+    batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
+    generator = GeneratorDeployment.options(
+        num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
+        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+    ).bind(checkpoint, config.cache_size, config.precision, config.sampler, config.steps, config.guidance,
+           config.eta, config.seed, threads=threads, tracking_uri=uri, **batching)
+    recommender = RecommenderDeployment.options(
+        num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
+        ray_actor_options={"num_cpus": config.recommender_num_cpus},
+    ).bind(checkpoint, backbone, tracking_uri=uri, **batching)
+    return PaDiRecAPI.options(max_ongoing_requests=ongoing * config.num_replicas,
+                              ray_actor_options={"num_cpus": 0.1}).bind(generator, recommender, config.max_history)

@@ -1,0 +1,172 @@
+"""Request and response models of the serving API, and the checks that need the loaded model.
+
+Two layers of validation, both plain Python (no Ray), so that they can be unit-tested:
+
+- the pydantic models check what a request means on its own: types (strict: `"0.3"` or `true` is not a
+  number), finite non-negative weights summing to 1 (within `SUM_TOLERANCE`), objective names,
+  a non-empty history of integers, `1 <= k <= MAX_K`. FastAPI turns their errors into 422s.
+- `check_weights` / `check_recommendation` check it against the served model (`ModelLimits`): the number
+  of objectives the generator is conditioned on, item ids in `1..n_items`, the history bound, `k` against
+  the number of items left to recommend. They raise `RequestError`, which the ingress turns into a 422.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from padirec.objectives import OBJECTIVES
+
+SUM_TOLERANCE = 1e-3  # |sum(w) - 1| allowed
+MAX_K = 100
+DEFAULT_MAX_HISTORY = 200
+MAX_REPORTED_IDS = 20  # unknown item ids named in an error message
+
+Weight = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+
+WEIGHTS_DOC = ("preference weights: {\"accuracy\": 0.3, \"diversity\": 0.7} or [0.3, 0.7] in the order "
+               f"{list(OBJECTIVES)}; finite, non-negative, summing to 1 (within {SUM_TOLERANCE})")
+
+
+class RequestError(ValueError):
+    """A request that is well-formed but does not fit the served model (-> HTTP 422)."""
+
+
+def weights_list(weights: dict[str, float] | list[float]) -> list[float]:
+    """The weights as a list in `OBJECTIVES` order (a dict must name exactly the known objectives)."""
+    if isinstance(weights, dict):
+        unknown = sorted(set(weights) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"unknown objective name(s) {unknown}; known: {list(OBJECTIVES)}")
+        missing = [name for name in OBJECTIVES if name not in weights]
+        if missing:
+            raise ValueError(f"missing weight(s) for {missing}; give all of {list(OBJECTIVES)}")
+        return [float(weights[name]) for name in OBJECTIVES]
+    return [float(x) for x in weights]
+
+
+def _check_weights_schema(weights: dict[str, float] | list[float]) -> dict[str, float] | list[float]:
+    values = weights_list(weights)
+    total = math.fsum(values)
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise ValueError(f"weights must sum to 1 (within {SUM_TOLERANCE}), got sum {total:.6g}")
+    return weights
+
+
+def _weights_kind(value: Any) -> str:
+    return "names" if isinstance(value, dict) else "list"
+
+
+# a tagged union: an error names the one form the client used, not both
+Weights = Annotated[
+    Annotated[dict[str, Weight], Tag("names")] | Annotated[list[Weight], Field(min_length=1), Tag("list")],
+    Discriminator(_weights_kind), AfterValidator(_check_weights_schema)]
+
+
+class AdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"weights": {"accuracy": 0.3, "diversity": 0.7}}, {"weights": [0.3, 0.7]}]})
+
+    weights: Weights = Field(description=WEIGHTS_DOC)
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"history": [12, 7, 31], "weights": {"accuracy": 0.8, "diversity": 0.2}, "k": 10}]})
+
+    history: list[Annotated[int, Field(strict=True)]] = Field(
+        min_length=1, description="item ids, oldest first (the model reads the most recent max_len)")
+    weights: Weights = Field(description=WEIGHTS_DOC)
+    k: int = Field(10, strict=True, ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")
+    times: list[Annotated[float, Field(strict=True, allow_inf_nan=False)]] | None = Field(
+        None, description="timestamps of the history items (TiSASRec backbones; default: evenly spaced)")
+
+    @model_validator(mode="after")
+    def _times_match(self) -> RecommendationRequest:
+        if self.times is not None and len(self.times) != len(self.history):
+            raise ValueError(f"times has {len(self.times)} entries, history {len(self.history)}")
+        return self
+
+
+class LayoutEntry(BaseModel):
+    name: str
+    shape: list[int]
+    offset: int
+
+
+class AdapterResponse(BaseModel):
+    weights: list[float] = Field(description="the weights the adapter was generated for (normalised, rounded)")
+    params: list[float] = Field(description="the flat adapter (layout order)")
+    layout: list[LayoutEntry]
+    cached: bool = Field(description="served from the replica's adapter cache")
+    generator: dict[str, Any]
+
+
+class RecommendationResponse(BaseModel):
+    items: list[int]
+    scores: list[float]
+    weights: list[float]
+    cached: bool
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    generator: dict[str, Any]
+    recommender: dict[str, Any]
+    cache: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What the served model accepts."""
+
+    cond_dim: int
+    n_items: int
+    max_history: int = DEFAULT_MAX_HISTORY
+
+
+def check_weights(weights: dict[str, float] | list[float], limits: ModelLimits) -> np.ndarray:
+    """Validated weights as float64 `[cond_dim]`, renormalised to sum exactly to 1."""
+    values = np.asarray(weights_list(weights), dtype=np.float64)
+    if values.shape != (limits.cond_dim,):
+        raise RequestError(f"the generator takes {limits.cond_dim} weights ({list(OBJECTIVES)[:limits.cond_dim]}), "
+                           f"got {len(values)}")
+    if not np.isfinite(values).all() or (values < 0).any() or abs(values.sum() - 1.0) > SUM_TOLERANCE:
+        raise RequestError("weights must be finite, non-negative and sum to 1")  # already checked by the schema
+    return values / values.sum()
+
+
+def check_recommendation(request: RecommendationRequest, limits: ModelLimits) -> np.ndarray:
+    """Checks of a recommendation request against the model; returns its weights as in `check_weights`."""
+    w = check_weights(request.weights, limits)
+    history = request.history
+    if len(history) > limits.max_history:
+        raise RequestError(f"history has {len(history)} items; at most {limits.max_history} are accepted")
+    unknown = sorted({i for i in history if not 1 <= i <= limits.n_items})
+    if unknown:
+        shown = unknown[:MAX_REPORTED_IDS]
+        more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
+        raise RequestError(f"unknown item ids (items are 1..{limits.n_items}): {shown}{more}")
+    available = limits.n_items - len(set(history))
+    if request.k > available:
+        raise RequestError(f"k = {request.k} but only {available} items are left after excluding the history")
+    return w
+
+
+def json_safe(value: Any) -> Any:
+    """A value that `json.dumps(allow_nan=False)` accepts (validation errors echo the input, NaN included)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value[:200].decode("utf-8", errors="replace")
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)
