@@ -67,3 +67,19 @@ def test_backbone_checkpoint_round_trip(data, backbone, tmp_path):
     test = EvalSet.build(data, "test")
     assert extra == {"data": {"kind": "synthetic"}}
     np.testing.assert_allclose(rank_metrics(loaded, test)["ndcg10"], rank_metrics(backbone, test)["ndcg10"])
+
+
+def test_diversity_topk_adds_each_adapters_top_items_to_the_diversity_term_only():
+    from padirec.training import adapter_losses
+
+    torch.manual_seed(0)
+    item_emb = torch.randn(31, 8)
+    categories = (torch.rand(31, 4) < 0.4).float()
+    h = torch.randn(3, 5, 8, requires_grad=True)  # K=3 adapters, batch 5
+    candidates = torch.randint(1, 31, (5, 10))
+    plain = adapter_losses(h, candidates, item_emb, categories, AdapterConfig())
+    topk = adapter_losses(h, candidates, item_emb, categories, AdapterConfig(diversity_topk=4))
+    assert plain.shape == topk.shape == (3, 2)
+    assert torch.allclose(plain[:, 0], topk[:, 0]) and not torch.allclose(plain[:, 1], topk[:, 1])
+    topk[:, 1].sum().backward()
+    assert h.grad.abs().sum() > 0
