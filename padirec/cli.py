@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from padirec.diffusion.commands import add_commands
 
     add_commands(commands)  # train-dit, generate
+    from padirec.serving.commands import add_commands as add_serving_commands
+
+    add_serving_commands(commands)  # serve
 
     pipeline = commands.add_parser("pipeline", help="the whole chain on a local Ray cluster and MLflow store",
                                    description="data -> backbone -> Ray Tune adapter sweep -> gather -> Retrain "

@@ -10,6 +10,13 @@ import pytest
 GENRES = ["unknown", "Action", "Comedy"]
 
 
+def pytest_configure(config):
+    """One intra-op thread: the tensors in tests are tiny, and threads stall when Ray workers share 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _find_ml100k() -> Path | None:
     env = os.environ.get("PADIREC_DATA_DIR")
     candidates = [Path(env) / "ml-100k", Path(env)] if env else []

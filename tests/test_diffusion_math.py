@@ -25,13 +25,8 @@ from padirec.models.adapter import ADAPTER_LAYOUT, N_PARAMS, N_TOKENS, TOKEN_WID
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seeded and single-threaded: the tensors are tiny, and intra-op threads stall on a shared CPU."""
+def _seed():
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_schedule(steps: int = 100, kind: str = "linear") -> DiffusionSchedule:

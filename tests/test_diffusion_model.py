@@ -22,13 +22,8 @@ STRATEGIES = ["pre", "pre_post", "adanorm"]
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seeded and single-threaded: the tensors are tiny, and intra-op threads stall on a shared CPU."""
+def _seed():
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(conditioning: str = "adanorm") -> DiT:

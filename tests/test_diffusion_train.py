@@ -39,14 +39,6 @@ SAMPLER = SamplerConfig(method="ddim", steps=10)
 DATA = {"kind": "synthetic", "synthetic_users": 100, "synthetic_items": 60}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**overrides) -> DiTTrainConfig:
     # v-prediction: on these toy sets eps-prediction learns the w-dependence far more slowly (the mode is
     # decided at the noisiest steps, where the eps loss says little about x0)

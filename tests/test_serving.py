@@ -51,18 +51,9 @@ TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "co
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "padirec" / "serving" / "serve_config.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> dict:
     """An untrained tiny SASRec (40 items) and a DiT trained for one epoch on 12 random adapters."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("serving")
     torch.manual_seed(0)
     backbone = build_backbone(BackboneConfig(n_items=N_ITEMS, max_len=MAX_LEN))
