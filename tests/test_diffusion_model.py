@@ -103,13 +103,16 @@ def test_ema_starts_as_copy_and_averages():
     for p, e in zip(model.parameters(), ema.module.parameters(), strict=True):
         assert torch.equal(p, e) and p.data_ptr() != e.data_ptr() and not e.requires_grad
     train_steps(model, schedule)
+    assert ema.current_decay == pytest.approx(0.1)  # warm-up: (1 + 0) / (10 + 0)
+    ema.num_updates = 1000  # past the warm-up the configured decay applies
+    assert ema.current_decay == d
     old = [e.clone() for e in ema.module.parameters()]
     ema.update(model)
     changed = 0
     for o, p, e in zip(old, model.parameters(), ema.module.parameters(), strict=True):
         torch.testing.assert_close(e, d * o + (1 - d) * p, atol=1e-7, rtol=1e-6)
         changed += int(not torch.equal(e, o))
-    assert changed > 0 and ema.num_updates == 1
+    assert changed > 0 and ema.num_updates == 1001
     clone = EMA(tiny(), decay=0.5)
     clone.load_state_dict(ema.state_dict())
     assert clone.decay == d and all(

@@ -62,12 +62,19 @@ class EMA:
         self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
         self.num_updates = 0
 
+    @property
+    def current_decay(self) -> float:
+        """Warm-up `(1 + n) / (10 + n)` capped at `decay`: without it a run of a few thousand steps
+        samples from an average still dominated by the initial weights (0.999^840 = 43% of them)."""
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """ema <- decay * ema + (1 - decay) * model; buffers are copied."""
+        """ema <- d * ema + (1 - d) * model with d = current_decay; buffers are copied."""
         model = unwrap(model)
+        decay = self.current_decay
         for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - self.decay)
+            e.lerp_(p.detach(), 1.0 - decay)
         for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
             e.copy_(b)
         self.num_updates += 1
