@@ -43,6 +43,7 @@ from padirec.diffusion.objective import EMA, PREDICTIONS, ParamNormalizer, diffu
 from padirec.diffusion.sampling import SamplerConfig, sample
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
 from padirec.models.adapter import N_PARAMS, to_tokens
+from padirec.runtime import init_ray
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,6 @@ def train_dit_ray(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTT
     `tracking = {"uri": ..., "run_id": ...}` makes rank 0 log each epoch's metrics to that MLflow run.
     Returns the final checkpoint's local path, its epoch and metrics, and the run's storage path.
     """
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -448,11 +448,7 @@ def train_dit_ray(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTT
     if info["rows"] < num_workers:
         raise ValueError(f"{info['rows']} rows cannot be split over {num_workers} workers")
     resources = dict(resources_per_worker or {"CPU": 1})
-    if not ray.is_initialized():
-        # logical CPU headroom: workers + Ray Data tasks on a small machine otherwise deadlock
-        needed = num_workers * resources.get("CPU", 1) + 2
-        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else max(os.cpu_count() or 1, int(needed)),
-                 include_dashboard=False)
+    init_ray(num_workers * resources.get("CPU", 1))
     storage = str(Path(storage_path or "ray_results").resolve()) if "://" not in str(storage_path) else storage_path
     name = name or f"dit-{info['sha256'][:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
     loop_config = {"config": asdict(config), "info": info, "tracking": tracking,

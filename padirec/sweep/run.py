@@ -9,7 +9,6 @@ trial skips keys that are already logged, so retries and resumes neither lose no
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.config import DataSpec, build, load_data
+from padirec.runtime import init_ray
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
 from padirec.training import AdapterConfig, AdapterResult, load_backbone, train_adapters
 
@@ -134,20 +134,6 @@ def sweep_trial(config: dict) -> None:
                     client, sweep["experiment_id"], sweep["parent_run_id"], key, row, block.seed, extra))
     tune.report({"block_id": block.block_id, "adapters_logged": len(missing),
                  "adapters_skipped": len(keys) - len(missing)})
-
-
-def init_ray(progress: bool = True) -> None:
-    """Join the cluster in `RAY_ADDRESS` (e.g. inside `ray job submit`), else start a local one."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    # workers of a local cluster inherit the driver's environment: share one data cache
-    os.environ.setdefault("PADIREC_CACHE_DIR", str(Path(".padirec/cache").resolve()))
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=progress)
-    else:
-        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=progress)
 
 
 def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
