@@ -26,7 +26,7 @@ class PipelineConfig:
     adapter: dict = field(default_factory=lambda: {"epochs": 10, "keep_last": 5})  # AdapterConfig
     # DiTTrainConfig; a small DiT by default so that the chain finishes in minutes on 2 CPU cores
     dit_train: dict = field(default_factory=lambda: {
-        "epochs": 300, "batch_size": 64, "lr": 1e-3, "prediction": "v", "checkpoint_every": 100,
+        "epochs": 120, "batch_size": 64, "lr": 1e-3, "prediction": "v", "checkpoint_every": 40, "log_every": 10,
         "dit": {"hidden": 128, "depth": 2, "heads": 4, "ffn": 512}})
     dit_workers: int = 2  # Ray Train DDP workers (0 = in-process)
     sampler: dict = field(default_factory=lambda: {"method": "ddim", "steps": 50})  # SamplerConfig
