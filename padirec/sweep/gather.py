@@ -10,7 +10,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -125,6 +124,3 @@ def download_dataset(parent_run_id: str, dst: str | None = None) -> Path:
     tracking.setup()
     return tracking.download(parent_run_id, f"{DATASET_ARTIFACT}/{DATASET_FILE}", dst)
 
-
-def mlflow_run_url(run_id: str) -> str:
-    return f"{mlflow.get_tracking_uri()} run {run_id}"
