@@ -115,9 +115,10 @@ def rank_metrics(backbone: Backbone, eval_set: EvalSet, adapters: torch.Tensor |
 @torch.no_grad()
 def popularity_metrics(data: SequenceData, eval_set: EvalSet) -> dict[str, float]:
     """The most-popular baseline: items ranked by training-interaction count, same masking."""
-    counts = torch.zeros(data.n_items + 1)
-    for u in range(data.n_users):
-        counts.index_add_(0, torch.as_tensor(data.user_sequence(u)[:-2]), torch.ones(len(data.user_sequence(u)) - 2))
+    position = np.arange(len(data.seq_items))
+    training_part = position < np.repeat(data.seq_offsets[1:] - 2, np.diff(data.seq_offsets))  # all but last two
+    counts = np.bincount(data.seq_items[training_part], minlength=data.n_items + 1)
+    counts = torch.as_tensor(counts, dtype=torch.float32)
     scores = counts[None].expand(len(eval_set.instances), -1)
     top = topk_full_ranking(scores, eval_set.excluded, eval_set.k)
     targets = torch.as_tensor(eval_set.instances.targets)

@@ -129,15 +129,20 @@ def _column(header: list[str], name: str, path: Path) -> int:
 # MovieLens
 
 
+def _read_ratings(path: Path, separator: str) -> tuple[list, list, list]:
+    """MovieLens rating lines `user item rating timestamp` → users, items, timestamps (rating unused)."""
+    users, items, times = [], [], []
+    for line, (user, item, _rating, t) in _split_lines(path, separator, 4, "latin-1"):
+        users.append(_int(user, "user id", path, line, positive=True))
+        items.append(_int(item, "item id", path, line, positive=True))
+        times.append(_time(t, path, line))
+    return users, items, times
+
+
 def read_movielens_100k(directory: str | os.PathLike) -> RawData:
     """Read MovieLens 100K (`u.data`, `u.item`, `u.genre`) as GroupLens ships it; genres are categories."""
     directory = Path(directory)
-    data_path = _require_file(directory / "u.data")
-    users, items, times = [], [], []
-    for line, (user, item, _rating, t) in _split_lines(data_path, "\t", 4, "latin-1"):
-        users.append(_int(user, "user id", data_path, line, positive=True))
-        items.append(_int(item, "item id", data_path, line, positive=True))
-        times.append(_time(t, data_path, line))
+    users, items, times = _read_ratings(_require_file(directory / "u.data"), "\t")
 
     genre_path = _require_file(directory / "u.genre")
     genres = {}
@@ -162,12 +167,7 @@ def read_movielens_100k(directory: str | os.PathLike) -> RawData:
 def read_movielens_1m(directory: str | os.PathLike) -> RawData:
     """Read MovieLens 1M (`ratings.dat`, `movies.dat`, '::'-separated, latin-1); genres are categories."""
     directory = Path(directory)
-    ratings_path = _require_file(directory / "ratings.dat")
-    users, items, times = [], [], []
-    for line, (user, item, _rating, t) in _split_lines(ratings_path, "::", 4, "latin-1"):
-        users.append(_int(user, "user id", ratings_path, line, positive=True))
-        items.append(_int(item, "item id", ratings_path, line, positive=True))
-        times.append(_time(t, ratings_path, line))
+    users, items, times = _read_ratings(_require_file(directory / "ratings.dat"), "::")
 
     movies_path = _require_file(directory / "movies.dat")
     categories = {}

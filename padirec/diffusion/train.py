@@ -501,8 +501,13 @@ class Generator:
         self.normalizer.to(device)
         return self
 
-    def generate(self, w, sampler: SamplerConfig = SamplerConfig(), seed: int = 0) -> np.ndarray:
-        """Adapters for `w [B, p]` (or one `[p]`) -> denormalised flat float32 `[B, 1096]`, in one batch."""
+    def generate(self, w, sampler: SamplerConfig = SamplerConfig(), seed: int = 0,
+                 shared_noise: bool = False) -> np.ndarray:
+        """Adapters for `w [B, p]` (or one `[p]`) -> denormalised flat float32 `[B, 1096]`, in one batch.
+
+        `shared_noise`: every row starts from the same seeded x_T, so (with DDIM, eta = 0) a row's adapter
+        depends only on its w, not on its position in the batch — what a server batching requests needs.
+        """
         w = torch.as_tensor(np.asarray(w, dtype=np.float32))
         if w.ndim == 1:
             w = w[None]
@@ -510,7 +515,13 @@ class Generator:
             raise ValueError(f"w must have shape [B, {self.cond_dim}], got {tuple(w.shape)}")
         device = self.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        flat = sample(self.model, self.schedule, w.to(device), sampler, self.normalizer, self.prediction, generator)
+        x_T = None
+        if shared_noise:
+            config = self.model.config
+            x_T = torch.randn((1, config.n_tokens, config.token_dim), generator=torch.Generator().manual_seed(seed))
+            x_T = x_T.expand(w.shape[0], -1, -1).contiguous()
+        flat = sample(self.model, self.schedule, w.to(device), sampler, self.normalizer, self.prediction, generator,
+                      x_T=x_T)
         return flat.float().cpu().numpy()
 
 

@@ -46,7 +46,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from padirec.diffusion.sampling import SamplerConfig, sample
+from padirec.diffusion.sampling import SamplerConfig
 from padirec.models.adapter import HIDDEN_SIZE, N_PARAMS, apply_adapters_per_row, layout_dict, unflatten
 from padirec.objectives import OBJECTIVES
 from padirec.serving.schemas import (
@@ -149,20 +149,10 @@ def make_sampler(method: str, steps: int, guidance: float, eta: float, T: int) -
 
 @torch.no_grad()
 def generate_adapters(generator, w: np.ndarray, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
-    """Adapters `[B, 1096]` for `w [B, p]` in one sampler call, every row starting from the same seeded x_T.
-
-    `Generator.generate` draws x_T for the whole batch from one seeded stream, so a row's noise depends on
-    its position in the batch; a server batching unrelated requests needs the row's own noise instead.
-    """
-    config = generator.model.config
-    x_T = torch.randn((1, config.n_tokens, config.token_dim), generator=torch.Generator().manual_seed(seed))
-    w = torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32))
-    device = generator.device
-    noise = torch.Generator(device=device).manual_seed(seed)  # ddpm / eta > 0 only
-    flat = sample(generator.model, generator.schedule, w.to(device), sampler, generator.normalizer,
-                  generator.prediction, noise, x_T=x_T.expand(w.shape[0], -1, -1).contiguous())
-    flat = flat.float().cpu().numpy()
-    if flat.shape != (w.shape[0], N_PARAMS) or not np.isfinite(flat).all():
+    """Adapters `[B, 1096]` for `w [B, p]` in one sampler call, every row from the same seeded x_T
+    (a w's adapter must not depend on which other requests share its batch); non-finite output is an error."""
+    flat = generator.generate(np.ascontiguousarray(w, dtype=np.float32), sampler, seed, shared_noise=True)
+    if flat.shape != (len(w), N_PARAMS) or not np.isfinite(flat).all():
         raise RuntimeError("the generator produced non-finite adapter parameters")
     return flat
 
