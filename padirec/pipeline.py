@@ -98,8 +98,15 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     summary["generator"] = train_generator_stage(result["parent_run_id"], config, out)
 
     print("== 6/6 generated adapters vs Retrain")
-    summary["controllability"] = controllability_stage(summary["generator"]["checkpoint_path"], out / "backbone.pt",
-                                                      summary["dataset"]["path"], config, out / "report")
+    with tracking.start_run("report", config.experiment,
+                            tags={"padirec.stage": "report", "padirec.sweep_run_id": summary["sweep_run_id"]}) as run:
+        summary["controllability"] = controllability_stage(summary["generator"]["checkpoint_path"],
+                                                          out / "backbone.pt", summary["dataset"]["path"], config,
+                                                          out / "report")
+        mlflow.log_artifacts(str(out / "report"), "report")
+        mlflow.log_metrics({f"{method.lower().replace(' ', '_')}_{key}": value
+                            for method, row in summary["controllability"].items() for key, value in row.items()})
+    summary["report_run_id"] = run.info.run_id
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"pipeline done in {summary['seconds']} s; summary in {out / 'summary.json'}; "

@@ -23,3 +23,8 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     assert str(client.get_model_version_by_alias("padirec-dit", "champion").version) == summary["generator"]["version"]
     assert set(summary["controllability"]) == {"Retrain", "PaDiRec"}
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
+    report = client.get_run(summary["report_run_id"])
+    assert report.data.tags["padirec.stage"] == "report"
+    assert {"padirec_avg_hv", "padirec_r_a", "retrain_avg_hv"} <= set(report.data.metrics)
+    assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {"report/controllability.md",
+                                                                                     "report/controllability.png"}
