@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain = commands.add_parser("pretrain", help="phase 1: train a backbone on BCE with early stopping")
     add_data_arguments(pretrain)
     add_common(pretrain)
-    pretrain.add_argument("--backbone", choices=["sasrec", "gru4rec", "tisasrec"], help="default sasrec")
+    pretrain.add_argument("--backbone", choices=["sasrec", "gru4rec", "tisasrec", "comirec"], help="default sasrec")
     pretrain.add_argument("--epochs", type=int, help="maximum epochs (default 200)")
     pretrain.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     pretrain.add_argument("--lr", type=float)

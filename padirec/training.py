@@ -99,14 +99,13 @@ def rank_metrics(backbone: Backbone, eval_set: EvalSet, adapters: torch.Tensor |
     if states is None:
         states = encode_instances(backbone, eval_set.instances)
     targets = torch.as_tensor(eval_set.instances.targets, device=states.device)
-    item_emb = backbone.i_embeddings.weight
     n_adapters = 1 if adapters is None else adapters.shape[0]
     ndcg = torch.zeros(n_adapters, len(targets))
     diversity = torch.zeros(n_adapters, len(targets))
     for start in range(0, len(targets), chunk):
         rows = slice(start, start + chunk)
         h = states[rows][None] if adapters is None else apply_adapters(states[rows], unflatten(adapters))
-        top = topk_full_ranking(h @ item_emb.T, eval_set.excluded[rows].to(h.device), eval_set.k).cpu()
+        top = topk_full_ranking(backbone.score(h), eval_set.excluded[rows].to(h.device), eval_set.k).cpu()
         ndcg[:, rows] = ndcg_at_k(top.flatten(0, 1), targets[rows].cpu().repeat(n_adapters)).view(n_adapters, -1)
         diversity[:, rows] = alpha_ndcg_at_k(top, eval_set.item_categories, eval_set.alpha, eval_set.ideal)
     return {"ndcg10": ndcg.mean(1).numpy(), "alpha_ndcg10": diversity.mean(1).numpy()}
@@ -207,21 +206,21 @@ class AdapterResult:
         return rows
 
 
-def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, item_emb: torch.Tensor, categories: torch.Tensor,
+def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone, categories: torch.Tensor,
                    config: AdapterConfig) -> torch.Tensor:
-    """Per-objective losses `[K, 2]` of K adapted states `h [K, B, d]` on each instance's candidates.
+    """Per-objective losses `[K, 2]` of K adapted states `h [K, B, ..., d]` on each instance's candidates,
+    scored by the (frozen) backbone.
 
     With `diversity_topk = m > 0` the diversity term also sees each adapter's current top-m items
     over the whole catalogue: random candidates almost never hold two of the items a full ranking
     puts first, so without them the α-DCG loss cannot see redundancy at the top of the real list.
     """
-    candidate_emb = item_emb[candidates]
-    scores = torch.einsum("kbd,bcd->kbc", h, candidate_emb)
+    scores = backbone.score(h, candidates)
     if config.diversity_topk <= 0:
         return objective_losses(scores, categories[candidates], config.alpha, config.temperature)
     with torch.no_grad():
-        top = torch.einsum("kbd,nd->kbn", h, item_emb[1:]).topk(config.diversity_topk, dim=-1).indices + 1
-    top_scores = torch.einsum("kbd,kbmd->kbm", h, item_emb[top])
+        top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
+    top_scores = backbone.score(h, top)
     div_scores = torch.cat([scores, top_scores], dim=-1)
     div_categories = torch.cat([categories[candidates].expand(h.shape[0], -1, -1, -1), categories[top]], dim=-2)
     return torch.stack([bce_loss(scores), diversity_loss(div_scores, div_categories, config.alpha, config.temperature)],
@@ -243,7 +242,6 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    item_emb = backbone.i_embeddings.weight.detach()
     categories = torch.as_tensor(data.item_categories, dtype=torch.float32, device=config.device)
     w = torch.as_tensor(weights, device=config.device)
     K = len(weights)
@@ -261,7 +259,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
         for index, candidates in candidate_batches(data, train, config.n_negatives, config.batch_size, rng):
             candidates = candidates.to(config.device)
             h = apply_adapters(states[torch.as_tensor(index, device=config.device)], unflatten(params))
-            per_objective = adapter_losses(h, candidates, item_emb, categories, config)
+            per_objective = adapter_losses(h, candidates, backbone, categories, config)
             loss = weighted_loss(per_objective, w).sum()
             optimizer.zero_grad()
             loss.backward()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
+from padirec.models import BackboneConfig, build_backbone
 from padirec.training import (
     AdapterConfig,
     EvalSet,
@@ -73,12 +74,13 @@ def test_diversity_topk_adds_each_adapters_top_items_to_the_diversity_term_only(
     from padirec.training import adapter_losses
 
     torch.manual_seed(0)
-    item_emb = torch.randn(31, 8)
+    backbone = build_backbone(BackboneConfig(n_items=30, hidden=8)).requires_grad_(False)
+    backbone.i_embeddings.weight.normal_()
     categories = (torch.rand(31, 4) < 0.4).float()
     h = torch.randn(3, 5, 8, requires_grad=True)  # K=3 adapters, batch 5
     candidates = torch.randint(1, 31, (5, 10))
-    plain = adapter_losses(h, candidates, item_emb, categories, AdapterConfig())
-    topk = adapter_losses(h, candidates, item_emb, categories, AdapterConfig(diversity_topk=4))
+    plain = adapter_losses(h, candidates, backbone, categories, AdapterConfig())
+    topk = adapter_losses(h, candidates, backbone, categories, AdapterConfig(diversity_topk=4))
     assert plain.shape == topk.shape == (3, 2)
     assert torch.allclose(plain[:, 0], topk[:, 0]) and not torch.allclose(plain[:, 1], topk[:, 1])
     topk[:, 1].sum().backward()

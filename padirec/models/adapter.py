@@ -102,20 +102,22 @@ def apply_adapter(h: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Ten
 
 
 def apply_adapters(h: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """K adapters on one backbone output: `h [B, d]`, params with leading K → `[K, B, d]`.
+    """K adapters on one backbone output: `h [B, ..., d]`, params with leading K → `[K, B, ..., d]`.
 
     This is what makes packed sweeps cheap: the backbone runs once, the K heads are two
-    batched matmuls.
+    batched matmuls. The `...` holds a multi-interest backbone's interests.
     """
-    z = torch.einsum("bd,khd->kbh", h, params["down.weight"]) + params["down.bias"][:, None, :]
-    z = F.relu(z)
-    return h.unsqueeze(0) + torch.einsum("kbh,kdh->kbd", z, params["up.weight"]) + params["up.bias"][:, None, :]
+    bias_shape = (params["down.bias"].shape[0],) + (1,) * (h.dim() - 1) + (-1,)
+    z = F.relu(torch.einsum("...d,khd->k...h", h, params["down.weight"]) + params["down.bias"].view(bias_shape))
+    up = torch.einsum("k...h,kdh->k...d", z, params["up.weight"])
+    return h.unsqueeze(0) + up + params["up.bias"].view(bias_shape)
 
 
 def apply_adapters_per_row(h: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One adapter per row: `h [B, d]`, params with leading B → `[B, d]` (batched generation)."""
-    z = F.relu(torch.einsum("bd,bhd->bh", h, params["down.weight"]) + params["down.bias"])
-    return h + torch.einsum("bh,bdh->bd", z, params["up.weight"]) + params["up.bias"]
+    """One adapter per row: `h [B, ..., d]`, params with leading B → `[B, ..., d]` (batched generation)."""
+    bias_shape = (h.shape[0],) + (1,) * (h.dim() - 2) + (-1,)
+    z = F.relu(torch.einsum("b...d,bhd->b...h", h, params["down.weight"]) + params["down.bias"].view(bias_shape))
+    return h + torch.einsum("b...h,bdh->b...d", z, params["up.weight"]) + params["up.bias"].view(bias_shape)
 
 
 class Adapter(nn.Module):

@@ -1,9 +1,10 @@
-"""Sequential backbones (SASRec, GRU4Rec, TiSASRec) behind one interface.
+"""Sequential backbones (SASRec, GRU4Rec, TiSASRec, ComiRec-SA) behind one interface.
 
 Every backbone maps a left-padded history `[B, L]` (most recent item last) to a user state
 `[B, 64]` with `encode`, and scores items by a dot product with the item embeddings in
 `score`. The adapter sits between the two, so a frozen backbone can be steered by the adapter
-alone. Parameter structures follow paper Tables 4–6.
+alone. Parameter structures follow paper Tables 4–6. The multi-interest ComiRec's state is
+`[B, K, 64]` (K interests); the adapter acts on each interest and `score` reduces over them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BACKBONES = ("sasrec", "gru4rec", "tisasrec")
+BACKBONES = ("sasrec", "gru4rec", "tisasrec", "comirec")
 
 
 @dataclass
 class BackboneConfig:
-    name: str = "sasrec"  # sasrec | gru4rec | tisasrec
+    name: str = "sasrec"  # sasrec | gru4rec | tisasrec | comirec
     n_items: int = 0  # items are 1..n_items, 0 is padding
     hidden: int = 64
     max_len: int = 20
     dropout: float = 0.1
     time_span: int = 512  # TiSASRec: largest personalised time interval
+    n_interests: int = 4  # ComiRec: K interests (DimeRec, ComiRec: 4)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,9 +161,41 @@ class GRU4Rec(Backbone):
         return self.out(hidden[-1])
 
 
+class ComiRec(Backbone):
+    """ComiRec-SA (Cen et al. 2020; DimeRec's guidance extractor): K interests as self-attentive poolings of the
+    history, `A = softmax_L(W2 tanh(W1 (H + P)))`, `interests = Aᵀ H`. An item scores with its best interest;
+    in training mode, with candidates whose column 0 is the positive, the interest that scores the positive
+    best scores all candidates (ComiRec's training rule)."""
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__(config)
+        d = config.hidden
+        self.p_embeddings = nn.Embedding(config.max_len + 1, d)  # position counted from the end, 0 = padding
+        self.attention = nn.Sequential(nn.Linear(d, 4 * d), nn.Tanh(), nn.Linear(4 * d, config.n_interests))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def encode(self, histories: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, L]` -> interests `[B, K, d]`; padding gets no attention."""
+        valid = histories > 0
+        items = self.dropout(self.i_embeddings(histories))
+        logits = self.attention(items + self.p_embeddings(reverse_positions(valid)))  # [B, L, K]
+        weights = torch.softmax(logits.masked_fill(~valid[..., None], float("-inf")), dim=1).nan_to_num(0.0)
+        return torch.einsum("blk,bld->bkd", weights, items)
+
+    def score(self, state: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """`state [..., K, d]` against `items [..., C]` → `[..., C]` (all items `[..., n_items+1]` if None)."""
+        if items is None:
+            return (state @ self.i_embeddings.weight.T).amax(-2)
+        per_interest = torch.einsum("...kd,...cd->...kc", state, self.i_embeddings(items))
+        if not self.training:
+            return per_interest.amax(-2)
+        best = per_interest[..., 0].argmax(-1)[..., None, None]  # the positive's interest
+        return per_interest.gather(-2, best.expand(*best.shape[:-1], per_interest.shape[-1])).squeeze(-2)
+
+
 def build_backbone(config: BackboneConfig) -> Backbone:
     """The backbone named by `config.name`."""
-    classes = {"sasrec": SASRec, "gru4rec": GRU4Rec, "tisasrec": TiSASRec}
+    classes = {"sasrec": SASRec, "gru4rec": GRU4Rec, "tisasrec": TiSASRec, "comirec": ComiRec}
     if config.name not in classes:
         raise ValueError(f"unknown backbone {config.name!r}; choose one of {', '.join(BACKBONES)}")
     return classes[config.name](config)
