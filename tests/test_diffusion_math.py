@@ -123,6 +123,16 @@ def test_ddim_timesteps_are_an_even_subsequence():
         ddim_timesteps(100, 101)
 
 
+def test_few_step_timesteps_start_at_T_and_trailing_skips_the_clean_end():
+    assert ddim_timesteps(100, 1) == ddim_timesteps(100, 1, "trailing") == [99]  # one x0 prediction from x_T
+    assert ddim_timesteps(100, 2) == [0, 99]
+    assert ddim_timesteps(100, 2, "trailing") == [49, 99] and ddim_timesteps(100, 4, "trailing") == [24, 49, 74, 99]
+    assert ddim_timesteps(100, 100, "trailing") == list(range(100))
+    for bad in ((0, "linspace"), (3, "leading")):
+        with pytest.raises(ValueError):
+            ddim_timesteps(100, *bad)
+
+
 # --- guidance ---------------------------------------------------------------------------------------
 
 
@@ -134,7 +144,7 @@ def random_dit(**overrides) -> DiT:
     return model.eval()
 
 
-@pytest.mark.parametrize("conditioning", ["pre", "pre_post", "adanorm"])
+@pytest.mark.parametrize("conditioning", ["pre", "pre_post", "adanorm", "mcgln"])
 def test_guidance_combines_conditional_and_null_predictions(conditioning):
     model = random_dit(conditioning=conditioning)
     x, t, w = torch.randn(5, 6, 8), torch.randint(0, 100, (5,)), torch.rand(5, 2)
@@ -148,13 +158,15 @@ def test_guidance_combines_conditional_and_null_predictions(conditioning):
         torch.testing.assert_close(guided_prediction(model, x, t, w, g), expected, atol=2e-4, rtol=1e-4)
 
 
-def test_guidance_in_v_space_equals_guidance_in_eps_space():
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_guidance_in_v_or_x0_space_equals_guidance_in_eps_space(prediction):
     model, s = random_dit(), small_schedule()
     x, t, w = torch.randn(5, 6, 8), torch.randint(0, 100, (5,)), torch.rand(5, 2)
+    to_eps = s.predict_eps_from_v if prediction == "v" else s.predict_eps_from_x0
     with torch.no_grad():
-        eps_c = s.predict_eps_from_v(x, t, model(x, t, w))
-        eps_u = s.predict_eps_from_v(x, t, model(x, t, w, torch.ones(5, dtype=torch.bool)))
-    got = guided_prediction(model, x, t, w, 2.0, "v", s)
+        eps_c = to_eps(x, t, model(x, t, w))
+        eps_u = to_eps(x, t, model(x, t, w, torch.ones(5, dtype=torch.bool)))
+    got = guided_prediction(model, x, t, w, 2.0, prediction, s)
     torch.testing.assert_close(got, 3 * eps_c - 2 * eps_u, atol=1e-4, rtol=1e-4)
 
 
@@ -162,7 +174,8 @@ def test_guidance_in_v_space_equals_guidance_in_eps_space():
 
 
 class GaussianDenoiser(nn.Module):
-    """The exact E[eps | x_t] (or E[v | x_t]) for data x0 ~ N(mu, s^2 I), with the DiT forward signature."""
+    """The exact E[eps | x_t] (or E[v | x_t], E[x0 | x_t]) for data x0 ~ N(mu, s^2 I), with the DiT forward
+    signature."""
 
     def __init__(self, schedule: DiffusionSchedule, mu: torch.Tensor, s: float, prediction: str = "eps"):
         super().__init__()
@@ -176,7 +189,7 @@ class GaussianDenoiser(nn.Module):
         if self.prediction == "eps":
             return eps
         x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
-        return abar.sqrt() * eps - (1 - abar).sqrt() * x0
+        return x0 if self.prediction == "x0" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
 
 
 def exact_final_std(
@@ -208,7 +221,7 @@ SAMPLERS = {  # sampler, (steps, eta, beta_noise) of the same process in exact_f
 }
 
 
-@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_samplers_reproduce_a_known_gaussian(prediction, name):
     """Data N(mu, s^2) and the exact denoiser: samples have mean mu and std s up to the known discretisation.
@@ -230,6 +243,25 @@ def test_samplers_reproduce_a_known_gaussian(prediction, name):
     expected = exact_final_std(schedule, s, ddim_timesteps(100, steps), eta, beta_noise)
     torch.testing.assert_close(x.std(0), torch.full((2, 4), expected), atol=0.025, rtol=0)
     assert abs(expected - s) < 0.08
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("steps, spacing", [(1, "linspace"), (2, "trailing"), (4, "trailing"), (3, "linspace")])
+def test_few_step_ddim_follows_its_exact_law(prediction, steps, spacing):
+    """1 step is E[x0 | x_T] itself (for the exact denoiser: mu plus a sliver of x_T); 2-4 steps follow the law
+    of their affine updates. Few steps shrink the spread, so only the exact law is checked, not s."""
+    schedule, s, n = small_schedule(100), 0.5, 4000
+    mu = torch.linspace(-2, 2, 8).reshape(2, 4)
+    model = GaussianDenoiser(schedule, mu, s, prediction)
+    x_T = torch.randn(n, 2, 4, generator=torch.Generator().manual_seed(1))
+    sampler = SamplerConfig("ddim", steps=steps, spacing=spacing)
+    x = sample(model, schedule, torch.zeros(n, 2), sampler, prediction=prediction, x_T=x_T).reshape(n, 2, 4)
+    if steps == 1:  # the model's x0 prediction at T-1 from x_T, whatever it predicts
+        exact_x0 = GaussianDenoiser(schedule, mu, s, "x0")(x_T, torch.full((n,), 99), None)
+        torch.testing.assert_close(x, exact_x0.reshape(n, 2, 4), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x.mean(0), mu, atol=0.04, rtol=0)
+    expected = exact_final_std(schedule, s, ddim_timesteps(100, steps, spacing), 0.0)
+    torch.testing.assert_close(x.std(0), torch.full((2, 4), expected), atol=0.025, rtol=0)
 
 
 def test_ddpm_and_ddim_eta1_share_each_marginal():

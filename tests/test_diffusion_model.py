@@ -18,7 +18,7 @@ from padirec.diffusion import (
 )
 from padirec.models.adapter import N_PARAMS, N_TOKENS, TOKEN_WIDTH, TensorSlot
 
-STRATEGIES = ["pre", "pre_post", "adanorm"]
+STRATEGIES = ["pre", "pre_post", "adanorm", "mcgln"]
 
 
 @pytest.fixture(autouse=True)
@@ -61,10 +61,11 @@ def test_shapes_and_zero_output_at_init(conditioning):
         out = model(x, t, cond)
         assert out.shape == (5, 8, 8)
         assert torch.all(out == 0)  # zero-initialised final linear (and adaLN-Zero)
-    if conditioning == "adanorm":
+    if conditioning in ("adanorm", "mcgln"):
         for block in model.blocks:  # every block starts as the identity
-            h = torch.randn(5, 8, 64)
-            assert torch.equal(block(h, torch.randn(5, 64)), h)
+            h, c = torch.randn(5, 8, 64), torch.randn(5, 64)
+            extra = [torch.tensor([0, 1, 2, -1, 1])] if conditioning == "mcgln" else []  # w-regions, -1: null
+            assert torch.equal(block(h, c, *extra), h)
     else:
         assert all(block.ada is None for block in model.blocks)
 
@@ -133,7 +134,7 @@ def test_loss_is_finite_and_backpropagates(prediction):
     loss.backward()
     assert model.final.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError):
-        diffusion_loss(model, schedule, x0, None, 0.1, "x0")
+        diffusion_loss(model, schedule, x0, None, 0.1, "score")
 
 
 def test_trained_dit_generates_the_mode_of_its_condition():

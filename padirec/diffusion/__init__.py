@@ -7,9 +7,19 @@ from padirec.diffusion.objective import (
     DiffusionTrainConfig,
     ParamNormalizer,
     diffusion_loss,
+    diffusion_losses,
+    predicted_x0,
     unwrap,
 )
-from padirec.diffusion.sampling import METHODS, SamplerConfig, ddim_timesteps, guided_prediction, sample
+from padirec.diffusion.sampling import (
+    METHODS,
+    SPACINGS,
+    SamplerConfig,
+    ddim_timesteps,
+    guided_output,
+    guided_prediction,
+    sample,
+)
 from padirec.diffusion.schedule import SCHEDULES, DiffusionSchedule, ScheduleConfig, make_betas
 
 __all__ = [
@@ -18,6 +28,7 @@ __all__ = [
     "METHODS",
     "PREDICTIONS",
     "SCHEDULES",
+    "SPACINGS",
     "DiT",
     "DiTConfig",
     "DiffusionSchedule",
@@ -27,8 +38,11 @@ __all__ = [
     "ScheduleConfig",
     "ddim_timesteps",
     "diffusion_loss",
+    "diffusion_losses",
+    "guided_output",
     "guided_prediction",
     "make_betas",
+    "predicted_x0",
     "sample",
     "sinusoidal_embedding",
     "unwrap",

@@ -35,8 +35,16 @@ def add_commands(commands) -> None:
     train.add_argument("--epochs", type=int, help="default 200")
     train.add_argument("--batch-size", type=int, help="global batch (default 64)")
     train.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
-    train.add_argument("--prediction", choices=["eps", "v"], help="default eps")
-    train.add_argument("--conditioning", choices=["adanorm", "pre", "pre_post"], help="default adanorm")
+    train.add_argument("--prediction", choices=["eps", "v", "x0"], help="default eps")
+    train.add_argument("--conditioning", choices=["adanorm", "pre", "pre_post", "mcgln"], help="default adanorm")
+    train.add_argument("--reference", action="store_true",
+                       help="mcgln: condition on the sweep's mean adapter (FatsMB's agnostic -> specific)")
+    train.add_argument("--consistency-weight", type=float,
+                       help="TA-Rec's temporal consistency of x0 predictions (0 = off; TA-Rec: 0.4-0.8)")
+    train.add_argument("--last-step-prob", type=float, help="share of rows trained at t = T-1 (one-step sampling)")
+    train.add_argument("--task-loss-weight", type=float,
+                       help="DimeRec's task loss: x̂0 as the frozen backbone's adapter on w·(BCE, L_div) (0 = off)")
+    train.add_argument("--task-backbone", help="backbone run id or checkpoint for the task loss (default: the data's)")
     train.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default 10)")
     train.add_argument("--seed", type=int)
     train.add_argument("--storage-path", help="Ray Train results (shared storage on a cluster; default ./ray_results)")
@@ -57,7 +65,10 @@ def add_commands(commands) -> None:
     generate.add_argument("--model", default="models:/padirec-dit@champion",
                           help="models:/name@alias, models:/name/version, a training run id or a dit.pt path")
     generate.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
-    generate.add_argument("--steps", type=int, help="ddim steps (default 50); ddpm always runs all T")
+    generate.add_argument("--steps", type=int, help="ddim steps (default 50; 1 = one x0 prediction from noise); "
+                                                    "ddpm always runs all T")
+    generate.add_argument("--spacing", choices=["linspace", "trailing"], default="linspace",
+                          help="ddim step spacing (trailing suits 2-4 steps)")
     generate.add_argument("--eta", type=float, default=0.0, help="ddim noise (0 deterministic)")
     generate.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance gamma")
     generate.add_argument("--seed", type=int, default=0)
@@ -75,11 +86,14 @@ def train_config(args: argparse.Namespace):
     from padirec.diffusion.train import DiTTrainConfig
 
     stored = section(args, "dit_train")
-    dit = {**stored.get("dit", {}), **({"conditioning": args.conditioning} if args.conditioning else {})}
+    dit = {**stored.get("dit", {}), **({"conditioning": args.conditioning} if args.conditioning else {}),
+           **({"reference": True} if args.reference else {})}
+    task = {**stored.get("task", {}), **({"backbone": args.task_backbone} if args.task_backbone else {})}
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "prediction": args.prediction,
              "checkpoint_every": args.checkpoint_every, "seed": args.seed,
-             "device": "cuda" if args.gpu and args.workers == 0 else None}
-    return build(DiTTrainConfig, stored, flags, {"dit": dit or None})
+             "consistency_weight": args.consistency_weight, "last_step_prob": args.last_step_prob,
+             "task_loss_weight": args.task_loss_weight, "device": "cuda" if args.gpu and args.workers == 0 else None}
+    return build(DiTTrainConfig, stored, flags, {"dit": dit or None, "task": task or None})
 
 
 def sweep_dataset(sweep_run_id: str) -> Path:
@@ -157,7 +171,7 @@ def sampler_config(args: argparse.Namespace):
     if args.sampler == "ddpm" and args.steps is not None:
         raise SystemExit("--steps applies to --sampler ddim; ddpm runs all T steps")
     steps = None if args.sampler == "ddpm" else (args.steps or 50)
-    return SamplerConfig(method=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+    return SamplerConfig(method=args.sampler, steps=steps, spacing=args.spacing, eta=args.eta, guidance=args.guidance)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -4,8 +4,13 @@ The 1096 adapter parameters arrive as 137 tokens of width 8 (`padirec.models.ada
 The step t and the preference weights w are embedded and summed into one condition vector c,
 which enters in one of three ways (paper Fig. 5): `pre` adds c to every token before the blocks,
 `pre_post` also after each attention sub-block, `adanorm` modulates every LayerNorm with
-shift/scale/gate from c (adaLN-Zero, Peebles & Xie 2023). Classifier-free guidance replaces w's
-embedding with a learned null embedding on the rows where `drop` is True.
+shift/scale/gate from c (adaLN-Zero, Peebles & Xie 2023). `mcgln` (FatsMB's multi-condition guided
+LayerNorm) is adanorm with a mixture of experts as the FFN: shared experts for every row plus the private
+experts of the row's w-region, mixed per token by a softmax gate; rows with the null condition use the shared
+experts only. With `reference` (FatsMB's "agnostic -> specific"), a preference-agnostic reference adapter
+(the sweep's mean adapter, a buffer saved with the weights) is added to every attention input and is never
+dropped. Classifier-free guidance replaces w's embedding with a learned null embedding on the rows where
+`drop` is True.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import Tensor
 
 from padirec.models.adapter import N_TOKENS, TOKEN_WIDTH
 
-CONDITIONINGS = ("pre", "pre_post", "adanorm")
+CONDITIONINGS = ("pre", "pre_post", "adanorm", "mcgln")
 
 
 @dataclass
@@ -33,10 +38,14 @@ class DiTConfig:
     heads: int = 8
     ffn: int = 2048
     dropout: float = 0.0
-    conditioning: str = "adanorm"  # "pre" | "pre_post" | "adanorm"
+    conditioning: str = "adanorm"  # "pre" | "pre_post" | "adanorm" | "mcgln"
     freq_dim: int = 256  # sinusoidal features of the step
     cond_freq_dim: int = 64  # sinusoidal features per coordinate of w
     cond_scale: float = 1000.0  # w in [0, 1] is stretched to a step-like range before its embedding
+    regions: int = 3  # mcgln: equal bins of w_0 (w_acc) that route the private experts
+    shared_experts: int = 1  # mcgln: experts every row uses (the null condition uses only these)
+    private_experts: int = 2  # mcgln: experts per region
+    reference: bool = False  # mcgln: condition every block on the reference adapter (agnostic -> specific)
 
 
 def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -69,6 +78,12 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, N, C))
 
 
+def feed_forward(hidden: int, inner: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(hidden, inner), nn.GELU(approximate="tanh"), nn.Dropout(dropout), nn.Linear(inner, hidden)
+    )
+
+
 class Block(nn.Module):
     """Pre-LN transformer block; under `adanorm` its norms are modulated by c (adaLN-Zero)."""
 
@@ -79,12 +94,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(h, elementwise_affine=affine, eps=1e-6)
         self.attn = Attention(h, config.heads, config.dropout)
         self.norm2 = nn.LayerNorm(h, elementwise_affine=affine, eps=1e-6)
-        self.mlp = nn.Sequential(
-            nn.Linear(h, config.ffn),
-            nn.GELU(approximate="tanh"),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.ffn, h),
-        )
+        self.mlp = feed_forward(h, config.ffn, config.dropout)
         self.ada = None if affine else nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h))
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
@@ -98,6 +108,56 @@ class Block(nn.Module):
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
+class MixtureOfExperts(nn.Module):
+    """CGC mixture (FatsMB eq. 18-20): shared experts plus the private experts of the row's region, mixed per
+    token by softmax(W_g x); region -1 (the null condition) masks the private experts out."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        h, n_shared, n_private = config.hidden, config.shared_experts, config.private_experts
+        inner = max(1, config.ffn // (n_shared + n_private))  # per-token compute of the dense FFN
+        self.shared = nn.ModuleList(feed_forward(h, inner, config.dropout) for _ in range(n_shared))
+        self.private = nn.ModuleList(
+            nn.ModuleList(feed_forward(h, inner, config.dropout) for _ in range(n_private))
+            for _ in range(config.regions)
+        )
+        self.gate = nn.Linear(h, n_shared + n_private)
+
+    def forward(self, x: Tensor, region: Tensor) -> Tensor:
+        """x [B, N, h], region int64 [B] in -1..regions-1 -> [B, N, h]."""
+        n_shared = len(self.shared)
+        logits = self.gate(x)
+        null = (region < 0)[:, None, None] & (torch.arange(logits.shape[-1], device=x.device) >= n_shared)
+        gate = torch.softmax(logits.masked_fill(null, float("-inf")), dim=-1)
+        out = sum(gate[..., i, None] * expert(x) for i, expert in enumerate(self.shared))
+        private = torch.zeros_like(x)
+        for r, experts in enumerate(self.private):  # every expert runs (maybe on 0 rows): DDP sees all params used
+            rows = region == r
+            x_r, gate_r = x[rows], gate[rows]
+            private[rows] = sum(gate_r[..., n_shared + i, None] * expert(x_r) for i, expert in enumerate(experts))
+        return out + private
+
+
+class MCGLNBlock(nn.Module):
+    """FatsMB's MCGLN in adaLN-Zero form: condition-and-step modulated, gated attention (its input plus the
+    reference adapter's embedding, if any) and a gated mixture of experts routed by the w-region."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        h = config.hidden
+        self.norm1 = nn.LayerNorm(h, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(h, config.heads, config.dropout)
+        self.norm2 = nn.LayerNorm(h, elementwise_affine=False, eps=1e-6)
+        self.moe = MixtureOfExperts(config)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h))
+
+    def forward(self, x: Tensor, c: Tensor, region: Tensor, reference: Tensor | None = None) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        a = x if reference is None else x + reference
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(a), shift1, scale1))
+        return x + gate2[:, None] * self.moe(modulate(self.norm2(x), shift2, scale2), region)
+
+
 class DiT(nn.Module):
     """Denoiser over the adapter's 137 tokens of width 8."""
 
@@ -107,6 +167,8 @@ class DiT(nn.Module):
             raise ValueError(f"unknown conditioning {config.conditioning!r}; expected one of {CONDITIONINGS}")
         if config.hidden % config.heads:
             raise ValueError(f"hidden={config.hidden} is not a multiple of heads={config.heads}")
+        if config.conditioning == "mcgln" and (config.shared_experts < 1 or config.regions < 1):
+            raise ValueError("mcgln needs at least one shared expert (the null condition's) and one region")
         self.config = config
         h = config.hidden
         self.x_embed = nn.Linear(config.token_dim, h)
@@ -114,8 +176,14 @@ class DiT(nn.Module):
         self.t_embed = mlp(config.freq_dim, h)
         self.w_embed = mlp(config.cond_dim * config.cond_freq_dim, h)
         self.null = nn.Parameter(torch.zeros(h))  # the CFG null condition
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
-        ada = config.conditioning == "adanorm"
+        mcgln = config.conditioning == "mcgln"
+        self.blocks = nn.ModuleList((MCGLNBlock if mcgln else Block)(config) for _ in range(config.depth))
+        if config.reference and not mcgln:
+            raise ValueError("the reference adapter is a condition of conditioning='mcgln'")
+        self.ref_embed = nn.Linear(config.token_dim, h) if config.reference else None
+        # normalised reference adapter tokens; set from the dataset by training, saved in the state dict
+        self.register_buffer("reference", torch.zeros(config.n_tokens, config.token_dim) if config.reference else None)
+        ada = config.conditioning in ("adanorm", "mcgln")
         self.final_norm = nn.LayerNorm(h, elementwise_affine=not ada, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h)) if ada else None
         self.final = nn.Linear(h, config.token_dim)
@@ -148,14 +216,27 @@ class DiT(nn.Module):
             c_w = torch.where(drop[:, None], null, c_w)
         return c_t + c_w
 
+    def region(self, w: Tensor | None, drop: Tensor | None, batch: int) -> Tensor:
+        """mcgln's expert route: the bin of w_0 among `regions` equal bins of [0, 1]; -1 where w is dropped."""
+        if w is None:
+            return torch.full((batch,), -1, dtype=torch.long, device=self.null.device)
+        region = (w[:, 0] * self.config.regions).long().clamp(0, self.config.regions - 1)
+        return region if drop is None else torch.where(drop, -1, region)
+
     def forward(self, x: Tensor, t: Tensor, w: Tensor | None, drop: Tensor | None = None) -> Tensor:
         """x [B, n_tokens, token_dim], t int64 [B], w [B, cond_dim] or None, drop bool [B] -> like x."""
         c = self.condition(t, w, drop)
         x = self.x_embed(x) + self.pos_embed
         if self.final_ada is None:  # pre / pre_post
             x = x + c[:, None]
-        for block in self.blocks:
-            x = block(x, c)
+        if self.config.conditioning == "mcgln":
+            region = self.region(w, drop, x.shape[0])
+            reference = self.ref_embed(self.reference) if self.ref_embed is not None else None
+            for block in self.blocks:
+                x = block(x, c, region, reference)
+        else:
+            for block in self.blocks:
+                x = block(x, c)
         x = self.final_norm(x)
         if self.final_ada is not None:
             x = modulate(x, *self.final_ada(c).chunk(2, dim=-1))

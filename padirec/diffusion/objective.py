@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,14 +14,81 @@ from torch import Tensor
 from padirec.diffusion.schedule import DiffusionSchedule
 from padirec.models.adapter import ADAPTER_LAYOUT, TensorSlot, layout_dict
 
-PREDICTIONS = ("eps", "v")
+PREDICTIONS = ("eps", "v", "x0")
 
 
 @dataclass
 class DiffusionTrainConfig:
-    prediction: str = "eps"  # "eps" (paper) | "v" (authors' code)
+    prediction: str = "eps"  # "eps" (paper) | "v" (authors' code) | "x0" (TA-Rec, DreamRec)
     p_uncond: float = 0.1  # probability of replacing w by the null condition (CFG)
     ema_decay: float = 0.999
+
+
+def predicted_x0(schedule: DiffusionSchedule, xt: Tensor, t: Tensor, out: Tensor, prediction: str) -> Tensor:
+    """The x0 that the model's output (eps, v or x0) implies at x_t."""
+    if prediction == "eps":
+        return schedule.predict_x0_from_eps(xt, t, out)
+    if prediction == "v":
+        return schedule.predict_x0_from_v(xt, t, out)
+    return out
+
+
+# (x̂0 tokens [B, n_tokens, width], w [B, p]) -> per-row loss [B]: DimeRec's task loss on the predicted x0
+TaskLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def diffusion_losses(
+    model: nn.Module,
+    schedule: DiffusionSchedule,
+    x0_tokens: Tensor,
+    w: Tensor | None,
+    p_uncond: float,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+    consistency_weight: float = 0.0,
+    consistency_delta: int = 1,
+    last_step_prob: float = 0.0,
+    task_loss: TaskLoss | None = None,
+    task_loss_weight: float = 0.0,
+) -> dict[str, Tensor]:
+    """Alg. 1's MSE and the optional terms on the predicted x0; returns each term and their weighted sum `loss`.
+
+    - `consistency`: TA-Rec's temporal consistency, the MSE between the x0 predictions at t and
+      t - `consistency_delta` of the same x0, noise and (possibly dropped) condition, so that one step
+      from x_T lands near the data. `last_step_prob` draws t = T-1 (the one-step sampler's only step) more often.
+    - `task`: DimeRec's task loss of x̂0, weighted per row by ᾱ_t (x̂0 means little at high noise), zero
+      on rows whose w was dropped (their x̂0 is not meant to serve w).
+
+    `generator`, if given, must live on x0's device.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+    B, device, T = x0_tokens.shape[0], x0_tokens.device, schedule.num_steps
+    t = torch.randint(0, T, (B,), device=device, generator=generator)
+    noise = torch.randn(x0_tokens.shape, device=device, generator=generator, dtype=x0_tokens.dtype)
+    drop = torch.rand(B, device=device, generator=generator) < p_uncond
+    if last_step_prob > 0:
+        t = torch.where(torch.rand(B, device=device, generator=generator) < last_step_prob, T - 1, t)
+    xt = schedule.q_sample(x0_tokens, t, noise)
+    out = model(xt, t, w, drop)
+    target = {"eps": noise, "v": schedule.v_target(x0_tokens, t, noise), "x0": x0_tokens}[prediction]
+    terms = {"diffusion": F.mse_loss(out, target)}
+    loss = terms["diffusion"]
+    if consistency_weight > 0 or task_loss is not None:
+        x0_hat = predicted_x0(schedule, xt, t, out, prediction)
+    if consistency_weight > 0:
+        t_prev = (t - consistency_delta).clamp(min=0)  # t < delta: both branches see the same input, term 0
+        x_prev = schedule.q_sample(x0_tokens, t_prev, noise)
+        x0_prev = predicted_x0(schedule, x_prev, t_prev, model(x_prev, t_prev, w, drop), prediction)
+        terms["consistency"] = F.mse_loss(x0_hat, x0_prev)
+        loss = loss + consistency_weight * terms["consistency"]
+    if task_loss is not None:
+        if w is None:
+            raise ValueError("the task loss needs the preference weights w")
+        row_weight = schedule.alphas_cumprod.to(device)[t] * (~drop)
+        terms["task"] = (row_weight * task_loss(x0_hat, w)).mean()
+        loss = loss + task_loss_weight * terms["task"]
+    return {**terms, "loss": loss}
 
 
 def diffusion_loss(
@@ -32,19 +100,8 @@ def diffusion_loss(
     prediction: str = "eps",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Alg. 1: t ~ U{0..T-1}, eps ~ N(0, I), w dropped to null with prob. p_uncond, MSE on eps (or v).
-
-    `generator`, if given, must live on x0's device.
-    """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-    B, device = x0_tokens.shape[0], x0_tokens.device
-    t = torch.randint(0, schedule.num_steps, (B,), device=device, generator=generator)
-    noise = torch.randn(x0_tokens.shape, device=device, generator=generator, dtype=x0_tokens.dtype)
-    drop = torch.rand(B, device=device, generator=generator) < p_uncond
-    xt = schedule.q_sample(x0_tokens, t, noise)
-    target = noise if prediction == "eps" else schedule.v_target(x0_tokens, t, noise)
-    return F.mse_loss(model(xt, t, w, drop), target)
+    """Alg. 1: t ~ U{0..T-1}, eps ~ N(0, I), w dropped to null with prob. p_uncond, MSE on eps (or v, x0)."""
+    return diffusion_losses(model, schedule, x0_tokens, w, p_uncond, prediction, generator)["loss"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from padirec.diffusion.objective import PREDICTIONS, ParamNormalizer
+from padirec.diffusion.objective import PREDICTIONS, ParamNormalizer, predicted_x0
 from padirec.diffusion.schedule import DiffusionSchedule
 
 METHODS = ("ddpm", "ddim")
@@ -17,7 +17,8 @@ METHODS = ("ddpm", "ddim")
 @dataclass
 class SamplerConfig:
     method: str = "ddpm"  # "ddpm" | "ddim"
-    steps: int | None = None  # None = all T (ddpm needs all T)
+    steps: int | None = None  # None = all T (ddpm needs all T); ddim: 1 = one x0 prediction from x_T
+    spacing: str = "linspace"  # ddim steps: "linspace" (0 … T-1) | "trailing" (T-1 down by T/steps; few steps)
     eta: float = 0.0  # ddim noise: 0 deterministic, 1 = DDPM's marginals
     guidance: float = 0.0  # gamma of eq. 9
     clip: bool = True  # clamp predicted x0 to the training range per tensor (needs a normalizer)
@@ -28,6 +29,17 @@ def _device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+@torch.no_grad()
+def guided_output(model: nn.Module, x: Tensor, t: Tensor, w: Tensor | None, guidance: float) -> Tensor:
+    """Eq. 9 on the model's own output (eps, v or x0): (1+g) f(x, w, t) - g f(x, null, t), in one forward."""
+    if guidance == 0 or w is None:
+        return model(x, t, w)
+    B = x.shape[0]
+    drop = torch.arange(2 * B, device=x.device) >= B
+    cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([w, w]), drop).chunk(2)
+    return (1 + guidance) * cond - guidance * uncond
 
 
 @torch.no_grad()
@@ -42,30 +54,32 @@ def guided_prediction(
 ) -> Tensor:
     """Eq. 9: (1+g) eps(x, w, t) - g eps(x, null, t), conditional and null rows in one forward; returns eps.
 
-    Guidance is applied to the model's own output (eps or v); both are affine in eps with the same
-    x_t-dependent offset, so guiding v then converting equals guiding eps. v needs `schedule`.
+    Guidance is applied to the model's own output (eps, v or x0); all three are affine in eps with the same
+    x_t-dependent offset, so guiding them then converting equals guiding eps. v and x0 need `schedule`.
     """
     if prediction not in PREDICTIONS:
         raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-    if guidance == 0 or w is None:
-        out = model(x, t, w)
-    else:
-        B = x.shape[0]
-        drop = torch.arange(2 * B, device=x.device) >= B
-        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([w, w]), drop).chunk(2)
-        out = (1 + guidance) * cond - guidance * uncond
+    out = guided_output(model, x, t, w, guidance)
     if prediction == "eps":
         return out
     if schedule is None:
-        raise ValueError("v-prediction needs the schedule to convert v to eps")
-    return schedule.predict_eps_from_v(x, t, out)
+        raise ValueError(f"{prediction}-prediction needs the schedule to convert its output to eps")
+    return schedule.predict_eps_from_v(x, t, out) if prediction == "v" else schedule.predict_eps_from_x0(x, t, out)
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """`steps` evenly spaced indices of 0..T-1, always including 0 and T-1."""
-    if not 2 <= steps <= T:
-        raise ValueError(f"ddim steps must be in [2, {T}], got {steps}")
-    return torch.linspace(0, T - 1, steps).round().long().tolist()
+SPACINGS = ("linspace", "trailing")
+
+
+def ddim_timesteps(T: int, steps: int, spacing: str = "linspace") -> list[int]:
+    """`steps` increasing indices of 0..T-1 ending at T-1; `linspace` also includes 0, `trailing` ends its last
+    step at index T - T/steps (Lin et al. 2024), so few steps are not spent near the clean end. 1 step: [T-1]."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"ddim steps must be in [1, {T}], got {steps}")
+    if spacing == "linspace":
+        return torch.linspace(0, T - 1, steps).round().long().tolist() if steps > 1 else [T - 1]
+    if spacing == "trailing":
+        return sorted(T - 1 - round(k * T / steps) for k in range(steps))
+    raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
 
 
 @torch.no_grad()
@@ -86,6 +100,8 @@ def sample(
     """
     if config.method not in METHODS:
         raise ValueError(f"unknown sampler {config.method!r}; expected one of {METHODS}")
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
     if not 0.0 <= config.eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {config.eta}")
     device = _device(model)
@@ -101,10 +117,9 @@ def sample(
     x = noise() if x_T is None else x_T.to(device=device, dtype=torch.float32).reshape(shape)
 
     def predict(x: Tensor, i: int) -> tuple[Tensor, Tensor]:
-        """Guided eps and the x0 it implies (clamped to the training range if asked), at index i."""
+        """The x0 that the guided output implies (clamped to the training range if asked), at index i."""
         t = torch.full((B,), i, device=device, dtype=torch.long)
-        eps = guided_prediction(model, x, t, w, config.guidance, prediction, schedule)
-        x0 = schedule.predict_x0_from_eps(x, t, eps)
+        x0 = predicted_x0(schedule, x, t, guided_output(model, x, t, w, config.guidance), prediction)
         if config.clip and normalizer is not None:
             x0 = normalizer.clamp_tokens(x0)
         return t, x0
@@ -131,7 +146,7 @@ def sample(
                     x = mean + sigma * noise()
         else:
             abar = schedule.alphas_cumprod
-            steps = ddim_timesteps(T, config.steps or T)
+            steps = ddim_timesteps(T, config.steps or T, config.spacing)
             for i, i_prev in zip(reversed(steps), [*reversed(steps[:-1]), None], strict=True):
                 t, x0 = predict(x, i)
                 if i_prev is None:

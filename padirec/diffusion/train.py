@@ -39,9 +39,10 @@ from torch import Tensor
 
 from padirec.config import build
 from padirec.diffusion.model import DiT, DiTConfig
-from padirec.diffusion.objective import EMA, PREDICTIONS, ParamNormalizer, diffusion_loss, unwrap
+from padirec.diffusion.objective import EMA, PREDICTIONS, ParamNormalizer, diffusion_losses, unwrap
 from padirec.diffusion.sampling import SamplerConfig, sample
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
+from padirec.diffusion.task import AdapterTaskLoss, TaskLossConfig, load_task_loss
 from padirec.models.adapter import N_PARAMS, to_tokens
 from padirec.runtime import init_ray
 
@@ -58,7 +59,7 @@ class DiTTrainConfig:
     lr: float = 1e-4  # AdamW; the authors use Adam 8e-5 (= AdamW with weight_decay 0)
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm; 0 = off
-    prediction: str = "eps"  # "eps" (paper) | "v" (authors' code)
+    prediction: str = "eps"  # "eps" (paper) | "v" (authors' code) | "x0" (TA-Rec)
     p_uncond: float = 0.1  # CFG: probability of replacing w by the null condition
     ema_decay: float = 0.999
     seed: int = 0
@@ -68,10 +69,20 @@ class DiTTrainConfig:
     amp: str = "none"  # "none" | "bf16" (autocast on CUDA)
     dit: dict = field(default_factory=dict)  # DiTConfig overrides
     schedule: dict = field(default_factory=dict)  # ScheduleConfig overrides
+    consistency_weight: float = 0.0  # TA-Rec's TCR: weight of the x0-consistency between steps t and t - delta
+    consistency_delta: int = 1  # the "adjacent" step distance of TCR
+    last_step_prob: float = 0.0  # share of rows drawn at t = T-1, the one-step sampler's only step
+    task_loss_weight: float = 0.0  # DimeRec: weight of the w-weighted adapter loss of x̂0 in the frozen backbone
+    task: dict = field(default_factory=dict)  # TaskLossConfig overrides (backbone, instances, batch_size, ...)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {self.prediction!r}; expected one of {PREDICTIONS}")
+        if self.consistency_weight < 0 or self.task_loss_weight < 0 or self.consistency_delta < 1:
+            raise ValueError("consistency_weight and task_loss_weight must be >= 0, consistency_delta >= 1")
+        if not 0.0 <= self.last_step_prob <= 1.0:
+            raise ValueError(f"last_step_prob must be in [0, 1], got {self.last_step_prob}")
+        self.task_config()  # unknown task options fail here, not in a worker
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
@@ -82,6 +93,9 @@ class DiTTrainConfig:
 
     def schedule_config(self) -> ScheduleConfig:
         return build(ScheduleConfig, self.schedule)
+
+    def task_config(self) -> TaskLossConfig:
+        return build(TaskLossConfig, self.task)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -98,8 +112,10 @@ def dataset_info(path: str | os.PathLike) -> dict:
     backbones = sorted({b for b in table.column("backbone_run_id").to_pylist() if b})
     if len(backbones) > 1:
         raise ValueError(f"{path}: adapters of several backbones ({', '.join(backbones)}) in one dataset")
+    params = table.column("params").combine_chunks().values.to_numpy().reshape(table.num_rows, N_PARAMS)
     return {"path": str(Path(path).resolve()), "sha256": tracking.sha256_file(path), "rows": table.num_rows,
             "cond_dim": len(table.column("w")[0].as_py()), "normalizer": metadata["normalizer"],
+            "mean_adapter": params.mean(0, dtype=np.float64).tolist(),  # the mcgln reference adapter
             "sweep_run_id": metadata.get("sweep_run_id", ""), "backbone_run_id": backbones[0] if backbones else "",
             "objectives": metadata.get("objectives", [])}
 
@@ -160,10 +176,18 @@ class TrainState:
     rank: int = 0
     world_size: int = 1
     start_epoch: int = 0  # epochs completed before this run (from the resumed checkpoint)
+    task_loss: AdapterTaskLoss | None = None  # with config.task_loss_weight > 0
 
     @property
     def local_batch(self) -> int:
         return max(1, self.config.batch_size // self.world_size)
+
+
+def task_loss_for(config: DiTTrainConfig, info: dict) -> AdapterTaskLoss | None:
+    """The task loss a config asks for (built on the driver: backbone + data are read once), else None."""
+    if config.task_loss_weight <= 0:
+        return None
+    return load_task_loss(config.task_config(), ParamNormalizer.from_dict(info["normalizer"]), info["backbone_run_id"])
 
 
 def check_resumable(checkpoint: dict, config: DiTTrainConfig, dit_config: DiTConfig, info: dict) -> None:
@@ -183,12 +207,19 @@ def check_resumable(checkpoint: dict, config: DiTTrainConfig, dit_config: DiTCon
 
 
 def build_state(config: DiTTrainConfig, info: dict, device: torch.device | str, rank: int = 0, world_size: int = 1,
-                resume_from: dict | None = None, wrap: Callable[[nn.Module], nn.Module] | None = None) -> TrainState:
-    """Model (same init on every rank), EMA, AdamW; restored from `resume_from` (a checkpoint dict) if given."""
+                resume_from: dict | None = None, wrap: Callable[[nn.Module], nn.Module] | None = None,
+                task_loss: AdapterTaskLoss | None = None) -> TrainState:
+    """Model (same init on every rank), EMA, AdamW; restored from `resume_from` (a checkpoint dict) if given.
+    A `reference` DiT gets the dataset's mean adapter (normalised) as its reference."""
     device = torch.device(device)
     torch.manual_seed(config.seed)
     dit_config = config.dit_config(info["cond_dim"])
     model = DiT(dit_config)
+    if dit_config.reference:
+        mean = torch.tensor(info["mean_adapter"], dtype=torch.float32)
+        model.reference.copy_(to_tokens(ParamNormalizer.from_dict(info["normalizer"]).normalize(mean)))
+    if config.task_loss_weight > 0 and task_loss is None:
+        raise ValueError("task_loss_weight > 0 needs the task loss (build it with load_task_loss on the driver)")
     start_epoch = 0
     if resume_from is not None:
         check_resumable(resume_from, config, dit_config, info)
@@ -207,7 +238,9 @@ def build_state(config: DiTTrainConfig, info: dict, device: torch.device | str, 
         for group in optimizer.param_groups:  # the config's values win over the saved ones
             group["lr"], group["weight_decay"] = config.lr, config.weight_decay
     schedule = DiffusionSchedule(config.schedule_config()).to(device)
-    return TrainState(config, dit_config, model, ema, optimizer, schedule, device, rank, world_size, start_epoch)
+    task_loss = task_loss.to(device) if task_loss is not None and config.task_loss_weight > 0 else None
+    return TrainState(config, dit_config, model, ema, optimizer, schedule, device, rank, world_size, start_epoch,
+                      task_loss)
 
 
 def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
@@ -231,30 +264,36 @@ def train_epoch(state: TrainState, x0: Tensor, w: Tensor, epoch: int) -> dict:
         dist.all_reduce(steps, op=dist.ReduceOp.MIN)
     steps = int(steps.item())
     model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on device: no sync per step
+    sums: dict[str, Tensor] = {}  # summed on device over rows: no sync per step
     norm_sum = torch.zeros((), dtype=torch.float64, device=device)
     rows = 0
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     for i in range(steps):
         index = order[i * per_step : (i + 1) * per_step]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            loss = diffusion_loss(model, state.schedule, x0[index], w[index], cfg.p_uncond, cfg.prediction,
-                                  noise_generator)
+            losses = diffusion_losses(model, state.schedule, x0[index], w[index], cfg.p_uncond, cfg.prediction,
+                                      noise_generator, cfg.consistency_weight, cfg.consistency_delta,
+                                      cfg.last_step_prob, state.task_loss, cfg.task_loss_weight)
         state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         state.optimizer.step()
         state.ema.update(model)
-        loss_sum += loss.detach().double() * len(index)
+        if len(losses) == 2:  # the plain objective: "loss" is the diffusion loss
+            losses = {"loss": losses["loss"]}
+        for name, value in losses.items():  # the same names in the same order on every rank
+            key = name if name == "loss" else f"{name}_loss"
+            sums[key] = sums.get(key, 0.0) + value.detach().double() * len(index)
         norm_sum += grad_norm.detach().double()
         rows += len(index)
-    totals = torch.stack([loss_sum, torch.tensor(float(rows), dtype=torch.float64, device=device), norm_sum,
-                          torch.tensor(float(steps), dtype=torch.float64, device=device)])
+    counts = torch.tensor([float(rows), float(steps)], dtype=torch.float64, device=device)
+    totals = torch.cat([torch.stack([*sums.values(), norm_sum]), counts])
     if _distributed():
         dist.all_reduce(totals)
-    loss_sum, rows, norm_sum, n_steps = totals.tolist()
+    *term_sums, norm_sum, rows, n_steps = totals.tolist()
     seconds = time.perf_counter() - started
-    return {"loss": loss_sum / max(rows, 1), "grad_norm": norm_sum / max(n_steps, 1), "steps": steps,
+    return {**{name: value / max(rows, 1) for name, value in zip(sums, term_sums, strict=True)},
+            "grad_norm": norm_sum / max(n_steps, 1), "steps": steps,
             "samples": int(rows), "epoch_seconds": seconds, "samples_per_s": rows / max(seconds, 1e-9),
             "lr": state.optimizer.param_groups[0]["lr"]}
 
@@ -360,7 +399,7 @@ def train_dit(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTTrain
     device = resolve_device(config.device)
     arrays = dataset_arrays(read_dataset(dataset_path)[0])
     x0, w = prepare_rows(arrays["params"], arrays["w"], ParamNormalizer.from_dict(info["normalizer"]), device)
-    state = build_state(config, info, device, resume_from=resume_from)
+    state = build_state(config, info, device, resume_from=resume_from, task_loss=task_loss_for(config, info))
     final: dict = {}
 
     def report(epoch: int, metrics: dict, checkpoint: dict | None) -> None:
@@ -400,7 +439,8 @@ def _ray_train_loop(loop_config: dict) -> None:
         raise ValueError(f"worker {rank} got no rows: {info['rows']} rows for {world_size} workers")
     x0, w = prepare_rows(params, w, ParamNormalizer.from_dict(info["normalizer"]), device)
     state = build_state(config, info, device, rank, world_size, resume_from,
-                        wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False))
+                        wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False),
+                        task_loss=loop_config.get("task_loss"))
     del resume_from  # its tensors are copied into the model, EMA and optimizer
     tracking = loop_config.get("tracking")
     on_epoch = mlflow_epoch_logger(tracking["uri"], tracking["run_id"]) if tracking and rank == 0 else None
@@ -452,7 +492,8 @@ def train_dit_ray(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTT
     storage = str(Path(storage_path or "ray_results").resolve()) if "://" not in str(storage_path) else storage_path
     name = name or f"dit-{info['sha256'][:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
     loop_config = {"config": asdict(config), "info": info, "tracking": tracking,
-                   "threads": max(1, int(resources.get("CPU", 1)))}
+                   "threads": max(1, int(resources.get("CPU", 1))),
+                   "task_loss": task_loss_for(config, info)}  # frozen backbone + instance pool, shipped as is
     trainer = TorchTrainer(
         _ray_train_loop,
         train_loop_config=loop_config,
