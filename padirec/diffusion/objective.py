@@ -33,8 +33,8 @@ def predicted_x0(schedule: DiffusionSchedule, xt: Tensor, t: Tensor, out: Tensor
     return out
 
 
-# (x̂0 tokens [B, n_tokens, width], w [B, p]) -> per-row loss [B]: DimeRec's task loss on the predicted x0
-TaskLoss = Callable[[Tensor, Tensor], Tensor]
+# (x̂0 tokens [B, n_tokens, width], w [B, p], generator) -> per-row loss [B]: DimeRec's task loss on x̂0
+TaskLoss = Callable[[Tensor, Tensor, torch.Generator | None], Tensor]
 
 
 def diffusion_losses(
@@ -56,6 +56,7 @@ def diffusion_losses(
     - `consistency`: TA-Rec's temporal consistency, the MSE between the x0 predictions at t and
       t - `consistency_delta` of the same x0, noise and (possibly dropped) condition, so that one step
       from x_T lands near the data. `last_step_prob` draws t = T-1 (the one-step sampler's only step) more often.
+      Use it with x0 (TA-Rec) or v prediction: an eps model's x0 at high t amplifies its error by 1/sqrt(ᾱ_t).
     - `task`: DimeRec's task loss of x̂0, weighted per row by ᾱ_t (x̂0 means little at high noise), zero
       on rows whose w was dropped (their x̂0 is not meant to serve w).
 
@@ -86,7 +87,7 @@ def diffusion_losses(
         if w is None:
             raise ValueError("the task loss needs the preference weights w")
         row_weight = schedule.alphas_cumprod.to(device)[t] * (~drop)
-        terms["task"] = (row_weight * task_loss(x0_hat, w)).mean()
+        terms["task"] = (row_weight * task_loss(x0_hat, w, generator)).mean()
         loss = loss + task_loss_weight * terms["task"]
     return {**terms, "loss": loss}
 

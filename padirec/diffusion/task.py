@@ -34,6 +34,7 @@ class TaskLossConfig:
     def __post_init__(self):
         if self.instances < 1 or self.batch_size < 1:
             raise ValueError("task instances and batch_size must be >= 1")
+        build(AdapterConfig, self.adapter)  # unknown adapter options fail here, not in a worker
 
 
 class AdapterTaskLoss:

@@ -69,7 +69,7 @@ class DiTTrainConfig:
     amp: str = "none"  # "none" | "bf16" (autocast on CUDA)
     dit: dict = field(default_factory=dict)  # DiTConfig overrides
     schedule: dict = field(default_factory=dict)  # ScheduleConfig overrides
-    consistency_weight: float = 0.0  # TA-Rec's TCR: weight of the x0-consistency between steps t and t - delta
+    consistency_weight: float = 0.0  # TA-Rec's TCR: x0-consistency between steps t and t - delta (use x0 or v)
     consistency_delta: int = 1  # the "adjacent" step distance of TCR
     last_step_prob: float = 0.0  # share of rows drawn at t = T-1, the one-step sampler's only step
     task_loss_weight: float = 0.0  # DimeRec: weight of the w-weighted adapter loss of x̂0 in the frozen backbone
@@ -193,7 +193,7 @@ def task_loss_for(config: DiTTrainConfig, info: dict) -> AdapterTaskLoss | None:
 def check_resumable(checkpoint: dict, config: DiTTrainConfig, dit_config: DiTConfig, info: dict) -> None:
     """A checkpoint can be continued only with the same model, schedule, prediction and normaliser."""
     mismatched = []
-    if checkpoint["dit_config"] != asdict(dit_config):
+    if DiTConfig(**checkpoint["dit_config"]) != dit_config:  # options added later take their defaults
         mismatched.append(f"dit_config {checkpoint['dit_config']} != {asdict(dit_config)}")
     if checkpoint["schedule_config"] != asdict(config.schedule_config()):
         mismatched.append(f"schedule_config {checkpoint['schedule_config']} != {asdict(config.schedule_config())}")
