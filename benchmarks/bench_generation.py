@@ -2,6 +2,10 @@
 
     python benchmarks/bench_generation.py --checkpoint dit.pt --backbone backbone.pt \
         --dataset adapters.parquet [--device cuda] [--samplers ddpm:500,ddim:50,ddim:20] [--seeds 3]
+    python benchmarks/bench_generation.py --arch paper --samplers ddim:50 --batch 64   # speed only
+
+`--arch paper` times an untrained DiT of the paper's size (Table 8: hidden 512, 4 layers, 8 heads,
+FFN 2048): generation time does not depend on the weights. `--batch 0` skips the large batch.
 
 Quality: for w_acc in {0, 0.1, ..., 1}, test NDCG@10 and α-NDCG@10 of the generated adapters
 (mean over `--seeds` samples) against the sweep's own adapters at the same w (Retrain, read
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -21,8 +26,12 @@ import torch
 from padirec.config import DataSpec, load_data
 from padirec.diffusion import SamplerConfig
 from padirec.diffusion.generate import generate_and_evaluate
-from padirec.diffusion.train import load_generator
+from padirec.diffusion.model import DiT, DiTConfig
+from padirec.diffusion.objective import ParamNormalizer
+from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
+from padirec.diffusion.train import Generator, load_generator
 from padirec.evaluation import controllability_table, table_markdown
+from padirec.models.adapter import ADAPTER_LAYOUT
 from padirec.sweep import dataset_arrays, read_dataset, retrain_curve
 from padirec.sweep.report import TASKS
 from padirec.training import EvalSet, load_backbone
@@ -52,9 +61,18 @@ def time_generation(generator, sampler: SamplerConfig, batch: int, device: str, 
     return best
 
 
+def untrained_generator(device: str, **dit: int) -> Generator:
+    """A Generator with random weights and an identity normaliser: for timing only."""
+    n = len(ADAPTER_LAYOUT)
+    model = DiT(DiTConfig(**dit)).to(device).eval().requires_grad_(False)
+    normalizer = ParamNormalizer(torch.zeros(n), torch.ones(n), -torch.ones(n), torch.ones(n)).to(device)
+    return Generator(model, DiffusionSchedule(ScheduleConfig()).to(device), normalizer, "v", {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="dit.pt")
+    parser.add_argument("--checkpoint", help="dit.pt (or --arch for an untrained DiT, speed only)")
+    parser.add_argument("--arch", choices=["paper"], help="time an untrained paper-size DiT instead")
     parser.add_argument("--backbone", help="backbone.pt (quality part; skipped without it)")
     parser.add_argument("--dataset", help="gathered adapters.parquet (the Retrain curve)")
     parser.add_argument("--data-dir", help="override the data directory stored in the backbone checkpoint")
@@ -65,13 +83,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     args = parser.parse_args()
 
-    generator = load_generator(args.checkpoint, args.device)
+    if bool(args.checkpoint) == bool(args.arch):
+        parser.error("give exactly one of --checkpoint and --arch")
+    generator = load_generator(args.checkpoint, args.device) if args.checkpoint else untrained_generator(args.device)
     samplers = parse_samplers(args.samplers)
     for config in samplers.values():
         config.guidance = args.guidance
-    report: dict = {"device": args.device, "threads": torch.get_num_threads()}
+    report: dict = {"device": args.device, "threads": torch.get_num_threads(),
+                    "dit": {k: getattr(generator.model.config, k) for k in ("hidden", "depth", "heads", "ffn")}}
 
-    if args.backbone and args.dataset:
+    if args.backbone and args.dataset and args.checkpoint:
         backbone, extra = load_backbone(args.backbone, args.device)
         spec = DataSpec(**extra["data"])
         if args.data_dir:
@@ -99,9 +120,9 @@ def main() -> None:
     report["speed"] = {}
     for name, sampler in samplers.items():
         one = time_generation(generator, sampler, 1, args.device)
-        many = time_generation(generator, sampler, args.batch, args.device, repeats=1)
+        many = time_generation(generator, sampler, args.batch, args.device, repeats=1) if args.batch else math.nan
         report["speed"][name] = {"batch1_ms": one * 1e3, f"batch{args.batch}_per_s": args.batch / many}
-        print(f"| {name} | {one * 1e3:.1f} | {args.batch / many:.0f} |")
+        print(f"| {name} | {one * 1e3:.1f} | {args.batch / many:.1f} |", flush=True)
     print(json.dumps(report, default=float))
 
 

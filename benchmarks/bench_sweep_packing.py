@@ -50,10 +50,11 @@ def naive_epoch(backbone, data, device: str, batch_size: int, rng) -> float:
     return time.perf_counter() - started
 
 
-def packed_epoch(backbone, data, K: int, device: str, batch_size: int) -> float:
+def packed_epoch(backbone, data, K: int, device: str, batch_size: int, diversity_topk: int = 0) -> float:
     """K adapters for one epoch on cached states (includes encoding the instances once)."""
     weights = np.stack([np.linspace(0, 1, K), 1 - np.linspace(0, 1, K)], axis=1)
-    config = AdapterConfig(epochs=1, keep_last=1, batch_size=batch_size, device=device)
+    config = AdapterConfig(epochs=1, keep_last=1, batch_size=batch_size, device=device,
+                           diversity_topk=diversity_topk)
     result = train_adapters(backbone, data, weights, config, progress=False, eval_splits=())
     return result.seconds
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--packs", default="1,8,21")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--diversity-topk", type=int, default=0, help="AdapterConfig.diversity_topk of the packed runs")
     args = parser.parse_args()
 
     data = load_data(DataSpec(kind=args.dataset, path=args.data_dir))
@@ -80,11 +82,13 @@ def main() -> None:
     rows = [{"method": "naive (backbone in the loop)", "K": 1, "epoch_s": naive, "adapter_epochs_per_min": 60 / naive}]
     packed_epoch(backbone, data, 1, args.device, args.batch_size)  # warm-up
     for K in [int(k) for k in args.packs.split(",")]:
-        seconds = min(packed_epoch(backbone, data, K, args.device, args.batch_size) for _ in range(args.repeats))
+        seconds = min(packed_epoch(backbone, data, K, args.device, args.batch_size, args.diversity_topk)
+                      for _ in range(args.repeats))
         rows.append({"method": f"packed K={K}", "K": K, "epoch_s": seconds, "adapter_epochs_per_min": 60 * K / seconds})
     one = rows[1]["epoch_s"]
     print(f"# {args.dataset} ({len(data.train_instances())} training instances), {args.backbone}, "
-          f"batch {args.batch_size}, device {args.device}, torch threads {torch.get_num_threads()}, "
+          f"batch {args.batch_size}, diversity_topk {args.diversity_topk}, device {args.device}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"{platform.processor() or platform.machine()}")
     print("| method | K | s / epoch | adapter-epochs / min | cost vs packed K=1 | cost vs naive |")
     print("| --- | --- | --- | --- | --- | --- |")
