@@ -26,7 +26,7 @@ from padirec.diffusion import (
 from padirec.diffusion.commands import add_commands, sampler_config, train_config
 from padirec.diffusion.objective import diffusion_losses
 from padirec.diffusion.task import TaskLossConfig, adapter_task_loss
-from padirec.diffusion.train import DiTTrainConfig, load_generator, train_dit
+from padirec.diffusion.train import DiTTrainConfig, load_checkpoint, load_generator, train_dit, train_dit_ray
 from padirec.models import N_PARAMS, BackboneConfig, build_backbone, to_tokens
 from padirec.sweep.gather import write_dataset
 from padirec.training import save_backbone
@@ -198,7 +198,10 @@ def test_task_loss_gradient_reaches_the_dit_and_not_the_backbone(data, backbone_
 # --- the options through training, checkpoint and the CLI ---------------------------------------------
 
 
-def test_options_train_checkpoint_and_generate_in_one_step(tmp_path, monkeypatch):
+@pytest.fixture
+def options_setup(tmp_path, monkeypatch):
+    """A comirec backbone checkpoint (recording its data), a two-mode adapter dataset, and a config with every
+    option on: x0 prediction with TCR, mcgln with the reference adapter, the task loss."""
     monkeypatch.setenv("PADIREC_CACHE_DIR", str(tmp_path / "cache"))
     spec = DataSpec(kind="synthetic", synthetic_users=60, synthetic_items=40)
     data = load_data(spec)
@@ -208,20 +211,37 @@ def test_options_train_checkpoint_and_generate_in_one_step(tmp_path, monkeypatch
     rows = [{"w": [a, 1 - a], "seed": s, "epoch": 0, "params": ((2 * a - 1) * 0.5 + rng.normal(0, 0.05, N_PARAMS))
              .astype(np.float32), "ndcg10": 0.0, "alpha_ndcg10": 0.0, "test_ndcg10": 0.0, "test_alpha_ndcg10": 0.0,
              "backbone_run_id": "", "run_id": f"r{a}{s}"} for a in (0.0, 0.5, 1.0) for s in range(4)]
-    path = write_dataset(rows, tmp_path / "data")["path"]
     config = DiTTrainConfig(epochs=2, batch_size=6, lr=3e-3, prediction="x0", device="cpu",
                             dit={**TINY_DIT, "conditioning": "mcgln", "reference": True}, schedule={"steps": 50},
                             consistency_weight=0.5, last_step_prob=0.2, task_loss_weight=0.1,
                             task={"backbone": str(tmp_path / "backbone.pt"), "instances": 32, "batch_size": 4})
-    history = []
-    result = train_dit(path, config, on_epoch=lambda e, m: history.append(m), output_dir=tmp_path / "run")
-    assert {"loss", "diffusion_loss", "consistency_loss", "task_loss"} <= history[-1].keys()
-    assert all(np.isfinite(m["task_loss"]) and m["task_loss"] != 0 for m in history)
-    generator = load_generator(result["checkpoint_path"])
     mean = torch.tensor(np.stack([r["params"] for r in rows]).mean(0))
-    torch.testing.assert_close(generator.model.reference, to_tokens(generator.normalizer.normalize(mean)))
+    return {"path": write_dataset(rows, tmp_path / "data")["path"], "config": config, "mean_adapter": mean}
+
+
+def check_options_checkpoint(checkpoint_path, mean_adapter: torch.Tensor) -> None:
+    """Per-term metrics saved, the reference is the normalised mean adapter, one-step generation works."""
+    metrics = load_checkpoint(checkpoint_path)["metrics"]
+    assert {"loss", "diffusion_loss", "consistency_loss", "task_loss"} <= metrics.keys()
+    assert np.isfinite(metrics["task_loss"]) and metrics["task_loss"] != 0 and metrics["consistency_loss"] > 0
+    generator = load_generator(checkpoint_path)
+    torch.testing.assert_close(generator.model.reference, to_tokens(generator.normalizer.normalize(mean_adapter)))
     adapters = generator.generate(np.array([[1.0, 0.0], [0.0, 1.0]]), SamplerConfig("ddim", steps=1))
     assert adapters.shape == (2, N_PARAMS) and np.isfinite(adapters).all()
+
+
+def test_options_train_checkpoint_and_generate_in_one_step(options_setup, tmp_path):
+    result = train_dit(options_setup["path"], options_setup["config"], output_dir=tmp_path / "run")
+    check_options_checkpoint(result["checkpoint_path"], options_setup["mean_adapter"])
+
+
+@pytest.mark.slow  # ~30 s of Ray Train start-up on an idle 2-core machine; the plain DDP path is in the default run
+def test_options_train_on_ray_ddp(options_setup, ray_cluster, tmp_path):
+    """Two gloo workers: TCR's second forward under DDP, mcgln's routed experts, the task loss shipped as is."""
+    result = train_dit_ray(options_setup["path"], options_setup["config"], num_workers=2,
+                           storage_path=tmp_path / "ray_results", name="options")
+    assert result["epoch"] == 2 and result["metrics"]["samples"] == 12  # both workers' rows
+    check_options_checkpoint(result["checkpoint_path"], options_setup["mean_adapter"])
 
 
 def test_cli_flags_reach_the_configs():
