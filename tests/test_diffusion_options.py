@@ -235,7 +235,7 @@ def test_options_train_checkpoint_and_generate_in_one_step(options_setup, tmp_pa
     check_options_checkpoint(result["checkpoint_path"], options_setup["mean_adapter"])
 
 
-@pytest.mark.slow  # ~30 s of Ray Train start-up on an idle 2-core machine; the plain DDP path is in the default run
+@pytest.mark.slow  # Ray Train start-up dominates (106 s on the loaded shared 2-core box); plain DDP runs by default
 def test_options_train_on_ray_ddp(options_setup, ray_cluster, tmp_path):
     """Two gloo workers: TCR's second forward under DDP, mcgln's routed experts, the task loss shipped as is."""
     result = train_dit_ray(options_setup["path"], options_setup["config"], num_workers=2,
