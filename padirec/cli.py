@@ -194,7 +194,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         config.sweep = {**config.sweep, "grid_step": 0.25, "seeds": [0]}
         config.adapter = {**config.adapter, "epochs": 3, "keep_last": 2}
         config.dit_train = {**config.dit_train, "epochs": 5, "dit": {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64}}
-        config.sampler = {"method": "ddim", "steps": 10}
+        config.evaluate = {**config.evaluate, "samplers": ["ddim:10"], "timing_repeats": 2, "cmr": {"epochs": 2},
+                           "hypernetwork": {"steps": 200}}
     run_pipeline(config, progress=not args.quiet)
 
 
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from padirec.serving.commands import add_commands as add_serving_commands
 
     add_serving_commands(commands)  # serve
+    from padirec.evaluation.commands import add_commands as add_evaluation_commands
+
+    add_evaluation_commands(commands)  # evaluate
 
     pipeline = commands.add_parser("pipeline", help="the whole chain on a local Ray cluster and MLflow store",
                                    description="data -> backbone -> Ray Tune adapter sweep -> gather -> Retrain "

@@ -29,7 +29,9 @@ class PipelineConfig:
         "epochs": 120, "batch_size": 64, "lr": 1e-3, "prediction": "v", "checkpoint_every": 40, "log_every": 10,
         "dit": {"hidden": 128, "depth": 2, "heads": 4, "ffn": 512}})
     dit_workers: int = 2  # Ray Train DDP workers (0 = in-process)
-    sampler: dict = field(default_factory=lambda: {"method": "ddim", "steps": 50})  # SamplerConfig
+    # EvaluateConfig of the controllability report; every method, sized for a quick pipeline
+    evaluate: dict = field(default_factory=lambda: {"samples": 1, "timing_repeats": 3, "cmr": {"epochs": 5},
+                                                    "hypernetwork": {"steps": 500}})
     output_dir: str = "padirec-output"
     experiment: str = tracking.DEFAULT_EXPERIMENT
 
@@ -97,16 +99,11 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     print("== 5/6 DiT generator (Ray Train DDP), registered in MLflow")
     summary["generator"] = train_generator_stage(result["parent_run_id"], config, out)
 
-    print("== 6/6 generated adapters vs Retrain")
-    with tracking.start_run("report", config.experiment,
-                            tags={"padirec.stage": "report", "padirec.sweep_run_id": summary["sweep_run_id"]}) as run:
-        summary["controllability"] = controllability_stage(summary["generator"]["checkpoint_path"],
-                                                          out / "backbone.pt", summary["dataset"]["path"], config,
-                                                          out / "report")
-        mlflow.log_artifacts(str(out / "report"), "report")
-        mlflow.log_metrics({f"{method.lower().replace(' ', '_')}_{key}": value
-                            for method, row in summary["controllability"].items() for key, value in row.items()})
-    summary["report_run_id"] = run.info.run_id
+    print("== 6/6 controllability report: PaDiRec vs Retrain and the baselines")
+    report = report_stage(summary["generator"]["checkpoint_path"], out / "backbone.pt", summary["dataset"]["path"],
+                          config, out / "report", {"padirec.sweep_run_id": summary["sweep_run_id"]}, progress)
+    summary["controllability"] = report["table"]
+    summary["report_run_id"] = report["run_id"]
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"pipeline done in {summary['seconds']} s; summary in {out / 'summary.json'}; "
@@ -131,33 +128,20 @@ def train_generator_stage(sweep_run_id: str, config: PipelineConfig, out: Path) 
     return summary
 
 
-def controllability_stage(checkpoint: str, backbone_path: Path, dataset_path: str, config: PipelineConfig,
-                          out: Path) -> dict:
-    """Generate an adapter per task w_acc ∈ {0, 0.1, …, 1}; Avg.HV and Pearson r-a/r-d against Retrain."""
-    import numpy as np
-
-    from padirec.diffusion import SamplerConfig
-    from padirec.diffusion.generate import generate_and_evaluate
+def report_stage(checkpoint: str, backbone_path: Path, dataset_path: str, config: PipelineConfig, out: Path,
+                 tags: dict, progress: bool = True) -> dict:
+    """`padirec evaluate` on the pipeline's own files: every method on w_acc ∈ {0, 0.1, …, 1}, one MLflow run."""
     from padirec.diffusion.train import load_generator
-    from padirec.evaluation import controllability_table, table_markdown
-    from padirec.sweep import dataset_arrays, read_dataset, retrain_curve
-    from padirec.sweep.report import plot_curves
-    from padirec.training import load_backbone
+    from padirec.evaluation.report import EvaluateConfig, run_report
+    from padirec.sweep import dataset_arrays, read_dataset
+    from padirec.training import AdapterConfig, load_backbone
 
     backbone, extra = load_backbone(backbone_path)
     data = load_data(DataSpec(**extra["data"]))
-    retrain = retrain_curve(dataset_arrays(read_dataset(dataset_path)[0]))
-    tasks = retrain["w_acc"]  # the tasks of {0, 0.1, …, 1} that the sweep's grid covers
-    sampler = build(SamplerConfig, config.sampler)
-    rows = generate_and_evaluate(load_generator(checkpoint), backbone, data, tasks, sampler)
-    curves = {"Retrain": retrain,
-              "PaDiRec": {"w_acc": tasks, **{k: np.array([r[k] for r in rows]) for k in ("ndcg10", "alpha_ndcg10")}}}
-    table = controllability_table(curves)
-    markdown = table_markdown(table)
-    (out / "controllability.md").write_text(markdown + "\n")
-    plot_curves(curves, out / "controllability.png", "PaDiRec vs Retrain")
-    print(markdown)
-    return table
+    arrays = dataset_arrays(read_dataset(dataset_path)[0])
+    params = {"generator": checkpoint, "backbone": str(backbone_path), "backbone_name": backbone.config.name}
+    return run_report(backbone, data, arrays, {"": load_generator(checkpoint)}, build(AdapterConfig, config.adapter),
+                      build(EvaluateConfig, config.evaluate), out, config.experiment, tags, params, progress)
 
 
 def pipeline_config(path: str | None = None, overrides: dict | None = None) -> PipelineConfig:

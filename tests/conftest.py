@@ -86,3 +86,39 @@ def ray_cluster():
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> dict:
+    """A tiny SASRec on synthetic data and a gathered sweep of its adapters: w_acc 0, 0.5, 1 x seeds 0, 1 x
+    2 kept epochs, written in `gather`'s Parquet format. Keys: data, spec, backbone, backbone_path, adapter
+    (the sweep's AdapterConfig), dataset_path, arrays."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from padirec.config import DataSpec, load_data
+    from padirec.sweep import dataset_arrays, read_dataset
+    from padirec.sweep.gather import write_dataset
+    from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, save_backbone, train_adapters
+
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    spec = DataSpec(kind="synthetic", synthetic_users=100, synthetic_items=60)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADIREC_CACHE_DIR", str(root / "cache"))
+        data = load_data(spec)
+    backbone, _ = pretrain_backbone(data, PretrainConfig(epochs=1, dropout=0.0), progress=False)
+    backbone_path = root / "backbone.pt"
+    save_backbone(backbone, backbone_path, extra={"data": spec.to_dict()})
+    adapter = AdapterConfig(epochs=2, keep_last=2)
+    weights = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]], dtype=np.float32)
+    rows = []
+    for seed in (0, 1):
+        result = train_adapters(backbone, data, weights, replace(adapter, seed=seed), progress=False)
+        rows += [{"w": e["w"], "seed": seed, "epoch": e["epoch"], "params": e["params"],
+                  "ndcg10": e["val_ndcg10"], "alpha_ndcg10": e["val_alpha_ndcg10"], "test_ndcg10": e["test_ndcg10"],
+                  "test_alpha_ndcg10": e["test_alpha_ndcg10"], "backbone_run_id": "",
+                  "run_id": f"w{e['w'][0]}-s{seed}-e{e['epoch']}"} for e in result.examples()]
+    dataset_path = write_dataset(rows, root / "dataset")["path"]
+    return {"data": data, "spec": spec, "backbone": backbone, "backbone_path": backbone_path, "adapter": adapter,
+            "dataset_path": dataset_path, "arrays": dataset_arrays(read_dataset(dataset_path)[0])}

@@ -21,10 +21,11 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     assert sweep.data.tags["dataset_sha256"] == summary["dataset"]["sha256"]
     assert summary["dataset"]["rows"] == 5 * 1 * 2  # grid 0.25 x seed 0 x 2 kept epochs
     assert str(client.get_model_version_by_alias("padirec-dit", "champion").version) == summary["generator"]["version"]
-    assert set(summary["controllability"]) == {"Retrain", "PaDiRec"}
+    assert list(summary["controllability"]) == ["Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec"]
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
     report = client.get_run(summary["report_run_id"])
     assert report.data.tags["padirec.stage"] == "report"
-    assert {"padirec_avg_hv", "padirec_r_a", "retrain_avg_hv"} <= set(report.data.metrics)
-    assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {"report/controllability.md",
-                                                                                     "report/controllability.png"}
+    assert {"padirec_avg_hv", "padirec_r_a", "retrain_avg_hv", "response_padirec_measured_seconds"} <= set(
+        report.data.metrics)
+    assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {
+        f"report/{name}" for name in ("controllability.md", "controllability.png", "curves.csv", "table1.csv")}

@@ -1,4 +1,4 @@
-"""Evaluation: controllability against Retrain (Avg.HV, Pearson r-a / r-d)."""
+"""Evaluation: the baselines, Avg.HV and Pearson r-a / r-d against Retrain, the controllability report."""
 
 from padirec.evaluation.controllability import controllability_table, table_markdown
 

@@ -1,0 +1,342 @@
+"""The methods a controllability report compares (paper §5.1, DESIGN §5): each answers a task w.
+
+An `AdapterMethod` maps task weights `[K, 2]` to adapters (a list of K arrays `[S_k, 1096]`; a
+task's metrics are the mean over its S_k adapters, e.g. Retrain's seeds or PaDiRec's samples):
+
+- Retrain: the sweep's own adapters at exactly that w (last kept epoch, every seed), trained on
+  demand with the sweep's settings when w is off the grid;
+- Soup: `w_acc · θ(w_acc=1) + (1 − w_acc) · θ(w_acc=0)`, seed by seed;
+- CMR: a hypernetwork w → adapter trained end to end on the w-weighted loss, w ~ U(0, 1) per batch;
+- Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control);
+- PaDiRec: adapters sampled from the trained DiT.
+
+MMR is the one that is not an adapter: it re-ranks the frozen backbone's top candidates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from padirec.data import SequenceData
+from padirec.diffusion.generate import task_weights
+from padirec.diffusion.objective import ParamNormalizer
+from padirec.diffusion.sampling import SamplerConfig
+from padirec.diffusion.train import Generator
+from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
+from padirec.models import N_PARAMS, Backbone, apply_adapters, init_adapter_flat, unflatten
+from padirec.objectives import weighted_loss
+from padirec.training import (
+    AdapterConfig,
+    AdapterResult,
+    EvalSet,
+    adapter_losses,
+    candidate_batches,
+    encode_instances,
+    rank_metrics,
+    train_adapters,
+)
+
+METHODS = ("Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec")
+
+
+@dataclass
+class Scorer:
+    """A frozen backbone with one split prepared for full ranking: scores adapters and re-ranked lists."""
+
+    backbone: Backbone
+    eval_set: EvalSet
+    states: torch.Tensor  # the split's user states [N, d]
+    chunk: int = 32  # adapters per rank_metrics call (bounds the [chunk, users, items] score tensor)
+
+    @classmethod
+    def build(cls, backbone: Backbone, data: SequenceData, split: str = "test") -> Scorer:
+        eval_set = EvalSet.build(data, split)
+        return cls(backbone, eval_set, encode_instances(backbone, eval_set.instances))
+
+    def per_adapter(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """NDCG@10 and α-NDCG@10 of each adapter in `flat [n, 1096]`."""
+        parts = [rank_metrics(self.backbone, self.eval_set, torch.as_tensor(flat[i : i + self.chunk]), self.states)
+                 for i in range(0, len(flat), self.chunk)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in ("ndcg10", "alpha_ndcg10")}
+
+    def per_task(self, adapters: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Per task: the mean metric over that task's adapters."""
+        metrics = self.per_adapter(np.concatenate(adapters).astype(np.float32))
+        ends = np.cumsum([len(a) for a in adapters])[:-1]
+        return {k: np.array([part.mean() for part in np.split(v, ends)]) for k, v in metrics.items()}
+
+    def list_metrics(self, top: torch.Tensor) -> dict[str, float]:
+        """Mean NDCG@k and α-NDCG@k of ranked lists `[N, k]` (one per user of the split)."""
+        targets = torch.as_tensor(self.eval_set.instances.targets)
+        diversity = alpha_ndcg_at_k(top, self.eval_set.item_categories, self.eval_set.alpha, self.eval_set.ideal)
+        return {"ndcg10": float(ndcg_at_k(top, targets).mean()), "alpha_ndcg10": float(diversity.mean())}
+
+
+class Method(ABC):
+    """Something that serves a task w; `metrics` gives its test NDCG@10 and α-NDCG@10 per task."""
+
+    name: str
+
+    @abstractmethod
+    def metrics(self, weights: np.ndarray, scorer: Scorer) -> dict[str, np.ndarray]: ...
+
+
+class AdapterMethod(Method):
+    """A method that answers w with adapter parameters loaded into the frozen backbone."""
+
+    @abstractmethod
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        """Task weights `[K, 2]` -> K arrays `[S_k, 1096]`."""
+
+    def metrics(self, weights: np.ndarray, scorer: Scorer) -> dict[str, np.ndarray]:
+        return scorer.per_task(self.adapters(weights))
+
+
+# ----------------------------------------------------------------------------------------- Retrain, Soup
+
+
+class Retrain(AdapterMethod):
+    """The sweep's adapters at exactly w: every seed's last kept epoch (as `retrain_curve` averages them)."""
+
+    name = "Retrain"
+
+    def __init__(self, arrays: dict[str, np.ndarray], backbone: Backbone | None = None,
+                 data: SequenceData | None = None, config: AdapterConfig = AdapterConfig()):
+        last = arrays["epoch"] == arrays["epoch"].max()
+        self.w_acc, self.seed, self.params = arrays["w"][last, 0], arrays["seed"][last], arrays["params"][last]
+        self.seeds = sorted({int(s) for s in arrays["seed"]})
+        self.backbone, self.data, self.config = backbone, data, config
+        self.trained: dict[float, np.ndarray] = {}  # on-demand adapters by w_acc
+
+    def train(self, weights: np.ndarray, seed: int = 0, epochs: int | None = None) -> AdapterResult:
+        """Train adapters for `weights [K, 2]` as the sweep did (its settings; only the last epoch kept)."""
+        if self.backbone is None or self.data is None:
+            raise ValueError("training Retrain adapters on demand needs the backbone and the data")
+        config = replace(self.config, seed=seed, epochs=epochs or self.config.epochs, keep_last=1)
+        return train_adapters(self.backbone, self.data, weights, config, progress=False, eval_splits=())
+
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        on_grid = [np.flatnonzero(np.abs(self.w_acc - w) < 1e-6) for w in weights[:, 0]]
+        missing = [w for w, rows in zip(weights, on_grid) if not len(rows) and float(w[0]) not in self.trained]
+        if missing:  # off the sweep's grid: train them now, one packed run per seed of the sweep
+            missing = np.array(missing, dtype=np.float32)
+            print(f"[evaluate] Retrain: training {len(missing)} off-grid adapters x {len(self.seeds)} seeds",
+                  flush=True)
+            runs = np.stack([self.train(missing, seed).params[-1] for seed in self.seeds], axis=1)  # [K, S, P]
+            self.trained.update({float(w[0]): p for w, p in zip(missing, runs)})
+        return [self.params[rows[np.argsort(self.seed[rows], kind="stable")]] if len(rows)
+                else self.trained[float(w[0])] for w, rows in zip(weights, on_grid)]
+
+
+class Soup(AdapterMethod):
+    """Model soup: linear interpolation between the w_acc = 1 and w_acc = 0 Retrain adapters, seed by seed."""
+
+    name = "Soup"
+
+    def __init__(self, retrain: Retrain):
+        accuracy, diversity = retrain.adapters(task_weights([1.0, 0.0]))
+        n = min(len(accuracy), len(diversity))
+        self.accuracy, self.diversity = accuracy[:n], diversity[:n]
+
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        return [float(w) * self.accuracy + (1.0 - float(w)) * self.diversity for w in weights[:, 0]]
+
+
+# ------------------------------------------------------------------------------------------------- MMR
+
+
+def jaccard(categories: torch.Tensor) -> torch.Tensor:
+    """Pairwise Jaccard overlap of multi-hot category sets `[..., N, M]` -> `[..., N, N]` (0 for empty sets)."""
+    overlap = categories @ categories.transpose(-1, -2)
+    size = categories.sum(-1)
+    return overlap / (size[..., :, None] + size[..., None, :] - overlap).clamp(min=1e-12)
+
+
+def mmr_rerank(scores: torch.Tensor, similarity: torch.Tensor, lam: float, k: int = 10) -> torch.Tensor:
+    """Positions `[B, k]` picked greedily by λ·relevance − (1 − λ)·max similarity to the items already picked.
+
+    `scores [B, N]` of each row's candidates (−inf = unavailable) are min–max scaled to [0, 1] per row,
+    so relevance and Jaccard similarity share a scale; λ = 1 keeps the score order.
+    """
+    available = torch.isfinite(scores)
+    lo = scores.masked_fill(~available, float("inf")).min(-1, keepdim=True).values
+    hi = scores.masked_fill(~available, float("-inf")).max(-1, keepdim=True).values
+    relevance = ((scores - lo) / (hi - lo).clamp(min=1e-12)).masked_fill(~available, 0.0)
+    rows = torch.arange(scores.shape[0])
+    redundancy = torch.zeros_like(relevance)
+    picked = torch.zeros(scores.shape[0], k, dtype=torch.long)
+    for position in range(k):
+        value = (lam * relevance - (1 - lam) * redundancy).masked_fill(~available, float("-inf"))
+        best = value.argmax(-1)
+        picked[:, position] = best
+        available[rows, best] = False
+        redundancy = torch.maximum(redundancy, similarity[rows, best])
+    return picked
+
+
+class MMR(Method):
+    """Maximal marginal relevance over the backbone's top-N candidates, λ = w_acc, Jaccard of item categories."""
+
+    name = "MMR"
+
+    def __init__(self, candidates: int = 100):
+        self.candidates = candidates
+
+    @torch.no_grad()
+    def rankings(self, scorer: Scorer, lam: float) -> torch.Tensor:
+        """Re-ranked top-k item lists `[N, k]` of every user of the split."""
+        eval_set = scorer.eval_set
+        n = min(self.candidates, eval_set.excluded.shape[1] - 1)
+        lists = []
+        for start in range(0, len(scorer.states), 256):
+            rows = slice(start, start + 256)
+            scores = scorer.backbone.score(scorer.states[rows])
+            items = topk_full_ranking(scores, eval_set.excluded[rows], n)
+            values = scores.masked_fill(eval_set.excluded[rows], float("-inf")).gather(-1, items)
+            positions = mmr_rerank(values, jaccard(eval_set.item_categories[items]), lam, eval_set.k)
+            lists.append(items.gather(-1, positions))
+        return torch.cat(lists)
+
+    def metrics(self, weights: np.ndarray, scorer: Scorer) -> dict[str, np.ndarray]:
+        rows = [scorer.list_metrics(self.rankings(scorer, float(w))) for w in weights[:, 0]]
+        return {k: np.array([r[k] for r in rows]) for k in ("ndcg10", "alpha_ndcg10")}
+
+
+# ------------------------------------------------------------------------------ hypernetworks: CMR, MLP
+
+
+class WeightToAdapter(nn.Module):
+    """w `[B, p]` -> flat adapter `[B, 1096]`: linear in w (hidden = 0, CMR's generated layer) or an MLP.
+
+    It starts at `init` for every w on the simplex (linear: each column is `init`, and Σ w = 1;
+    MLP: a zero last layer whose bias is `init`).
+    """
+
+    def __init__(self, n_objectives: int = 2, hidden: int = 0, layers: int = 2, init: torch.Tensor | None = None):
+        super().__init__()
+        init = torch.zeros(N_PARAMS) if init is None else init.float()
+        if hidden == 0:
+            self.net = nn.Linear(n_objectives, len(init), bias=False)
+            self.net.weight.data.copy_(init[:, None].expand(-1, n_objectives))
+        else:
+            blocks, width = [], n_objectives
+            for _ in range(layers):
+                blocks += [nn.Linear(width, hidden), nn.SiLU()]
+                width = hidden
+            out = nn.Linear(width, len(init))
+            nn.init.zeros_(out.weight)
+            out.bias.data.copy_(init)
+            self.net = nn.Sequential(*blocks, out)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.net(w)
+
+
+class HypernetworkMethod(AdapterMethod):
+    """Shared by CMR and Hypernetwork: one adapter per w from a `WeightToAdapter` (denormalised if fitted so)."""
+
+    def __init__(self, model: WeightToAdapter, normalizer: ParamNormalizer | None = None):
+        self.model, self.normalizer = model.eval(), normalizer
+
+    @torch.no_grad()
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        flat = self.model(torch.as_tensor(weights, dtype=torch.float32))
+        flat = self.normalizer.denormalize(flat) if self.normalizer is not None else flat
+        return list(flat.numpy()[:, None])
+
+
+@dataclass
+class CMRConfig:
+    epochs: int = 10
+    hidden: int = 0  # 0: every adapter value linear in [w_acc, w_div] (CMR's code); > 0: an MLP of this width
+    weights_per_batch: int = 4  # w ~ U(0, 1) drawn per batch, K of them trained on the batch's states at once
+    lr: float = 1e-3
+    seed: int = 0
+
+
+class CMR(HypernetworkMethod):
+    """CMR (Chen et al., 2023): a hypernetwork w -> adapter trained end to end on Σ_j w_j · loss_j."""
+
+    name = "CMR"
+
+    @classmethod
+    def fit(cls, backbone: Backbone, data: SequenceData, adapter: AdapterConfig = AdapterConfig(),
+            config: CMRConfig = CMRConfig(), progress: bool = True) -> CMR:
+        """Train on the sweep's objective (`adapter_losses` with its settings), a fresh batch of w per step."""
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        train = data.train_instances()
+        states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
+        categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
+        model = WeightToAdapter(hidden=config.hidden, init=init_adapter_flat(adapter.init_seed, backbone.config.hidden))
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        bar = tqdm(range(config.epochs), desc="CMR hypernetwork", disable=not progress)
+        for _ in bar:
+            losses = []
+            for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
+                w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
+                w = torch.stack([w_acc, 1 - w_acc], dim=1)
+                h = apply_adapters(states[torch.as_tensor(index)], unflatten(model(w)))
+                loss = weighted_loss(adapter_losses(h, candidates, backbone, categories, adapter), w).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        return cls(model)
+
+
+@dataclass
+class HypernetworkConfig:
+    hidden: int = 256
+    layers: int = 2
+    steps: int = 2000  # full-batch Adam steps on the normalised adapters
+    lr: float = 1e-3
+    seed: int = 0
+
+
+class Hypernetwork(HypernetworkMethod):
+    """An MLP w -> adapter regressing the swept adapters (MSE on per-tensor normalised parameters)."""
+
+    name = "Hypernetwork"
+
+    @classmethod
+    def fit(cls, w: np.ndarray, params: np.ndarray, config: HypernetworkConfig = HypernetworkConfig(),
+            progress: bool = True) -> Hypernetwork:
+        torch.manual_seed(config.seed)
+        params = torch.as_tensor(np.array(params, dtype=np.float32))
+        normalizer = ParamNormalizer.fit(params)
+        target, w = normalizer.normalize(params), torch.as_tensor(w, dtype=torch.float32)
+        model = WeightToAdapter(w.shape[1], config.hidden, config.layers)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
+        bar = tqdm(range(config.steps), desc="Hypernetwork regression", disable=not progress, mininterval=1.0)
+        for _ in bar:
+            loss = (model(w) - target).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.set_postfix(mse=f"{loss.item():.4f}", refresh=False)
+        return cls(model, normalizer)
+
+
+# --------------------------------------------------------------------------------------------- PaDiRec
+
+
+class PaDiRec(AdapterMethod):
+    """Adapters sampled from the trained DiT (`samples` per task, one batch for all tasks)."""
+
+    def __init__(self, generator: Generator, sampler: SamplerConfig = SamplerConfig(), samples: int = 1,
+                 seed: int = 0, name: str = "PaDiRec"):
+        self.generator, self.sampler, self.samples, self.seed, self.name = generator, sampler, samples, seed, name
+
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        flat = self.generator.generate(np.repeat(weights, self.samples, axis=0), self.sampler, seed=self.seed)
+        return list(flat.reshape(len(weights), self.samples, -1))

@@ -1,0 +1,374 @@
+"""The controllability report (paper §5, DESIGN §5): every method on the 11 tasks, in one MLflow run.
+
+Table 1 (Avg.HV, Pearson r-a / r-d against Retrain), the per-task curves (Figure 3), response time
+from receiving w to a servable adapter (Table 2), the noise check of RQ1 and the generator ablations
+(Figure 5: conditioning strategy via several generators, guidance γ, sampler steps). Written as
+Markdown + CSV + PNG and logged to one run tagged `padirec.stage=report`.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from padirec.config import build
+from padirec.data import SequenceData
+from padirec.diffusion.sampling import METHODS as SAMPLERS
+from padirec.diffusion.sampling import SamplerConfig
+from padirec.diffusion.train import Generator
+from padirec.evaluation.baselines import (
+    CMR,
+    METHODS,
+    MMR,
+    AdapterMethod,
+    CMRConfig,
+    Hypernetwork,
+    HypernetworkConfig,
+    Method,
+    PaDiRec,
+    Retrain,
+    Scorer,
+    Soup,
+    task_weights,
+)
+from padirec.evaluation.controllability import controllability_table, table_markdown
+from padirec.models import Backbone
+from padirec.sweep.report import TASKS, plot_curves
+from padirec.training import AdapterConfig
+
+ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sources of paper RQ1
+
+
+@dataclass
+class EvaluateConfig:
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # Retrain is always evaluated
+    tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
+    split: str = "test"
+    samplers: list[str] = field(default_factory=lambda: ["ddim:50"])  # "ddim:STEPS" | "ddpm" (all T steps)
+    guidance: list[float] = field(default_factory=lambda: [0.0])  # classifier-free guidance γ values
+    samples: int = 3  # generated adapters per task; a task's metrics are their mean
+    seed: int = 0
+    mmr_candidates: int = 100  # top-N of the backbone that MMR re-ranks
+    cmr: dict = field(default_factory=dict)  # CMRConfig
+    hypernetwork: dict = field(default_factory=dict)  # HypernetworkConfig
+    noise_std: float = 0.0  # > 0: the RQ1 robustness check with this Gaussian noise on every parameter
+    noise_repeats: int = 5
+    timing_repeats: int = 5
+    retrain_timing_epochs: int = 1  # epochs timed for Retrain's response time (0 = skip), scaled to the sweep's
+
+    def __post_init__(self):
+        unknown = set(self.methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+        if self.split not in ("valid", "test"):
+            raise ValueError(f"split must be 'valid' or 'test', got {self.split!r}")
+        if not self.tasks or any(not 0.0 <= w <= 1.0 for w in self.tasks):
+            raise ValueError(f"tasks must be w_acc values in [0, 1], got {self.tasks}")
+        for spec in self.samplers:
+            parse_sampler(spec)
+        if self.samples < 1 or self.noise_repeats < 1 or self.timing_repeats < 1 or self.noise_std < 0:
+            raise ValueError("samples, noise_repeats and timing_repeats must be >= 1 and noise_std >= 0")
+
+
+def parse_sampler(spec: str) -> tuple[str, SamplerConfig]:
+    """`ddim:50` -> ("DDIM-50", DDIM with 50 steps); `ddpm` -> ("DDPM", ancestral over all T steps)."""
+    method, _, steps = spec.strip().lower().partition(":")
+    if method not in SAMPLERS or (method == "ddim") != bool(steps) or (steps and not steps.isdigit()):
+        raise ValueError(f"sampler {spec!r}: expected ddim:STEPS or ddpm")
+    if method == "ddpm":
+        return "DDPM", SamplerConfig(method="ddpm")
+    return f"DDIM-{steps}", SamplerConfig(method="ddim", steps=int(steps))
+
+
+def padirec_variants(generators: dict[str, Generator], config: EvaluateConfig) -> list[PaDiRec]:
+    """One PaDiRec per generator x sampler x γ, named by what varies (the first is the main one)."""
+    variants = []
+    for (label, generator), spec, gamma in itertools.product(generators.items(), config.samplers, config.guidance):
+        sampler_label, sampler = parse_sampler(spec)
+        sampler.guidance = float(gamma)
+        parts = ([label] * (len(generators) > 1) + [sampler_label] * (len(config.samplers) > 1)
+                 + [f"γ={gamma:g}"] * (len(config.guidance) > 1))
+        name = f"PaDiRec ({', '.join(parts)})" if parts else "PaDiRec"
+        variants.append(PaDiRec(generator, sampler, config.samples, config.seed, name))
+    return variants
+
+
+def slug(name: str) -> str:
+    """An MLflow-safe metric prefix: `PaDiRec (pre, γ=1)` -> `padirec_pre_g_1`."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("γ", "g")).strip("_")
+
+
+def log_step(message: str, started: float) -> None:
+    print(f"[evaluate {time.perf_counter() - started:7.1f} s] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------ measurements
+
+
+def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np.ndarray,
+                   config: EvaluateConfig, full_epochs: int) -> list[dict]:
+    """Wall time from a task w to a servable adapter (paper Table 2), tasks taken in turn.
+
+    PaDiRec: one generation with the model already loaded (as a server holds it). Retrain: one
+    adapter trained on demand with the sweep's settings for `retrain_timing_epochs` epochs; the full
+    run is estimated as the measured set-up (encoding the training users) plus the measured epochs
+    scaled to the sweep's `full_epochs`.
+    """
+    rows = []
+    if padirec is not None:
+        padirec.generator.generate(weights[:1], padirec.sampler, seed=config.seed)  # warm-up
+        seconds = []
+        for i in range(config.timing_repeats):
+            started = time.perf_counter()
+            padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=config.seed + i)
+            seconds.append(time.perf_counter() - started)
+        label = f"{padirec.sampler.method.upper()}-{padirec.sampler.steps or padirec.generator.schedule.num_steps}"
+        rows.append({"approach": "PaDiRec", "what": f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})",
+                     "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
+                     "repeats": len(seconds), "measured": True})
+    epochs = config.retrain_timing_epochs
+    if retrain is not None and epochs > 0 and retrain.backbone is not None:
+        total, loop = [], []
+        for i in range(config.timing_repeats):
+            started = time.perf_counter()
+            result = retrain.train(weights[i % len(weights)][None], seed=i, epochs=epochs)
+            total.append(time.perf_counter() - started)
+            loop.append(result.seconds)
+        rows.append({"approach": "Retrain", "what": f"train one adapter, {epochs} epoch(s)",
+                     "seconds_mean": float(np.mean(total)), "seconds_std": float(np.std(total)),
+                     "repeats": len(total), "measured": True})
+        if epochs != full_epochs:
+            estimate = np.array(total) - np.array(loop) + np.array(loop) * full_epochs / epochs
+            rows.append({"approach": "Retrain", "what": f"train one adapter, {full_epochs} epochs (the sweep's): "
+                                                        f"set-up + {full_epochs}/{epochs} x measured epochs",
+                         "seconds_mean": float(estimate.mean()), "seconds_std": float(estimate.std()),
+                         "repeats": len(total), "measured": False})
+    return rows
+
+
+def robustness(methods: dict[str, AdapterMethod], weights: np.ndarray, scorer: Scorer, std: float, repeats: int,
+               seed: int = 0) -> list[dict]:
+    """Paper RQ1: Gaussian noise N(0, std²) on every parameter; change of both metrics per adapter.
+
+    Also the mean L2 distance of each method's adapters to the mean Retrain adapter of the same task.
+    """
+    rng = np.random.default_rng(seed)
+    reference = [a.mean(0) for a in methods["Retrain"].adapters(weights)]
+    rows = []
+    for name, method in methods.items():
+        adapters = method.adapters(weights)
+        flat = np.concatenate(adapters).astype(np.float32)
+        clean = scorer.per_adapter(flat)
+        deltas = {k: [] for k in clean}
+        for _ in range(repeats):
+            noisy = scorer.per_adapter(flat + rng.normal(0.0, std, flat.shape).astype(np.float32))
+            for k in clean:
+                deltas[k].append(noisy[k] - clean[k])
+        distance = np.concatenate([np.linalg.norm(a - r, axis=1) for a, r in zip(adapters, reference)])
+        row = {"method": name, "noise_std": std, "adapters": len(flat), "repeats": repeats}
+        for k, d in deltas.items():
+            d = np.concatenate(d)
+            row.update({f"delta_{k}_mean": float(d.mean()), f"delta_{k}_std": float(d.std()),
+                        f"abs_delta_{k}": float(np.abs(d).mean())})
+        row["l2_to_retrain"] = float(distance.mean())
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def curve_rows(curves: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    return [{"method": m, "w_acc": float(w), "ndcg10": float(n), "alpha_ndcg10": float(d)}
+            for m, c in curves.items() for w, n, d in zip(c["w_acc"], c["ndcg10"], c["alpha_ndcg10"])]
+
+
+def verdict(table: dict[str, dict], name: str = "PaDiRec", reference: str = "Retrain") -> str:
+    """One sentence on where `name` stands: against the reference, and which baselines beat it."""
+    row, ref = table[name], table[reference]
+    ratio = row["avg_hv"] / ref["avg_hv"] if ref["avg_hv"] > 0 else float("nan")
+    text = (f"{name}: Avg.HV {row['avg_hv']:.4f} = {100 * ratio:.1f}% of {reference}'s, "
+            f"r-a {row['r_a']:.4f}, r-d {row['r_d']:.4f}.")
+    for key, label in (("avg_hv", "Avg.HV"), ("r_a", "r-a"), ("r_d", "r-d")):
+        ahead = [m for m, r in table.items() if m not in (name, reference) and r[key] > row[key]]
+        text += f" Ahead of {name} on {label}: {', '.join(ahead)}." if ahead else \
+            f" No baseline beats {name} on {label}."
+    return text
+
+
+def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain") -> Path:
+    """Avg.HV, r-a and r-d per generator variant with the reference as a dashed line (paper Figure 5 layout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in table if m != reference]
+    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.2 * len(names), 3.4))
+    for ax, (key, label) in zip(axes, (("avg_hv", "Avg.HV"), ("r_a", "Pearson r-a"), ("r_d", "Pearson r-d"))):
+        ax.bar(range(len(names)), [table[m][key] for m in names], color="tab:blue")
+        ax.axhline(table[reference][key], color="k", ls="--", lw=1, label=reference)
+        ax.set_xticks(range(len(names)), [n.removeprefix("PaDiRec ").strip("()") for n in names], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report_markdown(result: dict, header: list[str]) -> str:
+    curves, table = result["main_curves"], result["table"]
+    methods = list(table)
+    lines = ["# Controllability report", "", *[f"- {h}" for h in header], "",
+             "## Table 1: Avg.HV and Pearson r-a / r-d against Retrain", "", table_markdown(table), "",
+             verdict(table) if "PaDiRec" in table else "", "",
+             "## Figure 3: test NDCG@10 / α-NDCG@10 per task", "",
+             "| w_acc | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
+    for i, w in enumerate(curves["Retrain"]["w_acc"]):
+        lines.append(f"| {w:.2f} | " + " | ".join(f"{curves[m]['ndcg10'][i]:.4f} / {curves[m]['alpha_ndcg10'][i]:.4f}"
+                                                for m in methods) + " |")
+    lines += ["", "![curves](controllability.png)", ""]
+    if result["response_times"]:
+        lines += ["## Table 2: response time, from receiving w to a servable adapter", "",
+                  "| approach | what | seconds (mean ± std) | repeats |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['approach']} | {r['what']}{'' if r['measured'] else ' (estimate)'} | "
+                  f"{r['seconds_mean']:.4g} ± {r['seconds_std']:.2g} | {r['repeats']} |"
+                  for r in result["response_times"]]
+        lines.append("")
+    if result["robustness"]:
+        std = result["robustness"][0]["noise_std"]
+        lines += [f"## Robustness (RQ1): Gaussian noise σ = {std:g} on every adapter parameter", "",
+                  "| method | Δ NDCG@10 (mean ± std) | mean abs Δ NDCG@10 | Δ α-NDCG@10 (mean ± std) | "
+                  "mean abs Δ α-NDCG@10 | L2 to mean Retrain adapter | adapters x repeats |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['method']} | {r['delta_ndcg10_mean']:+.4f} ± {r['delta_ndcg10_std']:.4f} | "
+                  f"{r['abs_delta_ndcg10']:.4f} | {r['delta_alpha_ndcg10_mean']:+.4f} ± "
+                  f"{r['delta_alpha_ndcg10_std']:.4f} | {r['abs_delta_alpha_ndcg10']:.4f} | "
+                  f"{r['l2_to_retrain']:.3f} | {r['adapters']} x {r['repeats']} |" for r in result["robustness"]]
+        lines.append("")
+    if result["ablation"]:
+        lines += ["## Figure 5: generator ablations (Avg.HV normalised over these rows)", "",
+                  table_markdown(result["ablation"]), "", "![ablation](ablation.png)", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+
+def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndarray],
+                           generators: dict[str, Generator], adapter: AdapterConfig, config: EvaluateConfig,
+                           out_dir: str | Path, header: list[str] = (), progress: bool = True) -> dict:
+    """Evaluate every method on the tasks and write the report files to `out_dir` (no MLflow here).
+
+    `arrays` is the gathered sweep (`dataset_arrays`), `adapter` the sweep's adapter settings (for CMR
+    and on-demand Retrain), `generators` the DiTs to compare (name -> Generator; empty: no PaDiRec).
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = np.round(np.asarray(config.tasks, dtype=float), 4)
+    weights = task_weights(tasks)
+    if "PaDiRec" in config.methods and not generators:
+        raise ValueError("PaDiRec needs a generator (or leave it out of the methods)")
+    log_step(f"encoding the {config.split} split ({data.n_users} users, {data.n_items} items)", started)
+    scorer = Scorer.build(backbone, data, config.split)
+    retrain = Retrain(arrays, backbone, data, adapter)
+    methods: dict[str, Method] = {"Retrain": retrain}
+    if "Soup" in config.methods:
+        methods["Soup"] = Soup(retrain)
+    if "MMR" in config.methods:
+        methods["MMR"] = MMR(config.mmr_candidates)
+    if "CMR" in config.methods:
+        cmr = build(CMRConfig, config.cmr)
+        log_step(f"CMR: training its hypernetwork end to end ({cmr.epochs} epochs)", started)
+        methods["CMR"] = CMR.fit(backbone, data, adapter, cmr, progress)
+    if "Hypernetwork" in config.methods:
+        hyper = build(HypernetworkConfig, config.hypernetwork)
+        log_step(f"Hypernetwork: regressing the {len(arrays['params'])} swept adapters ({hyper.steps} steps)", started)
+        methods["Hypernetwork"] = Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress)
+    variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
+
+    curves = {}
+    for name, method in {**methods, **{v.name: v for v in variants}}.items():
+        log_step(f"{name}: {len(tasks)} tasks", started)
+        curves[name] = {"w_acc": tasks, **method.metrics(weights, scorer)}
+    main = {**{m: curves[m] for m in methods}, **({"PaDiRec": curves[variants[0].name]} if variants else {})}
+    table = controllability_table(main)
+    ablation = controllability_table({"Retrain": curves["Retrain"], **{v.name: curves[v.name] for v in variants}}) \
+        if len(variants) > 1 else {}
+
+    log_step("response time (Table 2)", started)
+    times = response_times(retrain, variants[0] if variants else None, weights, config, adapter.epochs)
+    robust = []
+    if config.noise_std > 0:
+        log_step(f"robustness: noise σ = {config.noise_std:g}, {config.noise_repeats} repeats", started)
+        sources = {"Retrain": retrain, **({"Hypernetwork": methods["Hypernetwork"]} if "Hypernetwork" in methods
+                                          else {}), **({"PaDiRec": variants[0]} if variants else {})}
+        robust = robustness(sources, weights, scorer, config.noise_std, config.noise_repeats, config.seed)
+
+    result = {"curves": curves, "main_curves": main, "table": table, "ablation": ablation, "response_times": times,
+              "robustness": robust}
+    files = [write_csv(out / "curves.csv", curve_rows(curves)),
+             write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]),
+             plot_curves(main, out / "controllability.png", "Controllability: methods against w_acc")]
+    if times:
+        files.append(write_csv(out / "response_time.csv", times))
+    if robust:
+        files.append(write_csv(out / "robustness.csv", robust))
+    if ablation:
+        files.append(write_csv(out / "ablation.csv", [{"variant": m, **r} for m, r in ablation.items()]))
+        files.append(plot_ablation(ablation, out / "ablation.png"))
+    markdown = report_markdown(result, list(header))
+    (out / "controllability.md").write_text(markdown + "\n")
+    files.append(out / "controllability.md")
+    print(markdown, flush=True)
+    log_step(f"report written to {out}", started)
+    return {**result, "markdown": markdown, "files": [str(f) for f in files], "seconds": time.perf_counter() - started}
+
+
+def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndarray], generators: dict[str, Generator],
+               adapter: AdapterConfig, config: EvaluateConfig, out_dir: str | Path | None = None,
+               experiment: str = "padirec", tags: dict | None = None, params: dict | None = None,
+               progress: bool = True) -> dict:
+    """`controllability_report` inside one MLflow run tagged `padirec.stage=report`: params, metrics, files."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from padirec import tracking
+
+    out = Path(out_dir or tempfile.mkdtemp(prefix="padirec-report-"))
+    header = [f"{k}: {v}" for k, v in (params or {}).items()]
+    with tracking.start_run("report", experiment, tags={"padirec.stage": "report", **(tags or {})}) as run:
+        mlflow.log_params({**{f"evaluate.{k}": str(v) for k, v in asdict(config).items()}, **(params or {})})
+        result = controllability_report(backbone, data, arrays, generators, adapter, config, out, header, progress)
+        metrics = {f"{slug(m)}_{k}": v for m, row in result["table"].items() for k, v in row.items()}
+        metrics.update({f"ablation_{slug(m)}_{k}": v for m, row in result["ablation"].items() for k, v in row.items()})
+        metrics.update({f"response_{slug(r['approach'])}_{'measured' if r['measured'] else 'estimated'}_seconds":
+                        r["seconds_mean"] for r in result["response_times"]})
+        metrics.update({f"noise_{slug(r['method'])}_abs_delta_{k}": r[f"abs_delta_{k}"]
+                        for r in result["robustness"] for k in ("ndcg10", "alpha_ndcg10")})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        stamp = int(time.time() * 1000)  # the curves as metric histories, step = 100 · w_acc
+        mlflow.MlflowClient().log_batch(run.info.run_id, metrics=[
+            Metric(f"curve_{slug(name)}_{k}", float(v), stamp, int(round(100 * w)))
+            for name, curve in result["curves"].items() for k in ("ndcg10", "alpha_ndcg10")
+            for w, v in zip(curve["w_acc"], curve[k])])
+        mlflow.log_artifacts(str(out), "report")
+    return {**result, "run_id": run.info.run_id, "output_dir": str(out)}

@@ -1,0 +1,109 @@
+"""The report's methods pinned on a tiny synthetic sweep: Retrain, Soup, MMR, CMR, Hypernetwork."""
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.evaluation.baselines import (
+    CMR,
+    MMR,
+    CMRConfig,
+    Hypernetwork,
+    HypernetworkConfig,
+    Retrain,
+    Scorer,
+    Soup,
+    WeightToAdapter,
+    jaccard,
+    mmr_rerank,
+    task_weights,
+)
+from padirec.metrics import topk_full_ranking
+from padirec.models import N_PARAMS, init_adapter_flat
+from padirec.sweep import retrain_curve
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_sweep) -> Scorer:
+    return Scorer.build(tiny_sweep["backbone"], tiny_sweep["data"], "test")
+
+
+def retrain_of(tiny_sweep) -> Retrain:
+    return Retrain(tiny_sweep["arrays"], tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"])
+
+
+def test_retrain_serves_the_sweeps_last_epoch_and_reproduces_its_curve(tiny_sweep, scorer):
+    arrays = tiny_sweep["arrays"]
+    weights = task_weights([0.0, 0.5, 1.0])
+    adapters = retrain_of(tiny_sweep).adapters(weights)
+    last = arrays["epoch"] == arrays["epoch"].max()
+    for w, block in zip(weights, adapters):
+        rows = last & (arrays["w"][:, 0] == w[0])
+        expected = arrays["params"][rows][np.argsort(arrays["seed"][rows])]
+        assert block.shape == (2, N_PARAMS) and np.array_equal(block, expected)
+    metrics = retrain_of(tiny_sweep).metrics(weights, scorer)  # re-scored, mean over the 2 seeds
+    curve = retrain_curve(arrays, tasks=np.array([0.0, 0.5, 1.0]))
+    assert np.allclose(metrics["ndcg10"], curve["ndcg10"], atol=1e-5)
+    assert np.allclose(metrics["alpha_ndcg10"], curve["alpha_ndcg10"], atol=1e-5)
+
+
+def test_retrain_trains_off_grid_tasks_on_demand_as_the_sweep_did(tiny_sweep, monkeypatch):
+    retrain = retrain_of(tiny_sweep)
+    arrays = tiny_sweep["arrays"]
+    # the sweep's own procedure: retraining an on-grid w with its seed gives its adapter back
+    again = retrain.train(task_weights([0.5]), seed=1).params[-1, 0]
+    rows = (arrays["epoch"] == arrays["epoch"].max()) & (arrays["w"][:, 0] == 0.5) & (arrays["seed"] == 1)
+    assert np.allclose(again, arrays["params"][rows][0], atol=1e-5)
+
+    off_grid = retrain.adapters(task_weights([0.25, 1.0]))
+    assert off_grid[0].shape == (2, N_PARAMS) and not np.allclose(off_grid[0][0], off_grid[0][1])  # 2 seeds
+    monkeypatch.setattr(retrain, "train", lambda *a, **k: pytest.fail("trained twice"))
+    assert np.array_equal(retrain.adapters(task_weights([0.25]))[0], off_grid[0])  # kept, not retrained
+
+
+def test_soup_interpolates_the_end_adapters_seed_by_seed(tiny_sweep):
+    retrain = retrain_of(tiny_sweep)
+    accuracy, diversity = retrain.adapters(task_weights([1.0, 0.0]))
+    soup = Soup(retrain).adapters(task_weights([1.0, 0.0, 0.5]))
+    assert np.array_equal(soup[0], accuracy) and np.array_equal(soup[1], diversity)
+    assert np.allclose(soup[2], (accuracy + diversity) / 2)
+
+
+def test_mmr_rerank_by_hand():
+    scores = torch.tensor([[3.0, 2.0, 1.0]])
+    similarity = jaccard(torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]))
+    assert torch.equal(similarity[0], torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert mmr_rerank(scores, similarity, 1.0, 3).tolist() == [[0, 1, 2]]
+    # λ = 0.5: item 1 (relevance 0.5, similarity 1 to item 0) scores -0.25 < item 2's 0
+    assert mmr_rerank(scores, similarity, 0.5, 3).tolist() == [[0, 2, 1]]
+    unavailable = torch.tensor([[3.0, float("-inf"), 1.0]])
+    assert mmr_rerank(unavailable, similarity, 0.0, 2).tolist() == [[0, 2]]
+
+
+def test_mmr_at_lambda_one_is_the_backbones_ranking_and_diversifies_below(tiny_sweep, scorer):
+    mmr = MMR(candidates=30)
+    scores = scorer.backbone.score(scorer.states)
+    backbone_top = topk_full_ranking(scores, scorer.eval_set.excluded, 10)
+    assert torch.equal(mmr.rankings(scorer, 1.0), backbone_top)
+    metrics = mmr.metrics(task_weights([1.0, 0.0]), scorer)
+    assert metrics["alpha_ndcg10"][1] > metrics["alpha_ndcg10"][0]  # λ = 0: diversity only
+
+
+def test_cmr_hypernetwork_starts_at_the_init_and_learns_to_depend_on_w(tiny_sweep):
+    init = init_adapter_flat(tiny_sweep["adapter"].init_seed)
+    untrained = WeightToAdapter(init=init)(torch.as_tensor(task_weights([0.0, 0.3, 1.0])))
+    assert torch.allclose(untrained, init.expand(3, -1), atol=1e-6)
+    cmr = CMR.fit(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"], CMRConfig(epochs=1),
+                  progress=False)
+    diversity, middle, accuracy = (a[0] for a in cmr.adapters(task_weights([0.0, 0.5, 1.0])))
+    assert np.abs(accuracy - diversity).max() > 1e-3
+    assert np.allclose(middle, (accuracy + diversity) / 2, atol=1e-5)  # CMR's generated layer is linear in w
+
+
+def test_hypernetwork_reproduces_its_training_adapters_on_a_toy_set():
+    rng = np.random.default_rng(0)
+    w = task_weights([0.0, 0.25, 0.5, 0.75, 1.0])
+    params = rng.normal(0, 1, (5, N_PARAMS)).astype(np.float32) * np.linspace(0.1, 2, N_PARAMS, dtype=np.float32)
+    model = Hypernetwork.fit(w, params, HypernetworkConfig(hidden=64, steps=600, lr=3e-3), progress=False)
+    predicted = np.concatenate(model.adapters(w))
+    assert np.abs(predicted - params).mean() < 0.05 * np.abs(params).mean()
