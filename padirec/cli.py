@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -196,7 +197,20 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         config.dit_train = {**config.dit_train, "epochs": 5, "dit": {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64}}
         config.evaluate = {**config.evaluate, "samplers": ["ddim:10"], "timing_repeats": 2, "cmr": {"epochs": 2},
                            "hypernetwork": {"steps": 200}}
-    run_pipeline(config, progress=not args.quiet)
+    summary = run_pipeline(config, progress=not args.quiet)
+    if args.deploy:
+        from padirec.serving.commands import cmd_serve
+
+        cmd_serve(build_parser().parse_args(deploy_arguments(summary)))
+
+
+def deploy_arguments(summary: dict) -> list[str]:
+    """`padirec serve` for the generator version the pipeline just registered: it returns at once on a cluster
+    (RAY_ADDRESS, like jobs/deploy.py), and serves until Ctrl-C on a local one."""
+    arguments = ["serve", "--model", summary["generator"]["model_uri"]]
+    if os.environ.get("RAY_ADDRESS"):
+        arguments += ["--host", "0.0.0.0", "--no-block"]
+    return arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--output-dir", help="local copies of the backbone, dataset and report")
     pipeline.add_argument("--small", action="store_true", help="a smoke-test size (used by the tests)")
     pipeline.add_argument("--quiet", action="store_true", help="no progress bars")
+    pipeline.add_argument("--deploy", action="store_true",
+                          help="end by serving the new generator (`padirec serve`; returns at once with RAY_ADDRESS)")
     pipeline.set_defaults(func=cmd_pipeline)
     return parser
 

@@ -29,3 +29,16 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
         report.data.metrics)
     assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {
         f"report/{name}" for name in ("controllability.md", "controllability.png", "curves.csv", "table1.csv")}
+
+
+def test_pipeline_deploy_serves_the_version_it_registered(monkeypatch):
+    from padirec.cli import build_parser, deploy_arguments
+
+    summary = {"generator": {"model_uri": "models:/padirec-dit/7"}}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    local = build_parser().parse_args(deploy_arguments(summary))
+    assert (local.command, local.model, local.blocking) == ("serve", "models:/padirec-dit/7", True)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    cluster = build_parser().parse_args(deploy_arguments(summary))
+    assert (cluster.model, cluster.blocking, cluster.host) == ("models:/padirec-dit/7", False, "0.0.0.0")
+    assert build_parser().parse_args(["pipeline", "--deploy"]).deploy
