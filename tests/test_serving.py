@@ -187,7 +187,7 @@ def test_app_arguments_and_config_file():
     assert args.checkpoint == "models:/padirec-dit@champion" and args.cache_size == 1024 and args.precision == 3
     # `serve run ... key=value` passes strings
     assert AppArgs.model_validate({"cache_size": "16", "num_gpus": "0.25"}).num_gpus == 0.25
-    for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 1}):
+    for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 0}):
         with pytest.raises(ValidationError):
             build_app(bad)
 

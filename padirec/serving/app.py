@@ -80,7 +80,7 @@ class AppArgs(BaseModel):
     cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = Field(50, ge=2, description="ddim steps (ddpm always runs all T)")
+    steps: int = Field(50, ge=1, description="ddim steps (1 = one x0 prediction from noise; ddpm always runs all T)")
     guidance: float = Field(0.0, allow_inf_nan=False, description="classifier-free guidance gamma")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
     seed: int = Field(0, description="seed of the initial noise, the same for every w")
@@ -142,8 +142,8 @@ class AdapterCache:
 def make_sampler(method: str, steps: int, guidance: float, eta: float, T: int) -> SamplerConfig:
     if method == "ddpm":
         return SamplerConfig(method="ddpm", steps=None, guidance=guidance)
-    if not 2 <= steps <= T:
-        raise ValueError(f"steps must be in [2, {T}] (the generator's T), got {steps}")
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}] (the generator's T), got {steps}")
     return SamplerConfig(method="ddim", steps=steps, guidance=guidance, eta=eta)
 
 
