@@ -221,8 +221,11 @@ def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain"
     names = [m for m in table if m != reference]
     fig, axes = plt.subplots(1, 3, figsize=(4 + 1.2 * len(names), 3.4))
     for ax, (key, label) in zip(axes, (("avg_hv", "Avg.HV"), ("r_a", "Pearson r-a"), ("r_d", "Pearson r-d"))):
-        ax.bar(range(len(names)), [table[m][key] for m in names], color="tab:blue")
+        values = [table[m][key] for m in names]
+        ax.bar(range(len(names)), values, color="tab:blue")
         ax.axhline(table[reference][key], color="k", ls="--", lw=1, label=reference)
+        lo, hi = np.nanmin([*values, table[reference][key]]), np.nanmax([*values, table[reference][key]])
+        ax.set_ylim(lo - 0.3 * max(hi - lo, 1e-3), hi + 0.1 * max(hi - lo, 1e-3))  # zoomed: the bars differ little
         ax.set_xticks(range(len(names)), [n.removeprefix("PaDiRec ").strip("()") for n in names], rotation=45,
                       ha="right", fontsize=7)
         ax.set_title(label)
