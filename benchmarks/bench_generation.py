@@ -1,7 +1,7 @@
 """Generated adapters vs Retrain (quality) and generation time per adapter (speed), plain PyTorch.
 
     python benchmarks/bench_generation.py --checkpoint dit.pt --backbone backbone.pt \
-        --dataset adapters.parquet [--device cuda] [--samplers ddpm:500,ddim:50,ddim:20] [--seeds 3]
+        --dataset adapters.parquet [--device cuda] [--samplers ddpm,ddim:50,ddim:20] [--seeds 3]
     python benchmarks/bench_generation.py --arch paper --samplers ddim:50 --batch 64   # speed only
 
 `--arch paper` times an untrained DiT of the paper's size (Table 8: hidden 512, 4 layers, 8 heads,
@@ -31,6 +31,7 @@ from padirec.diffusion.objective import ParamNormalizer
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
 from padirec.diffusion.train import Generator, load_generator
 from padirec.evaluation import controllability_table, table_markdown
+from padirec.evaluation.report import parse_sampler
 from padirec.models.adapter import ADAPTER_LAYOUT
 from padirec.sweep import dataset_arrays, read_dataset, retrain_curve
 from padirec.sweep.report import TASKS
@@ -38,12 +39,8 @@ from padirec.training import EvalSet, load_backbone
 
 
 def parse_samplers(text: str) -> dict[str, SamplerConfig]:
-    samplers = {}
-    for item in text.split(","):
-        method, steps = item.split(":")
-        samplers[f"PaDiRec {method.upper()}-{steps}"] = SamplerConfig(method=method, steps=int(steps),
-                                                                       eta=1.0 if method == "ddpm" else 0.0)
-    return samplers
+    """`ddim:20,ddim:50,ddpm` -> {"PaDiRec DDIM-20": ..., ...} (the report's sampler syntax)."""
+    return {f"PaDiRec {label}": sampler for label, sampler in map(parse_sampler, text.split(","))}
 
 
 def time_generation(generator, sampler: SamplerConfig, batch: int, device: str, repeats: int = 3) -> float:
@@ -77,7 +74,7 @@ def main() -> None:
     parser.add_argument("--dataset", help="gathered adapters.parquet (the Retrain curve)")
     parser.add_argument("--data-dir", help="override the data directory stored in the backbone checkpoint")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--samplers", default="ddpm:500,ddim:50,ddim:20")
+    parser.add_argument("--samplers", default="ddpm,ddim:50,ddim:20")
     parser.add_argument("--guidance", type=float, default=0.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1024)
