@@ -82,11 +82,12 @@ def avg_hv(table: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant."""
+    """Pearson correlation; NaN when either side is constant up to float rounding (`[0.1] * 3` less its mean)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     xc, yc = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((xc**2).sum() * (yc**2).sum())
-    return float((xc * yc).sum() / denominator) if denominator > 0 else float("nan")
+    if any(np.abs(c).max(initial=0.0) <= 1e-12 * max(np.abs(v).max(initial=0.0), 1.0) for c, v in ((xc, x), (yc, y))):
+        return float("nan")
+    return float((xc * yc).sum() / np.sqrt((xc**2).sum() * (yc**2).sum()))
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

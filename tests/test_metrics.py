@@ -57,6 +57,8 @@ def test_pearson_and_spearman():
     assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
     assert pearson(x, -x) == pytest.approx(-1.0)
     assert math.isnan(pearson(x, np.ones(11)))
+    assert math.isnan(pearson([0.1, 0.2, 0.3], [0.1] * 3))  # constant up to float rounding
+    assert pearson([1e-9, 2e-9, 3e-9], [1.0, 2.0, 3.0]) == pytest.approx(1.0)  # small, not constant
     assert spearman(x, x**3) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 1, 2]) == pytest.approx(-0.5)
 
