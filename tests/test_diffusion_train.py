@@ -16,7 +16,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from padirec import tracking
-from padirec.config import DataSpec, load_data
 from padirec.diffusion import DiTConfig, SamplerConfig
 from padirec.diffusion.commands import add_commands
 from padirec.diffusion.generate import generate_and_evaluate
@@ -31,12 +30,11 @@ from padirec.diffusion.train import (
 from padirec.models import N_PARAMS, Adapter
 from padirec.sweep.gather import DATASET_ARTIFACT, DATASET_FILE
 from padirec.sweep.gather import write_dataset as write_gathered
-from padirec.training import AdapterConfig, EvalSet, PretrainConfig, pretrain_backbone, rank_metrics, save_backbone
+from padirec.training import AdapterConfig, EvalSet, rank_metrics
 from padirec.training import train_adapters as train_adapter_block
 
 TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
 SAMPLER = SamplerConfig(method="ddim", steps=10)
-DATA = {"kind": "synthetic", "synthetic_users": 100, "synthetic_items": 60}
 
 
 def tiny_config(**overrides) -> DiTTrainConfig:
@@ -71,20 +69,14 @@ def two_mode_dataset(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_setup(tmp_path_factory):
-    """A tiny backbone pretrained on synthetic data and adapters for 3 weights x 2 kept epochs."""
-    root = tmp_path_factory.mktemp("real")
-    spec = DataSpec(**DATA)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PADIREC_CACHE_DIR", str(root / "cache"))
-        data = load_data(spec)
-    backbone, _ = pretrain_backbone(data, PretrainConfig(epochs=1, dropout=0.0), progress=False)
-    backbone_path = root / "backbone.pt"
-    save_backbone(backbone, backbone_path, extra={"data": spec.to_dict()})
+def real_setup(tiny_sweep):
+    """The tiny pretrained backbone of conftest's `tiny_sweep`, and adapters for 3 weights x 2 kept epochs."""
+    backbone, data = tiny_sweep["backbone"], tiny_sweep["data"]
     weights = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]], dtype=np.float32)
     result = train_adapter_block(backbone, data, weights, AdapterConfig(epochs=2, keep_last=2), progress=False,
                                  eval_splits=("valid",))
-    return {"backbone": backbone, "backbone_path": backbone_path, "data": data, "examples": result.examples()}
+    return {"backbone": backbone, "backbone_path": tiny_sweep["backbone_path"], "data": data,
+            "examples": result.examples()}
 
 
 def real_rows(real_setup, backbone_run_id: str = "") -> list[dict]:
