@@ -215,7 +215,8 @@ def test_mlflow_server_script_flags_are_accepted_by_mlflow(tmp_path):
     assert set(env) <= set(re.findall(r"\b(MLFLOW_[A-Z_]+)", script.read_text()))
     done = run_check({**env, "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/padirec"})
     assert done.returncode == 0, done.stderr
-    assert "--backend-store-uri postgresql://mlflow:secret@db:5432/mlflow" in done.stdout
+    assert "--backend-store-uri postgresql://mlflow:***@db:5432/mlflow" in done.stdout  # password masked
+    assert "secret" not in done.stdout + done.stderr
     assert "--artifacts-destination s3://bucket/padirec" in done.stdout and "--host 0.0.0.0" in done.stdout
     bad = run_check({"MLFLOW_PORT": "not-a-port"})
     assert bad.returncode == 2 and "not-a-port" in bad.stderr
