@@ -45,6 +45,11 @@ def add_commands(commands) -> None:
     train.add_argument("--task-loss-weight", type=float,
                        help="DimeRec's task loss: x̂0 as the frozen backbone's adapter on w·(BCE, L_div) (0 = off)")
     train.add_argument("--task-backbone", help="backbone run id or checkpoint for the task loss (default: the data's)")
+    train.add_argument("--preference-epochs", type=int,
+                       help="TA-Rec's preference alignment (APA) after training: DPO epochs on the sweep's own "
+                            "ranking of adapters by w·(NDCG, α-NDCG); writes dit-aligned.pt (0 = off)")
+    train.add_argument("--preference-beta", type=float, help="APA's DPO temperature (default 1000)")
+    train.add_argument("--preference-lr", type=float, help="APA's learning rate (default 1e-5)")
     train.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default 10)")
     train.add_argument("--seed", type=int)
     train.add_argument("--storage-path", help="Ray Train results (shared storage on a cluster; default ./ray_results)")
@@ -89,11 +94,15 @@ def train_config(args: argparse.Namespace):
     dit = {**stored.get("dit", {}), **({"conditioning": args.conditioning} if args.conditioning else {}),
            **({"reference": True} if args.reference else {})}
     task = {**stored.get("task", {}), **({"backbone": args.task_backbone} if args.task_backbone else {})}
+    preference = {**stored.get("preference", {}),
+                  **{k: v for k, v in {"epochs": args.preference_epochs, "beta": args.preference_beta,
+                                       "lr": args.preference_lr}.items() if v is not None}}
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "prediction": args.prediction,
              "checkpoint_every": args.checkpoint_every, "seed": args.seed,
              "consistency_weight": args.consistency_weight, "last_step_prob": args.last_step_prob,
              "task_loss_weight": args.task_loss_weight, "device": "cuda" if args.gpu and args.workers == 0 else None}
-    return build(DiTTrainConfig, stored, flags, {"dit": dit or None, "task": task or None})
+    return build(DiTTrainConfig, stored, flags, {"dit": dit or None, "task": task or None,
+                                                 "preference": preference or None})
 
 
 def sweep_dataset(sweep_run_id: str) -> Path:
@@ -115,11 +124,13 @@ def train_generator(args: argparse.Namespace) -> dict:
     import mlflow
 
     from padirec import tracking
+    from padirec.diffusion.preference import align_file
     from padirec.diffusion.registry import CHECKPOINT_ARTIFACT, log_and_register, log_training_params
     from padirec.diffusion.train import (
         dataset_info,
         dataset_manifest,
         mlflow_epoch_logger,
+        resolve_device,
         train_dit,
         train_dit_ray,
     )
@@ -146,6 +157,11 @@ def train_generator(args: argparse.Namespace) -> dict:
                 resources["GPU"] = 1
             result = train_dit_ray(path, config, args.workers, args.gpu, storage, name, resources,
                                    tracking={"uri": uri, "run_id": run.info.run_id}, max_failures=args.max_failures)
+        preference = config.preference_config()
+        if preference.epochs > 0:  # TA-Rec's second stage, in this process: the pairs are a few thousand rows
+            aligned = align_file(result["checkpoint_path"], path, preference, resolve_device(config.device),
+                                 on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+            result = {**result, "checkpoint_path": str(aligned)}
         version = None
         if args.no_register:
             mlflow.log_artifact(result["checkpoint_path"], CHECKPOINT_ARTIFACT)

@@ -40,6 +40,7 @@ from torch import Tensor
 from padirec.config import build
 from padirec.diffusion.model import DiT, DiTConfig
 from padirec.diffusion.objective import EMA, PREDICTIONS, ParamNormalizer, diffusion_losses, unwrap
+from padirec.diffusion.preference import PreferenceConfig
 from padirec.diffusion.sampling import SamplerConfig, sample
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
 from padirec.diffusion.task import AdapterTaskLoss, TaskLossConfig, load_task_loss
@@ -74,6 +75,7 @@ class DiTTrainConfig:
     last_step_prob: float = 0.0  # share of rows drawn at t = T-1, the one-step sampler's only step
     task_loss_weight: float = 0.0  # DimeRec: weight of the w-weighted adapter loss of x̂0 in the frozen backbone
     task: dict = field(default_factory=dict)  # TaskLossConfig overrides (backbone, instances, batch_size, ...)
+    preference: dict = field(default_factory=dict)  # PreferenceConfig: TA-Rec's APA stage after training (epochs > 0)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
@@ -83,6 +85,7 @@ class DiTTrainConfig:
         if not 0.0 <= self.last_step_prob <= 1.0:
             raise ValueError(f"last_step_prob must be in [0, 1], got {self.last_step_prob}")
         self.task_config()  # unknown task options fail here, not in a worker
+        self.preference_config()
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
@@ -96,6 +99,9 @@ class DiTTrainConfig:
 
     def task_config(self) -> TaskLossConfig:
         return build(TaskLossConfig, self.task)
+
+    def preference_config(self) -> PreferenceConfig:
+        return build(PreferenceConfig, self.preference)
 
 
 # ---------------------------------------------------------------------------------------------- data
