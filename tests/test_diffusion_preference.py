@@ -20,6 +20,7 @@ from padirec.diffusion.preference import (
     dpo_loss,
     preference_pairs,
 )
+from padirec.diffusion.registry import resolve_checkpoint
 from padirec.diffusion.train import load_checkpoint, load_generator
 from padirec.models import N_PARAMS
 from tests.test_diffusion_train import TINY_DIT, cli, dataset_row, write_config, write_dataset
@@ -106,6 +107,9 @@ def test_train_dit_preference_epochs_writes_an_aligned_checkpoint(mlflow_store, 
     assert generator.generate([[0.5, 0.5]], seed=0).shape == (1, N_PARAMS)
     history = MlflowClient().get_metric_history(summary["run_id"], "preference_loss")
     assert [m.step for m in history] == [0, 1]
+    # what the run logged, and what its directory resolves to, is the aligned generator
+    assert "preference" in load_checkpoint(resolve_checkpoint(summary["run_id"]))
+    assert resolve_checkpoint(tmp_path / "runs" / "apa") == aligned_path
 
 
 def test_align_checkpoint_needs_pairs_and_config_rejects_bad_values(tmp_path):

@@ -125,7 +125,7 @@ def train_generator(args: argparse.Namespace) -> dict:
 
     from padirec import tracking
     from padirec.diffusion.preference import align_file
-    from padirec.diffusion.registry import CHECKPOINT_ARTIFACT, log_and_register, log_training_params
+    from padirec.diffusion.registry import log_and_register, log_checkpoint, log_training_params
     from padirec.diffusion.train import (
         dataset_info,
         dataset_manifest,
@@ -164,7 +164,7 @@ def train_generator(args: argparse.Namespace) -> dict:
             result = {**result, "checkpoint_path": str(aligned)}
         version = None
         if args.no_register:
-            mlflow.log_artifact(result["checkpoint_path"], CHECKPOINT_ARTIFACT)
+            log_checkpoint(result["checkpoint_path"])
         else:
             _, version = log_and_register(result["checkpoint_path"], manifest, args.model_name, args.alias)
     summary = {"run_id": run.info.run_id, "model_name": None if args.no_register else args.model_name,

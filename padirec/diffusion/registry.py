@@ -10,6 +10,7 @@ everything else in this project reads the checkpoint directly (`resolve_checkpoi
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from padirec import tracking
+from padirec.diffusion.preference import ALIGNED_FILE
 from padirec.diffusion.sampling import SamplerConfig
 from padirec.diffusion.train import CHECKPOINT_FILE, load_checkpoint, load_generator
 from padirec.models.adapter import N_PARAMS
@@ -106,6 +108,15 @@ def log_dataset_input(manifest: dict, checkpoint: dict) -> None:
                      tags={"sha256": checkpoint["dataset_sha256"], "rows": str(manifest.get("rows", ""))})
 
 
+def log_checkpoint(checkpoint_path: str | os.PathLike) -> None:
+    """Log a checkpoint to the active run as `checkpoint/dit.pt` whatever its local name (`dit-aligned.pt`),
+    so that `resolve_checkpoint(run_id)` finds it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / CHECKPOINT_FILE
+        shutil.copyfile(checkpoint_path, local)
+        mlflow.log_artifact(str(local), CHECKPOINT_ARTIFACT)
+
+
 def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_name: str = MODEL_NAME,
                      alias: str | None = ALIAS, experiment: str = tracking.DEFAULT_EXPERIMENT) -> tuple[str, str]:
     """Log `dit.pt` (artifact + pyfunc model) to the active run (or a new one), register it, set the alias.
@@ -128,7 +139,7 @@ def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_n
         log_training_params(checkpoint)
         log_dataset_input(manifest, checkpoint)
         mlflow.log_dict({k: v for k, v in manifest.items() if k != "path"}, "dataset_manifest.json")
-        mlflow.log_artifact(str(checkpoint_path), CHECKPOINT_ARTIFACT)
+        log_checkpoint(checkpoint_path)
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             # no input example on purpose: MLflow would run the sampler to validate it
             warnings.filterwarnings("ignore", message=".*input example was not provided")
@@ -153,11 +164,12 @@ def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_n
 
 
 def resolve_checkpoint(reference: str | os.PathLike, dst: str | None = None) -> Path:
-    """A local `dit.pt` from a path (file or directory), an MLflow run id, `runs:/...` or `models:/name@alias`
-    / `models:/name/version`."""
+    """A local `dit.pt` from a path (file, or directory: its `dit-aligned.pt` first), an MLflow run id, `runs:/...`
+    or `models:/name@alias` / `models:/name/version`."""
     path = Path(reference)
-    if path.is_dir() and (path / CHECKPOINT_FILE).exists():
-        return path / CHECKPOINT_FILE
+    for name in (ALIGNED_FILE, CHECKPOINT_FILE):  # a run directory: the aligned generator when there is one
+        if path.is_dir() and (path / name).exists():
+            return path / name
     if path.is_file():
         return path
     reference = str(reference)
