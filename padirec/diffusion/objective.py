@@ -33,6 +33,15 @@ def predicted_x0(schedule: DiffusionSchedule, xt: Tensor, t: Tensor, out: Tensor
     return out
 
 
+def prediction_target(schedule: DiffusionSchedule, x0: Tensor, t: Tensor, noise: Tensor, prediction: str) -> Tensor:
+    """What the model's output regresses at x_t = q_sample(x0, t, noise): the noise, v, or x0 itself."""
+    if prediction == "eps":
+        return noise
+    if prediction == "v":
+        return schedule.v_target(x0, t, noise)
+    return x0
+
+
 # (x̂0 tokens [B, n_tokens, width], w [B, p], generator) -> per-row loss [B]: DimeRec's task loss on x̂0
 TaskLoss = Callable[[Tensor, Tensor, torch.Generator | None], Tensor]
 
@@ -72,8 +81,7 @@ def diffusion_losses(
         t = torch.where(torch.rand(B, device=device, generator=generator) < last_step_prob, T - 1, t)
     xt = schedule.q_sample(x0_tokens, t, noise)
     out = model(xt, t, w, drop)
-    target = {"eps": noise, "v": schedule.v_target(x0_tokens, t, noise), "x0": x0_tokens}[prediction]
-    terms = {"diffusion": F.mse_loss(out, target)}
+    terms = {"diffusion": F.mse_loss(out, prediction_target(schedule, x0_tokens, t, noise, prediction))}
     loss = terms["diffusion"]
     if consistency_weight > 0 or task_loss is not None:
         x0_hat = predicted_x0(schedule, xt, t, out, prediction)

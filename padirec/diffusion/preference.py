@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from padirec.diffusion.model import DiT, DiTConfig
-from padirec.diffusion.objective import PREDICTIONS, ParamNormalizer
-from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
-from padirec.models.adapter import to_tokens
+from padirec.diffusion.model import DiT
+from padirec.diffusion.objective import PREDICTIONS, prediction_target
+from padirec.diffusion.schedule import DiffusionSchedule
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +69,6 @@ def preference_pairs(w: np.ndarray, metrics: np.ndarray, margin: float = 0.0, ma
             i, j = i[keep], j[keep]
         preferred.append(rows[i])
         other.append(rows[j])
-    if not preferred:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(preferred).astype(np.int64), np.concatenate(other).astype(np.int64)
 
 
@@ -87,7 +84,7 @@ def dpo_loss(model: DiT, reference: DiT, schedule: DiffusionSchedule, x_pos: Ten
     x0 = torch.cat([x_pos, x_neg])
     t2, noise2, w2 = t.repeat(2), noise.repeat(2, 1, 1), w.repeat(2, 1)
     xt = schedule.q_sample(x0, t2, noise2)
-    target = {"eps": noise2, "v": schedule.v_target(x0, t2, noise2), "x0": x0}[prediction]
+    target = prediction_target(schedule, x0, t2, noise2, prediction)
     error = (model(xt, t2, w2) - target).pow(2).mean(dim=(1, 2))  # w never dropped: it is what is aligned to
     with torch.no_grad():
         ref_error = (reference(xt, t2, w2) - target).pow(2).mean(dim=(1, 2))
@@ -107,17 +104,14 @@ def align_checkpoint(checkpoint: dict, params: np.ndarray, w: np.ndarray, metric
     pos, neg = preference_pairs(w, metrics, config.margin, config.max_pairs_per_w, config.seed)
     if len(pos) == 0:
         raise ValueError("no preference pairs: every w has a single adapter (sweep more seeds or kept epochs)")
+    from padirec.diffusion.train import generator_from_checkpoint, prepare_rows  # train imports this module
+
     device = torch.device(device)
     torch.manual_seed(config.seed)
-    model = DiT(DiTConfig(**checkpoint["dit_config"]))
-    model.load_state_dict(checkpoint["ema"]["module"])
-    model.to(device).train()
-    reference = copy.deepcopy(model).eval().requires_grad_(False)
-    schedule = DiffusionSchedule(ScheduleConfig(**checkpoint["schedule_config"])).to(device)
-    normalizer = ParamNormalizer.from_dict(checkpoint["normalizer"])
-    x0 = to_tokens(normalizer.normalize(torch.from_numpy(np.array(params, dtype=np.float32)))).to(device)
-    w_rows = torch.as_tensor(np.asarray(w, dtype=np.float32), device=device)
-    prediction = checkpoint["train_config"]["prediction"]
+    trained = generator_from_checkpoint(checkpoint, device)  # EMA weights, frozen: the DPO reference
+    reference, schedule, prediction = trained.model, trained.schedule, trained.prediction
+    model = copy.deepcopy(reference).train().requires_grad_(True)
+    x0, w_rows = prepare_rows(params, w, trained.normalizer, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     pos, neg = torch.as_tensor(pos, device=device), torch.as_tensor(neg, device=device)
@@ -145,8 +139,7 @@ def align_checkpoint(checkpoint: dict, params: np.ndarray, w: np.ndarray, metric
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     aligned = dict(checkpoint)
     aligned["model"] = state
-    aligned["ema"] = {**checkpoint["ema"], "module": state}
-    aligned["optimizer"] = checkpoint["optimizer"]  # pretraining's: resuming continues the diffusion objective
+    aligned["ema"] = {**checkpoint["ema"], "module": state}  # the optimizer stays pretraining's
     aligned["preference"] = {"config": asdict(config), "metrics": metrics_out}
     return aligned
 
@@ -157,7 +150,7 @@ def align_file(checkpoint_path, dataset_path, config: PreferenceConfig, device: 
     from it). Returns the aligned checkpoint's path."""
     from pathlib import Path
 
-    from padirec.diffusion.train import load_checkpoint, save_checkpoint
+    from padirec.diffusion.train import load_checkpoint, save_checkpoint  # train imports this module
     from padirec.sweep.gather import dataset_arrays, read_dataset
 
     arrays = dataset_arrays(read_dataset(dataset_path)[0])

@@ -13,7 +13,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -108,12 +109,23 @@ def log_dataset_input(manifest: dict, checkpoint: dict) -> None:
                      tags={"sha256": checkpoint["dataset_sha256"], "rows": str(manifest.get("rows", ""))})
 
 
-def log_checkpoint(checkpoint_path: str | os.PathLike) -> None:
-    """Log a checkpoint to the active run as `checkpoint/dit.pt` whatever its local name (`dit-aligned.pt`),
-    so that `resolve_checkpoint(run_id)` finds it."""
+@contextmanager
+def as_checkpoint_file(checkpoint_path: str | os.PathLike) -> Iterator[Path]:
+    """The checkpoint under the name `resolve_checkpoint` looks for (`dit.pt`): the file itself, or a temporary
+    copy of one named otherwise (`dit-aligned.pt`)."""
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.name == CHECKPOINT_FILE:
+        yield checkpoint_path
+        return
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / CHECKPOINT_FILE
         shutil.copyfile(checkpoint_path, local)
+        yield local
+
+
+def log_checkpoint(checkpoint_path: str | os.PathLike) -> None:
+    """Log a checkpoint to the active run as `checkpoint/dit.pt`, so that `resolve_checkpoint(run_id)` finds it."""
+    with as_checkpoint_file(checkpoint_path) as local:
         mlflow.log_artifact(str(local), CHECKPOINT_ARTIFACT)
 
 
@@ -139,13 +151,11 @@ def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_n
         log_training_params(checkpoint)
         log_dataset_input(manifest, checkpoint)
         mlflow.log_dict({k: v for k, v in manifest.items() if k != "path"}, "dataset_manifest.json")
-        log_checkpoint(checkpoint_path)
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the run artifact and the pyfunc artifact keep the file's name: both must be dit.pt
+        with as_checkpoint_file(checkpoint_path) as local, warnings.catch_warnings():
+            mlflow.log_artifact(str(local), CHECKPOINT_ARTIFACT)
             # no input example on purpose: MLflow would run the sampler to validate it
             warnings.filterwarnings("ignore", message=".*input example was not provided")
-            # the pyfunc artifact keeps its file name: copy so that it is always dit.pt
-            local = Path(tmp) / CHECKPOINT_FILE
-            local.write_bytes(checkpoint_path.read_bytes())
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT, python_model=GeneratorModel(), artifacts={"dit": str(local)},
                 signature=model_signature(checkpoint["dit_config"]["cond_dim"]),

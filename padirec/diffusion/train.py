@@ -574,7 +574,11 @@ class Generator:
 
 def load_generator(checkpoint_path: str | os.PathLike, device: str = "cpu") -> Generator:
     """A `Generator` with the EMA weights of a `dit.pt` checkpoint."""
-    checkpoint = load_checkpoint(checkpoint_path, device)
+    return generator_from_checkpoint(load_checkpoint(checkpoint_path, device), device)
+
+
+def generator_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> Generator:
+    """`load_generator` of checkpoint contents already in memory."""
     model = DiT(DiTConfig(**checkpoint["dit_config"]))
     model.load_state_dict(checkpoint["ema"]["module"])
     model.to(device).eval().requires_grad_(False)
