@@ -100,8 +100,9 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     summary["generator"] = train_generator_stage(result["parent_run_id"], config, out)
 
     print("== 6/6 controllability report: PaDiRec vs Retrain and the baselines")
-    report = report_stage(summary["generator"]["checkpoint_path"], out / "backbone.pt", summary["dataset"]["path"],
-                          config, out / "report", {"padirec.sweep_run_id": summary["sweep_run_id"]}, progress)
+    report = report_stage(summary["generator"]["checkpoint_path"], out / "backbone.pt", data,
+                          summary["dataset"]["path"], config, out / "report",
+                          {"padirec.sweep_run_id": summary["sweep_run_id"]}, progress)
     summary["controllability"] = report["table"]
     summary["report_run_id"] = report["run_id"]
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -128,16 +129,16 @@ def train_generator_stage(sweep_run_id: str, config: PipelineConfig, out: Path) 
     return summary
 
 
-def report_stage(checkpoint: str, backbone_path: Path, dataset_path: str, config: PipelineConfig, out: Path,
+def report_stage(checkpoint: str, backbone_path: Path, data, dataset_path: str, config: PipelineConfig, out: Path,
                  tags: dict, progress: bool = True) -> dict:
-    """`padirec evaluate` on the pipeline's own files: every method on w_acc ∈ {0, 0.1, …, 1}, one MLflow run."""
+    """`padirec evaluate` on the pipeline's own files and its data (stage 1's, which the backbone was trained on):
+    every method on w_acc ∈ {0, 0.1, …, 1}, one MLflow run."""
     from padirec.diffusion.train import load_generator
     from padirec.evaluation.report import EvaluateConfig, run_report
     from padirec.sweep import dataset_arrays, read_dataset
     from padirec.training import AdapterConfig, load_backbone
 
-    backbone, extra = load_backbone(backbone_path)
-    data = load_data(DataSpec(**extra["data"]))
+    backbone, _ = load_backbone(backbone_path)
     arrays = dataset_arrays(read_dataset(dataset_path)[0])
     params = {"generator": checkpoint, "backbone": str(backbone_path), "backbone_name": backbone.config.name}
     return run_report(backbone, data, arrays, {"": load_generator(checkpoint)}, build(AdapterConfig, config.adapter),

@@ -189,22 +189,34 @@ class MMR(Method):
         self.candidates = candidates
 
     @torch.no_grad()
-    def rankings(self, scorer: Scorer, lam: float) -> torch.Tensor:
-        """Re-ranked top-k item lists `[N, k]` of every user of the split."""
+    def top_candidates(self, scorer: Scorer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's top-N items `[N, n]` of every user of the split and their scores (the same for every λ)."""
         eval_set = scorer.eval_set
         n = min(self.candidates, eval_set.excluded.shape[1] - 1)
-        lists = []
+        items, values = [], []
         for start in range(0, len(scorer.states), 256):
             rows = slice(start, start + 256)
             scores = scorer.backbone.score(scorer.states[rows])
-            items = topk_full_ranking(scores, eval_set.excluded[rows], n)
-            values = scores.masked_fill(eval_set.excluded[rows], float("-inf")).gather(-1, items)
-            positions = mmr_rerank(values, jaccard(eval_set.item_categories[items]), lam, eval_set.k)
-            lists.append(items.gather(-1, positions))
+            items.append(topk_full_ranking(scores, eval_set.excluded[rows], n))
+            values.append(scores.masked_fill(eval_set.excluded[rows], float("-inf")).gather(-1, items[-1]))
+        return torch.cat(items), torch.cat(values)
+
+    @torch.no_grad()
+    def rankings(self, scorer: Scorer, lam: float,
+                 candidates: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Re-ranked top-k item lists `[N, k]` of every user of the split (`candidates`: `top_candidates`)."""
+        items, values = candidates or self.top_candidates(scorer)
+        eval_set = scorer.eval_set
+        lists = []
+        for start in range(0, len(items), 256):
+            rows = slice(start, start + 256)
+            positions = mmr_rerank(values[rows], jaccard(eval_set.item_categories[items[rows]]), lam, eval_set.k)
+            lists.append(items[rows].gather(-1, positions))
         return torch.cat(lists)
 
     def metrics(self, weights: np.ndarray, scorer: Scorer) -> dict[str, np.ndarray]:
-        rows = [scorer.list_metrics(self.rankings(scorer, float(w))) for w in weights[:, 0]]
+        candidates = self.top_candidates(scorer)
+        rows = [scorer.list_metrics(self.rankings(scorer, float(w), candidates)) for w in weights[:, 0]]
         return {k: np.array([r[k] for r in rows]) for k in ("ndcg10", "alpha_ndcg10")}
 
 

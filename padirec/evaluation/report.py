@@ -20,6 +20,7 @@ import numpy as np
 
 from padirec.config import build
 from padirec.data import SequenceData
+from padirec.diffusion.generate import task_weights
 from padirec.diffusion.sampling import METHODS as SAMPLERS
 from padirec.diffusion.sampling import SamplerConfig
 from padirec.diffusion.train import Generator
@@ -36,7 +37,6 @@ from padirec.evaluation.baselines import (
     Retrain,
     Scorer,
     Soup,
-    task_weights,
 )
 from padirec.evaluation.controllability import controllability_table, table_markdown
 from padirec.models import Backbone
@@ -160,10 +160,10 @@ def robustness(methods: dict[str, AdapterMethod], weights: np.ndarray, scorer: S
     Also the mean L2 distance of each method's adapters to the mean Retrain adapter of the same task.
     """
     rng = np.random.default_rng(seed)
-    reference = [a.mean(0) for a in methods["Retrain"].adapters(weights)]
+    served = {name: method.adapters(weights) for name, method in methods.items()}
+    reference = [a.mean(0) for a in served["Retrain"]]
     rows = []
-    for name, method in methods.items():
-        adapters = method.adapters(weights)
+    for name, adapters in served.items():
         flat = np.concatenate(adapters).astype(np.float32)
         clean = scorer.per_adapter(flat)
         deltas = {k: [] for k in clean}
