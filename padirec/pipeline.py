@@ -16,6 +16,7 @@ import mlflow
 
 from padirec import tracking
 from padirec.config import DataSpec, build, load_data
+from padirec.data import SequenceData
 
 
 @dataclass
@@ -129,8 +130,8 @@ def train_generator_stage(sweep_run_id: str, config: PipelineConfig, out: Path) 
     return summary
 
 
-def report_stage(checkpoint: str, backbone_path: Path, data, dataset_path: str, config: PipelineConfig, out: Path,
-                 tags: dict, progress: bool = True) -> dict:
+def report_stage(checkpoint: str, backbone_path: Path, data: SequenceData, dataset_path: str, config: PipelineConfig,
+                 out: Path, tags: dict, progress: bool = True) -> dict:
     """`padirec evaluate` on the pipeline's own files and its data (stage 1's, which the backbone was trained on):
     every method on w_acc ∈ {0, 0.1, …, 1}, one MLflow run."""
     from padirec.diffusion.train import load_generator
