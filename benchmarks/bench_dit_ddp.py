@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from padirec.diffusion.train import DiTTrainConfig, train_dit, train_dit_ray
+from padirec.diffusion.ray_train import train_dit_ray
+from padirec.diffusion.train import DiTTrainConfig, train_dit
 
 
 def parse_dit(text: str) -> dict:

@@ -24,18 +24,19 @@ import numpy as np
 import torch
 
 from padirec.config import DataSpec, load_data
+from padirec.contracts.dataset import dataset_arrays, read_dataset
 from padirec.diffusion import SamplerConfig
 from padirec.diffusion.generate import generate_and_evaluate
+from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.model import DiT, DiTConfig
-from padirec.diffusion.objective import ParamNormalizer
+from padirec.diffusion.sampling import parse_sampler
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
-from padirec.diffusion.train import Generator, load_generator
 from padirec.evaluation import controllability_table, table_markdown
-from padirec.evaluation.report import parse_sampler
+from padirec.evaluation.ranking import EvalSet
+from padirec.models import ParamNormalizer, load_backbone
 from padirec.models.adapter import ADAPTER_LAYOUT
-from padirec.sweep import dataset_arrays, read_dataset, retrain_curve
+from padirec.sweep import retrain_curve
 from padirec.sweep.report import TASKS
-from padirec.training import EvalSet, load_backbone
 
 
 def parse_samplers(text: str) -> dict[str, SamplerConfig]:

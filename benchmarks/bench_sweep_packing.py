@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from padirec.config import DataSpec, load_data
+from padirec.evaluation.ranking import to_tensors
 from padirec.models import BackboneConfig, apply_adapters, build_backbone, init_adapter_flat, unflatten
 from padirec.objectives import objective_losses, weighted_loss
-from padirec.training import AdapterConfig, candidate_batches, to_tensors, train_adapters
+from padirec.training import AdapterConfig, candidate_batches, train_adapters
 
 
 def naive_epoch(backbone, data, device: str, batch_size: int, rng) -> float:

@@ -6,6 +6,9 @@ application outlives this job. Listens on 0.0.0.0 unless `--host` says otherwise
 
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # padirec/ from the uploaded working dir
 
 from padirec.cli import main
 

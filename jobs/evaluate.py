@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # padirec/ from the uploaded working dir
 
-from padirec.cli import main  # noqa: E402
+from padirec.cli import main
 
 if __name__ == "__main__":
     main(["evaluate", *sys.argv[1:]])

@@ -1,6 +1,9 @@
 """`ray job submit --working-dir . -- python jobs/pretrain.py --dataset ml-100k` (= `padirec pretrain`)."""
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # padirec/ from the uploaded working dir
 
 from padirec.cli import main
 

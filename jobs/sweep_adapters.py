@@ -4,6 +4,9 @@ Thin entrypoint: the same arguments as `padirec sweep`; connects to the cluster 
 """
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # padirec/ from the uploaded working dir
 
 from padirec.cli import main
 

@@ -23,3 +23,10 @@ def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
     else:
         cpus = max(4, (os.cpu_count() or 2) + 2, int(cpus_needed) + 2)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=progress)
+
+
+def storage_uri(path: str | None, default: str = "ray_results") -> str:
+    """Where Ray Tune / Train keep results: a URI (`s3://`, `gs://`, ...) as given, a local path made absolute
+    (workers start in other directories)."""
+    path = path or default
+    return path if "://" in path else str(Path(path).resolve())

@@ -7,15 +7,21 @@ directory; `MLFLOW_TRACKING_URI` points every stage at a team server instead.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 DEFAULT_EXPERIMENT = "padirec"
+log = logging.getLogger(__name__)
 
 
 def tracking_uri() -> str:
@@ -68,3 +74,18 @@ def download(run_id: str, artifact_path: str, dst: str | None = None) -> Path:
 
 def log_epoch_metrics(epoch: int, metrics: dict) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+
+
+def epoch_logger(uri: str, run_id: str) -> Callable[[int, dict], None]:
+    """`on_epoch(epoch, metrics)` that logs to an existing run through the client (usable inside a Ray worker)."""
+    client = MlflowClient(uri)
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch"]
+        try:
+            client.log_batch(run_id, metrics=batch)
+        except Exception as err:  # noqa: BLE001 - a busy store must not kill the training
+            log.warning("could not log epoch %d metrics to MLflow: %s", epoch, err)
+
+    return on_epoch

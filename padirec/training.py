@@ -1,6 +1,7 @@
 """Phase 1 (backbone, BCE, early stopping) and phase 2 (adapters only, weighted objectives).
 
-Both are plain functions: no Ray, no MLflow. Callers log through the `on_epoch` callback.
+`pretrain_backbone` and `train_adapters` are plain functions (no Ray, no MLflow; callers log through the
+`on_epoch` callback); `pretrain` and `adapt` are their stages, each recorded as one MLflow run.
 Phase 2 freezes the backbone, so its user states are computed once and K adapters are
 trained together on them (one backbone pass, K adapter heads; Adam is elementwise, so a
 stacked `[K, 1096]` parameter is exactly K independent optimisers).
@@ -10,17 +11,41 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
 
+import mlflow
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from padirec import tracking
+from padirec.config import DataSpec, data_spec, load_data
+from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
+from padirec.contracts.names import (
+    BACKBONE_DIR,
+    BACKBONE_FILE,
+    BACKBONE_RUN_TAG,
+    STAGE_ADAPTER,
+    STAGE_BACKBONE,
+    STAGE_TAG,
+)
 from padirec.data import Instances, SequenceData, sample_negatives
-from padirec.metrics import alpha_ndcg_at_k, ideal_alpha_dcg, ndcg_at_k, topk_full_ranking
-from padirec.models import Backbone, BackboneConfig, apply_adapters, build_backbone, init_adapter_flat, unflatten
+from padirec.evaluation.ranking import EvalSet, encode_instances, popularity_metrics, rank_metrics, to_tensors
+from padirec.models import (
+    Backbone,
+    BackboneConfig,
+    apply_adapters,
+    build_backbone,
+    init_adapter_flat,
+    load_backbone,
+    save_backbone,
+    unflatten,
+)
 from padirec.objectives import bce_loss, diversity_loss, objective_losses, weighted_loss
 
 log = logging.getLogger(__name__)
@@ -28,7 +53,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PretrainConfig:
-    backbone: str = "sasrec"
+    backbone: Literal["sasrec", "gru4rec", "tisasrec", "comirec"] = "sasrec"
     epochs: int = 200
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     batch_size: int = 256
@@ -53,76 +78,6 @@ class AdapterConfig:
     init_seed: int = 0  # one initial adapter for a whole sweep (DESIGN §2.3)
     seed: int = 0  # data order and negative sampling
     device: str = "cpu"
-
-
-def to_tensors(instances: Instances, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.as_tensor(instances.histories, device=device),
-            torch.as_tensor(instances.times, dtype=torch.float64, device=device))
-
-
-@torch.no_grad()
-def encode_instances(backbone: Backbone, instances: Instances, batch_size: int = 1024) -> torch.Tensor:
-    """User states `[N, d]` of a frozen backbone (eval mode, no dropout)."""
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    histories, times = to_tensors(instances, device)
-    return torch.cat([backbone.encode(histories[i : i + batch_size], times[i : i + batch_size])
-                      for i in range(0, len(instances), batch_size)])
-
-
-@dataclass
-class EvalSet:
-    """One split prepared for full-ranking evaluation: instances, excluded items, ideal α-DCG."""
-
-    instances: Instances
-    excluded: torch.Tensor  # bool [N, n_items + 1]
-    item_categories: torch.Tensor
-    ideal: float
-    alpha: float = 0.5
-    k: int = 10
-
-    @classmethod
-    def build(cls, data: SequenceData, split: str, k: int = 10, alpha: float = 0.5) -> EvalSet:
-        instances = data.eval_instances(split)
-        excluded = torch.zeros(len(instances), data.n_items + 1, dtype=torch.bool)
-        rows, items = data.seen_items(split)
-        excluded[torch.as_tensor(rows), torch.as_tensor(items)] = True
-        excluded[:, 0] = True
-        categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
-        return cls(instances, excluded, categories, ideal_alpha_dcg(categories, k, alpha), alpha, k)
-
-
-@torch.no_grad()
-def rank_metrics(backbone: Backbone, eval_set: EvalSet, adapters: torch.Tensor | None = None,
-                 states: torch.Tensor | None = None, chunk: int = 256) -> dict[str, np.ndarray]:
-    """NDCG@k and α-NDCG@k (full ranking) of K adapters `[K, 1096]` (or the bare backbone)."""
-    if states is None:
-        states = encode_instances(backbone, eval_set.instances)
-    targets = torch.as_tensor(eval_set.instances.targets, device=states.device)
-    n_adapters = 1 if adapters is None else adapters.shape[0]
-    ndcg = torch.zeros(n_adapters, len(targets))
-    diversity = torch.zeros(n_adapters, len(targets))
-    for start in range(0, len(targets), chunk):
-        rows = slice(start, start + chunk)
-        h = states[rows][None] if adapters is None else apply_adapters(states[rows], unflatten(adapters))
-        top = topk_full_ranking(backbone.score(h), eval_set.excluded[rows].to(h.device), eval_set.k).cpu()
-        ndcg[:, rows] = ndcg_at_k(top.flatten(0, 1), targets[rows].cpu().repeat(n_adapters)).view(n_adapters, -1)
-        diversity[:, rows] = alpha_ndcg_at_k(top, eval_set.item_categories, eval_set.alpha, eval_set.ideal)
-    return {"ndcg10": ndcg.mean(1).numpy(), "alpha_ndcg10": diversity.mean(1).numpy()}
-
-
-@torch.no_grad()
-def popularity_metrics(data: SequenceData, eval_set: EvalSet) -> dict[str, float]:
-    """The most-popular baseline: items ranked by training-interaction count, same masking."""
-    position = np.arange(len(data.seq_items))
-    training_part = position < np.repeat(data.seq_offsets[1:] - 2, np.diff(data.seq_offsets))  # all but last two
-    counts = np.bincount(data.seq_items[training_part], minlength=data.n_items + 1)
-    counts = torch.as_tensor(counts, dtype=torch.float32)
-    scores = counts[None].expand(len(eval_set.instances), -1)
-    top = topk_full_ranking(scores, eval_set.excluded, eval_set.k)
-    targets = torch.as_tensor(eval_set.instances.targets)
-    diversity = alpha_ndcg_at_k(top, eval_set.item_categories, eval_set.alpha, eval_set.ideal)
-    return {"ndcg10": float(ndcg_at_k(top, targets).mean()), "alpha_ndcg10": float(diversity.mean())}
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -284,19 +239,64 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                          seconds=time.perf_counter() - started)
 
 
-def save_backbone(backbone: Backbone, path, extra: dict | None = None) -> None:
-    """A checkpoint of config + weights (+ where its data came from), loadable with weights_only."""
-    torch.save({"config": backbone.config.to_dict(), "state_dict": backbone.state_dict(),
-                "extra": extra or {}}, path)
+# ------------------------------------------------------------------------------------ recorded stages
 
 
-def load_backbone(path, device: str = "cpu") -> tuple[Backbone, dict]:
-    """Frozen backbone from `save_backbone`, plus its extra metadata."""
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    backbone = build_backbone(BackboneConfig(**checkpoint["config"]))
-    backbone.load_state_dict(checkpoint["state_dict"])
-    backbone.eval()
-    for p in backbone.parameters():
-        p.requires_grad_(False)
-    return backbone, checkpoint.get("extra", {})
+@dataclass
+class BackboneRun:
+    """A pretrained backbone's MLflow run (artifact `backbone/backbone.pt`) and its test metrics."""
 
+    run_id: str
+    metrics: dict[str, float]
+
+
+def pretrain(spec: DataSpec, config: PretrainConfig = PretrainConfig(), experiment: str = tracking.DEFAULT_EXPERIMENT,
+             output: str | Path | None = None, progress: bool = True) -> BackboneRun:
+    """Phase 1 as an MLflow run: params, metrics per epoch, test metrics vs most-popular, the checkpoint."""
+    data = load_data(spec)
+    extra = {"data": spec.to_dict(), "pretrain": asdict(config)}
+    with tracking.start_run(f"backbone-{config.backbone}", experiment, tags={STAGE_TAG: STAGE_BACKBONE}) as run:
+        mlflow.log_params({**{f"data.{k}": v for k, v in spec.to_dict().items()}, **asdict(config)})
+        backbone, info = pretrain_backbone(data, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
+        test = EvalSet.build(data, "test")
+        metrics = {f"test_{k}": float(v[0]) for k, v in rank_metrics(backbone, test).items()}
+        metrics.update({f"most_popular_test_{k}": v for k, v in popularity_metrics(data, test).items()})
+        metrics.update({k: float(v) for k, v in info.items()})
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_backbone(backbone, Path(tmp) / BACKBONE_FILE, extra=extra)
+            mlflow.log_artifact(str(Path(tmp) / BACKBONE_FILE), BACKBONE_DIR)
+        if output:
+            save_backbone(backbone, output, extra=extra)
+    return BackboneRun(run.info.run_id, metrics)
+
+
+@dataclass
+class AdapterRun:
+    """One adapter's MLflow run (artifact `adapter/adapter.npy`), its final metrics and the adapter itself."""
+
+    run_id: str
+    w: list[float]
+    seconds: float
+    metrics: dict[str, float]
+    adapter: np.ndarray  # float32 [1096]
+
+
+def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), data_overrides: dict | None = None,
+          experiment: str = tracking.DEFAULT_EXPERIMENT, progress: bool = True) -> AdapterRun:
+    """Phase 2 for one weight as an MLflow run: the adapter of `backbone` (run id or file) trained on
+    `w_acc·BCE + (1 − w_acc)·L_div`, on the backbone's data unless `data_overrides` (DataSpec fields) say else."""
+    if not 0.0 <= w_acc <= 1.0:
+        raise ValueError(f"w_acc must be in [0, 1], got {w_acc}")
+    model, extra = load_backbone(resolve_backbone_file(backbone))
+    data = load_data(data_spec(extra.get("data"), data_overrides))
+    weights = np.array([[w_acc, 1.0 - w_acc]], dtype=np.float32)
+    tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
+    with tracking.start_run(f"adapter-w{w_acc:.2f}", experiment, tags=tags) as run:
+        mlflow.log_params({"w_acc": w_acc, "w_div": 1.0 - w_acc, "backbone_run_id": backbone, **asdict(config)})
+        result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
+        final = result.params[-1, 0]
+        log_adapter(final)
+        metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
+        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
+    return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)

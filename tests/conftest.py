@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,36 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture
+def _seed():
+    """torch's global RNG seeded with 0; modules ask for it with `pytestmark = pytest.mark.usefixtures("_seed")`."""
+    import torch
+
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """`free_port()`: a loopback port held bound till the session ends; no bind(0) or connect() can take it."""
+    # held with SO_REUSEADDR and never listening, so the server it is for still binds it: Ray's GCS, dashboard,
+    # agent and client server, the Serve proxy and mlflow's uvicorn all set SO_REUSEADDR (a bind without it,
+    # e.g. Ray's own free-port probe, gets EADDRINUSE). Closing it first would leave a window until that bind.
+    held = []
+
+    def reserve() -> int:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        held.append(s)
+        return s.getsockname()[1]
+
+    try:
+        yield reserve
+    finally:
+        for s in held:
+            s.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> dict:
     """A tiny SASRec on synthetic data and a gathered sweep of its adapters: w_acc 0, 0.5, 1 x seeds 0, 1 x
@@ -98,9 +129,9 @@ def tiny_sweep(tmp_path_factory) -> dict:
     import numpy as np
 
     from padirec.config import DataSpec, load_data
-    from padirec.sweep import dataset_arrays, read_dataset
-    from padirec.sweep.gather import write_dataset
-    from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, save_backbone, train_adapters
+    from padirec.contracts.dataset import dataset_arrays, read_dataset, write_dataset
+    from padirec.models import save_backbone
+    from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
 
     root = tmp_path_factory.mktemp("tiny_sweep")
     spec = DataSpec(kind="synthetic", synthetic_users=100, synthetic_items=60)

@@ -78,16 +78,9 @@ def test_comirec_scores_with_the_best_interest_and_trains_with_the_positives():
 
 def test_multi_interest_backbone_runs_through_pretraining_adapters_and_ranking(tmp_path):
     from padirec.data import SyntheticConfig, make_synthetic, preprocess
-    from padirec.training import (
-        AdapterConfig,
-        EvalSet,
-        PretrainConfig,
-        load_backbone,
-        pretrain_backbone,
-        rank_metrics,
-        save_backbone,
-        train_adapters,
-    )
+    from padirec.evaluation.ranking import EvalSet, rank_metrics
+    from padirec.models import load_backbone, save_backbone
+    from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
 
     data = preprocess(make_synthetic(SyntheticConfig(n_users=60, n_items=40, seed=0)))
     backbone, summary = pretrain_backbone(data, PretrainConfig(backbone="comirec", epochs=2, dropout=0.0),

@@ -14,19 +14,16 @@ from padirec.diffusion import (
     DiffusionSchedule,
     DiT,
     DiTConfig,
-    ParamNormalizer,
     SamplerConfig,
     ScheduleConfig,
     ddim_timesteps,
     guided_prediction,
     sample,
 )
+from padirec.models import ParamNormalizer
 from padirec.models.adapter import ADAPTER_LAYOUT, N_PARAMS, N_TOKENS, TOKEN_WIDTH, to_tokens
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("_seed")  # conftest: torch.manual_seed(0) before each test
 
 
 def small_schedule(steps: int = 100, kind: str = "linear") -> DiffusionSchedule:

@@ -10,20 +10,18 @@ from padirec.diffusion import (
     DiffusionSchedule,
     DiT,
     DiTConfig,
-    ParamNormalizer,
     SamplerConfig,
     ScheduleConfig,
     diffusion_loss,
     sample,
 )
+from padirec.models import ParamNormalizer
 from padirec.models.adapter import N_PARAMS, N_TOKENS, TOKEN_WIDTH, TensorSlot
 
 STRATEGIES = ["pre", "pre_post", "adanorm", "mcgln"]
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("_seed")  # conftest: torch.manual_seed(0) before each test
 
 
 def tiny(conditioning: str = "adanorm") -> DiT:

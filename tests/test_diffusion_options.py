@@ -11,32 +11,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from support import TINY_DIT
 
-from padirec.config import DataSpec, load_data
+from padirec.cli.generator import add_commands, generate_config, train_config
+from padirec.config import DataSpec, build, load_data
+from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.dataset import write_dataset
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
-from padirec.diffusion import (
-    DiffusionSchedule,
-    DiT,
-    DiTConfig,
-    ParamNormalizer,
-    SamplerConfig,
-    ScheduleConfig,
-    sample,
-)
-from padirec.diffusion.commands import add_commands, sampler_config, train_config
+from padirec.diffusion import DiffusionSchedule, DiT, DiTConfig, SamplerConfig, ScheduleConfig, sample
+from padirec.diffusion.generator import load_generator
 from padirec.diffusion.objective import diffusion_losses
+from padirec.diffusion.ray_train import train_dit_ray
 from padirec.diffusion.task import TaskLossConfig, adapter_task_loss
-from padirec.diffusion.train import DiTTrainConfig, load_checkpoint, load_generator, train_dit, train_dit_ray
-from padirec.models import N_PARAMS, BackboneConfig, build_backbone, to_tokens
-from padirec.sweep.gather import write_dataset
-from padirec.training import save_backbone
+from padirec.diffusion.train import DiTTrainConfig, train_dit
+from padirec.models import N_PARAMS, BackboneConfig, ParamNormalizer, build_backbone, save_backbone, to_tokens
 
-TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("_seed")  # conftest: torch.manual_seed(0) before each test
 
 
 def small_schedule(steps: int = 100) -> DiffusionSchedule:
@@ -211,17 +201,18 @@ def options_setup(tmp_path, monkeypatch):
     rows = [{"w": [a, 1 - a], "seed": s, "epoch": 0, "params": ((2 * a - 1) * 0.5 + rng.normal(0, 0.05, N_PARAMS))
              .astype(np.float32), "ndcg10": 0.0, "alpha_ndcg10": 0.0, "test_ndcg10": 0.0, "test_alpha_ndcg10": 0.0,
              "backbone_run_id": "", "run_id": f"r{a}{s}"} for a in (0.0, 0.5, 1.0) for s in range(4)]
-    config = DiTTrainConfig(epochs=2, batch_size=6, lr=3e-3, prediction="x0", device="cpu",
-                            dit={**TINY_DIT, "conditioning": "mcgln", "reference": True}, schedule={"steps": 50},
-                            consistency_weight=0.5, last_step_prob=0.2, task_loss_weight=0.1,
-                            task={"backbone": str(tmp_path / "backbone.pt"), "instances": 32, "batch_size": 4})
+    config = build(DiTTrainConfig, dict(
+        epochs=2, batch_size=6, lr=3e-3, prediction="x0", device="cpu",
+        dit={**TINY_DIT, "conditioning": "mcgln", "reference": True}, schedule={"steps": 50},
+        consistency_weight=0.5, last_step_prob=0.2, task_loss_weight=0.1,
+        task={"backbone": str(tmp_path / "backbone.pt"), "instances": 32, "batch_size": 4}))
     mean = torch.tensor(np.stack([r["params"] for r in rows]).mean(0))
     return {"path": write_dataset(rows, tmp_path / "data")["path"], "config": config, "mean_adapter": mean}
 
 
 def check_options_checkpoint(checkpoint_path, mean_adapter: torch.Tensor) -> None:
     """Per-term metrics saved, the reference is the normalised mean adapter, one-step generation works."""
-    metrics = load_checkpoint(checkpoint_path)["metrics"]
+    metrics = load_checkpoint(checkpoint_path).metrics
     assert {"loss", "diffusion_loss", "consistency_loss", "task_loss"} <= metrics.keys()
     assert np.isfinite(metrics["task_loss"]) and metrics["task_loss"] != 0 and metrics["consistency_loss"] > 0
     generator = load_generator(checkpoint_path)
@@ -251,14 +242,14 @@ def test_cli_flags_reach_the_configs():
                               "--prediction", "x0", "--consistency-weight", "0.6", "--last-step-prob", "0.25",
                               "--task-loss-weight", "0.1", "--task-backbone", "backbone.pt"])
     config = train_config(args)
-    assert config.dit == {"conditioning": "mcgln", "reference": True} and config.prediction == "x0"
+    assert config.dit == DiTConfig(conditioning="mcgln", reference=True) and config.prediction == "x0"
     assert (config.consistency_weight, config.last_step_prob, config.task_loss_weight) == (0.6, 0.25, 0.1)
-    assert config.task_config().backbone == "backbone.pt" and config.dit_config(2).conditioning == "mcgln"
+    assert config.task.backbone == "backbone.pt" and config.dit_config(2).conditioning == "mcgln"
     plain = train_config(parser.parse_args(["train-dit", "--dataset-path", "a.parquet"]))
     assert plain == DiTTrainConfig()
     args = parser.parse_args(["generate", "--w-acc", "0.3", "--steps", "1"])
-    assert sampler_config(args) == SamplerConfig("ddim", steps=1)
+    assert generate_config(args).sampler_config() == SamplerConfig("ddim", steps=1)
     args = parser.parse_args(["generate", "--w-acc", "0.3", "--steps", "3", "--spacing", "trailing"])
-    assert sampler_config(args) == SamplerConfig("ddim", steps=3, spacing="trailing")
+    assert generate_config(args).sampler_config() == SamplerConfig("ddim", steps=3, spacing="trailing")
     with pytest.raises(ValueError, match="unknown TaskLossConfig option 'instance'"):
-        DiTTrainConfig(task={"instance": 3})
+        build(DiTTrainConfig, {"task": {"instance": 3}})

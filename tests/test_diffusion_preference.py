@@ -10,20 +10,16 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from support import TINY_DIT, cli, dataset_row, write_config, write_dataset
 
+from padirec.cli.generator import add_commands, train_config
+from padirec.contracts.artifacts import resolve_generator_file
+from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.names import ALIGNED_FILE
 from padirec.diffusion import DiffusionSchedule, DiT, DiTConfig, ScheduleConfig
-from padirec.diffusion.commands import add_commands, train_config
-from padirec.diffusion.preference import (
-    ALIGNED_FILE,
-    PreferenceConfig,
-    align_checkpoint,
-    dpo_loss,
-    preference_pairs,
-)
-from padirec.diffusion.registry import resolve_checkpoint
-from padirec.diffusion.train import load_checkpoint, load_generator
+from padirec.diffusion.generator import load_generator
+from padirec.diffusion.preference import PreferenceConfig, align_checkpoint, dpo_loss, preference_pairs
 from padirec.models import N_PARAMS
-from tests.test_diffusion_train import TINY_DIT, cli, dataset_row, write_config, write_dataset
 
 
 def test_preference_pairs_rank_within_each_w_by_scalarised_utility():
@@ -99,17 +95,17 @@ def test_train_dit_preference_epochs_writes_an_aligned_checkpoint(mlflow_store, 
     aligned_path = tmp_path / "runs" / "apa" / ALIGNED_FILE
     assert summary["checkpoint_path"] == str(aligned_path)
     plain, aligned = load_checkpoint(tmp_path / "runs" / "apa" / "dit.pt"), load_checkpoint(aligned_path)
-    assert "preference" not in plain  # the pretraining checkpoint is kept as it was: resuming continues from it
-    assert aligned["preference"]["config"]["epochs"] == 2 and aligned["preference"]["metrics"]["preference_pairs"] == 12
-    changed = [not torch.equal(aligned["ema"]["module"][k], plain["ema"]["module"][k]) for k in plain["ema"]["module"]]
+    assert plain.preference is None  # the pretraining checkpoint is kept as it was: resuming continues from it
+    assert aligned.preference["config"]["epochs"] == 2 and aligned.preference["metrics"]["preference_pairs"] == 12
+    changed = [not torch.equal(aligned.ema["module"][k], plain.ema["module"][k]) for k in plain.ema["module"]]
     assert any(changed)
     generator = load_generator(aligned_path)
     assert generator.generate([[0.5, 0.5]], seed=0).shape == (1, N_PARAMS)
     history = MlflowClient().get_metric_history(summary["run_id"], "preference_loss")
     assert [m.step for m in history] == [0, 1]
     # what the run logged, and what its directory resolves to, is the aligned generator
-    assert "preference" in load_checkpoint(resolve_checkpoint(summary["run_id"]))
-    assert resolve_checkpoint(tmp_path / "runs" / "apa") == aligned_path
+    assert load_checkpoint(resolve_generator_file(summary["run_id"])).preference is not None
+    assert resolve_generator_file(tmp_path / "runs" / "apa") == aligned_path
 
 
 def test_align_checkpoint_needs_pairs_and_config_rejects_bad_values(tmp_path):
@@ -125,4 +121,4 @@ def test_align_checkpoint_needs_pairs_and_config_rejects_bad_values(tmp_path):
     add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train-dit", "--dataset-path", "a.parquet", "--preference-epochs", "3",
                               "--preference-beta", "500"])
-    assert train_config(args).preference_config() == PreferenceConfig(epochs=3, beta=500.0)
+    assert train_config(args).preference == PreferenceConfig(epochs=3, beta=500.0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -12,28 +9,34 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-import yaml
 from mlflow.tracking import MlflowClient
+from support import TINY_DIT, cli, dataset_row, write_config, write_dataset
 
 from padirec import tracking
-from padirec.diffusion import DiTConfig, SamplerConfig
-from padirec.diffusion.commands import add_commands
-from padirec.diffusion.generate import generate_and_evaluate
-from padirec.diffusion.registry import log_and_register, resolve_checkpoint
-from padirec.diffusion.train import (
-    DiTTrainConfig,
-    dataset_manifest,
-    load_checkpoint,
-    load_generator,
-    train_dit,
+from padirec.config import build
+from padirec.contracts.artifacts import resolve_generator_file
+from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.dataset import dataset_manifest
+from padirec.contracts.names import (
+    ADAPTER_SHA256_TAG,
+    BACKBONE_RUN_TAG,
+    DATASET_DIR,
+    DATASET_FILE,
+    DATASET_SHA256_TAG,
+    MANIFEST_FILE,
+    STAGE_TAG,
+    SWEEP_RUN_TAG,
 )
+from padirec.diffusion import DiTConfig, SamplerConfig
+from padirec.diffusion.generate import generate_and_evaluate
+from padirec.diffusion.generator import load_generator
+from padirec.diffusion.registry import log_and_register
+from padirec.diffusion.train import DiTTrainConfig, train_dit
+from padirec.evaluation.ranking import EvalSet, rank_metrics
 from padirec.models import N_PARAMS, Adapter
-from padirec.sweep.gather import DATASET_ARTIFACT, DATASET_FILE
-from padirec.sweep.gather import write_dataset as write_gathered
-from padirec.training import AdapterConfig, EvalSet, rank_metrics
+from padirec.training import AdapterConfig
 from padirec.training import train_adapters as train_adapter_block
 
-TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
 SAMPLER = SamplerConfig(method="ddim", steps=10)
 
 
@@ -42,22 +45,7 @@ def tiny_config(**overrides) -> DiTTrainConfig:
     # decided at the noisiest steps, where the eps loss says little about x0)
     values = {"epochs": 4, "batch_size": 8, "lr": 3e-3, "ema_decay": 0.9, "prediction": "v", "device": "cpu",
               "dit": TINY_DIT, "schedule": {"steps": 100}}
-    return DiTTrainConfig(**{**values, **overrides})
-
-
-def write_dataset(rows: list[dict], directory: Path, sweep_run_id: str = "") -> Path:
-    """A dataset in `gather`'s format (Parquet + metadata + manifest), without a sweep."""
-    return Path(write_gathered(rows, directory, sweep_run_id)["path"])
-
-
-def dataset_row(w_acc: float, params: np.ndarray, seed: int = 0, epoch: int = 0, backbone_run_id: str = "",
-                metrics: dict | None = None) -> dict:
-    metrics = metrics or {}
-    return {"w": [w_acc, 1.0 - w_acc], "seed": seed, "epoch": epoch, "params": params.astype(np.float32),
-            "ndcg10": metrics.get("val_ndcg10", 0.0), "alpha_ndcg10": metrics.get("val_alpha_ndcg10", 0.0),
-            "test_ndcg10": metrics.get("test_ndcg10", 0.0),
-            "test_alpha_ndcg10": metrics.get("test_alpha_ndcg10", 0.0),
-            "backbone_run_id": backbone_run_id, "run_id": f"run-{w_acc}-{seed}-{epoch}"}
+    return build(DiTTrainConfig, values, overrides)
 
 
 def two_mode_dataset(directory: Path) -> Path:
@@ -82,18 +70,6 @@ def real_setup(tiny_sweep):
 def real_rows(real_setup, backbone_run_id: str = "") -> list[dict]:
     return [dataset_row(float(e["w"][0]), e["params"], epoch=e["epoch"], backbone_run_id=backbone_run_id,
                         metrics=e) for e in real_setup["examples"]]
-
-
-def cli(argv: list[str]) -> dict:
-    """Run a `padirec` command of this package through its own parser; return the JSON it prints."""
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        args.func(args)
-    text = out.getvalue()
-    return json.loads(text[text.index("{\n"):])
 
 
 def test_plain_training_learns_the_condition_and_resumes_exactly(tmp_path):
@@ -122,12 +98,12 @@ def test_plain_training_learns_the_condition_and_resumes_exactly(tmp_path):
     epochs_seen = []
     resumed = train_dit(path, tiny_config(epochs=3), on_epoch=lambda e, m: epochs_seen.append(e),
                         output_dir=tmp_path / "resumed")
-    assert epochs_seen == [2] and resumed["checkpoint"]["epoch"] == 3
+    assert epochs_seen == [2] and resumed["checkpoint"].epoch == 3
     for key in ("model",):
-        for name, value in straight[key].items():
-            assert torch.equal(value, resumed["checkpoint"][key][name]), name
-    for name, value in straight["ema"]["module"].items():
-        assert torch.equal(value, resumed["checkpoint"]["ema"]["module"][name]), name
+        for name, value in getattr(straight, key).items():
+            assert torch.equal(value, getattr(resumed["checkpoint"], key)[name]), name
+    for name, value in straight.ema["module"].items():
+        assert torch.equal(value, resumed["checkpoint"].ema["module"][name]), name
     with pytest.raises(ValueError, match="cannot resume"):
         train_dit(path, tiny_config(epochs=4, dit={**TINY_DIT, "hidden": 64, "heads": 4}),
                   output_dir=tmp_path / "resumed")
@@ -157,7 +133,7 @@ def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path):
                    "--name", "plain"])
     assert summary["version"] == "1" and summary["epoch"] == 2
     run = MlflowClient().get_run(summary["run_id"])
-    assert run.data.tags["dataset_sha256"] == tracking.sha256_file(path)
+    assert run.data.tags[DATASET_SHA256_TAG] == tracking.sha256_file(path)
     assert run.data.params["train.prediction"] == "v" and run.data.params["dit.hidden"] == "32"
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "loss")] == [0, 1]
     assert run.inputs.dataset_inputs[0].dataset.digest == tracking.sha256_file(path)[:16]
@@ -172,39 +148,31 @@ def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path):
     expected = load_checkpoint(checkpoint_path)
     for reference in [checkpoint_path, checkpoint_path.parent, summary["run_id"], "models:/padirec-dit@champion",
                       "models:/padirec-dit/2", f"runs:/{run_id}/checkpoint/dit.pt"]:
-        resolved = resolve_checkpoint(reference)
+        resolved = resolve_generator_file(reference)
         checkpoint = load_checkpoint(resolved)
-        assert resolved.name == "dit.pt" and checkpoint["epoch"] == 2, reference
-        assert all(torch.equal(v, checkpoint["ema"]["module"][k]) for k, v in expected["ema"]["module"].items())
+        assert resolved.name == "dit.pt" and checkpoint.epoch == 2, reference
+        assert all(torch.equal(v, checkpoint.ema["module"][k]) for k, v in expected.ema["module"].items())
     with pytest.raises(FileNotFoundError):
-        resolve_checkpoint(tmp_path / "missing" / "dit.pt")
+        resolve_generator_file(tmp_path / "missing" / "dit.pt")
 
     model = mlflow.pyfunc.load_model("models:/padirec-dit@champion")
     adapters = model.predict(np.array([[0.3, 0.7], [1.0, 0.0]], dtype=np.float32), params={"steps": 5})
     assert adapters.shape == (2, N_PARAMS) and np.isfinite(adapters).all()
 
 
-def write_config(tmp_path: Path, **train) -> Path:
-    path = tmp_path / "config.yaml"
-    values = {"batch_size": 8, "lr": 3e-3, "ema_decay": 0.9, "prediction": "v", "dit": TINY_DIT,
-              "schedule": {"steps": 100}, **train}
-    path.write_text(yaml.safe_dump({"dit_train": values}))
-    return path
-
-
 def log_backbone(backbone_path: Path) -> str:
     """What `padirec pretrain` leaves in MLflow, for an already trained backbone."""
-    with tracking.start_run("backbone", tags={"padirec.stage": "backbone"}) as run:
+    with tracking.start_run("backbone", tags={STAGE_TAG: "backbone"}) as run:
         mlflow.log_artifact(str(backbone_path), "backbone")
     return run.info.run_id
 
 
 def log_sweep(rows: list[dict], dataset_dir: Path) -> str:
     """A sweep run holding a gathered dataset, as `padirec gather` leaves it."""
-    with tracking.start_run("sweep", tags={"padirec.stage": "sweep"}) as run:
+    with tracking.start_run("sweep", tags={STAGE_TAG: "sweep"}) as run:
         write_dataset(rows, dataset_dir, sweep_run_id=run.info.run_id)
-        mlflow.log_artifact(str(dataset_dir / DATASET_FILE), DATASET_ARTIFACT)
-        mlflow.log_artifact(str(dataset_dir / "manifest.json"), DATASET_ARTIFACT)
+        mlflow.log_artifact(str(dataset_dir / DATASET_FILE), DATASET_DIR)
+        mlflow.log_artifact(str(dataset_dir / MANIFEST_FILE), DATASET_DIR)
     return run.info.run_id
 
 
@@ -225,12 +193,12 @@ def test_ray_train_ddp_registers_generates_and_resumes(mlflow_store, ray_cluster
     samples = client.get_metric_history(summary["run_id"], "samples")
     assert {m.value for m in samples} == {12.0}  # both workers' rows counted: DDP over 2 shards
     run = client.get_run(summary["run_id"])
-    assert run.data.tags["backbone_run_id"] == backbone_run and run.data.tags["sweep_run_id"] == sweep_run
+    assert run.data.tags[BACKBONE_RUN_TAG] == backbone_run and run.data.tags[SWEEP_RUN_TAG] == sweep_run
     assert json.loads(run.inputs.dataset_inputs[0].dataset.source)["uri"].endswith("/dataset/adapters.parquet")
 
-    checkpoint = load_checkpoint(resolve_checkpoint("models:/padirec-dit@champion"))
-    assert checkpoint["epoch"] == 6 and checkpoint["backbone_run_id"] == backbone_run
-    generator = load_generator(resolve_checkpoint("models:/padirec-dit@champion"))
+    checkpoint = load_checkpoint(resolve_generator_file("models:/padirec-dit@champion"))
+    assert checkpoint.epoch == 6 and checkpoint.backbone_run_id == backbone_run
+    generator = load_generator(resolve_generator_file("models:/padirec-dit@champion"))
     adapters = generator.generate(np.array([[0.2, 0.8], [0.9, 0.1]]), SAMPLER)
     assert adapters.shape == (2, N_PARAMS)
     for flat in adapters:
@@ -246,11 +214,11 @@ def test_ray_train_ddp_registers_generates_and_resumes(mlflow_store, ray_cluster
     assert np.isfinite([report["ndcg10"], report["alpha_ndcg10"]]).all()
     assert np.load(output).shape == (N_PARAMS,)
     logged = client.get_run(report["run_id"])
-    assert tracking.sha256_file(output) == logged.data.tags["adapter_sha256"]
+    assert tracking.sha256_file(output) == logged.data.tags[ADAPTER_SHA256_TAG]
 
     # same storage path + name: Ray Train continues from the epoch-6 checkpoint
     resumed = cli(["train-dit", *common, "--epochs", "8"])
     assert resumed["epoch"] == 8 and resumed["version"] == "2"
     assert [m.step for m in client.get_metric_history(resumed["run_id"], "loss")] == [6, 7]
     assert client.get_model_version_by_alias("padirec-dit", "champion").version == 2
-    assert load_checkpoint(resolve_checkpoint("models:/padirec-dit@champion"))["epoch"] == 8
+    assert load_checkpoint(resolve_generator_file("models:/padirec-dit@champion")).epoch == 8

@@ -11,11 +11,13 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.cli import main
+from padirec.contracts.names import DATASET_DIR, STAGE_TAG, SWEEP_CONFIG_FILE, SWEEP_RUN_TAG
+from padirec.diffusion import DiTConfig, ScheduleConfig
+from padirec.diffusion.sampling import parse_sampler
 from padirec.diffusion.train import DiTTrainConfig, train_dit
 from padirec.evaluation import controllability_table
-from padirec.evaluation.report import EvaluateConfig, padirec_variants, parse_sampler, slug, verdict
+from padirec.evaluation.report import EvaluateConfig, padirec_variants, slug, verdict
 from padirec.sweep import SweepConfig, retrain_curve
-from padirec.sweep.gather import DATASET_ARTIFACT
 
 
 def test_controllability_table_on_a_hand_made_table():
@@ -52,12 +54,12 @@ def test_sampler_specs_and_variant_names():
 
 def log_sweep(tiny_sweep) -> str:
     """What `padirec pretrain` + `padirec sweep --gather` leave in MLflow, for the tiny sweep."""
-    with tracking.start_run("backbone", tags={"padirec.stage": "backbone"}) as backbone:
+    with tracking.start_run("backbone", tags={STAGE_TAG: "backbone"}) as backbone:
         mlflow.log_artifact(str(tiny_sweep["backbone_path"]), "backbone")
-    config = SweepConfig(backbone_run_id=backbone.info.run_id, adapter=asdict(tiny_sweep["adapter"]))
-    with tracking.start_run("sweep", tags={"padirec.stage": "sweep"}) as sweep:
-        mlflow.log_dict(asdict(config), "sweep_config.json")
-        mlflow.log_artifact(tiny_sweep["dataset_path"], DATASET_ARTIFACT)
+    config = SweepConfig(backbone_run_id=backbone.info.run_id, adapter=tiny_sweep["adapter"])
+    with tracking.start_run("sweep", tags={STAGE_TAG: "sweep"}) as sweep:
+        mlflow.log_dict(asdict(config), SWEEP_CONFIG_FILE)
+        mlflow.log_artifact(tiny_sweep["dataset_path"], DATASET_DIR)
     return sweep.info.run_id
 
 
@@ -68,8 +70,9 @@ def read_csv(path) -> list[dict]:
 
 def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlflow_store, tmp_path):
     sweep_run = log_sweep(tiny_sweep)
-    dit = DiTTrainConfig(epochs=3, batch_size=6, lr=3e-3, prediction="v", device="cpu", schedule={"steps": 100},
-                         dit={"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16})
+    dit = DiTTrainConfig(epochs=3, batch_size=6, lr=3e-3, prediction="v", device="cpu",
+                         schedule=ScheduleConfig(steps=100),
+                         dit=DiTConfig(hidden=32, depth=1, heads=2, ffn=64, freq_dim=32, cond_freq_dim=16))
     checkpoint = train_dit(tiny_sweep["dataset_path"], dit, output_dir=tmp_path / "dit")["checkpoint_path"]
     config = tmp_path / "evaluate.yaml"
     config.write_text(yaml.safe_dump({"evaluate": {"hypernetwork": {"steps": 100}, "mmr_candidates": 20}}))
@@ -105,7 +108,7 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
     reports = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'report'")
     assert len(reports) == 1
     run = client.get_run(reports.iloc[0]["run_id"])
-    assert run.data.tags["padirec.sweep_run_id"] == sweep_run and run.data.params["sweep_run_id"] == sweep_run
+    assert run.data.tags[SWEEP_RUN_TAG] == sweep_run and run.data.params["sweep_run_id"] == sweep_run
     assert run.data.metrics["padirec_avg_hv"] == pytest.approx(float(table["PaDiRec"]["avg_hv"]))
     assert {"retrain_r_a", "cmr_avg_hv", "ablation_padirec_g_1_r_d", "response_padirec_measured_seconds",
             "noise_hypernetwork_abs_delta_ndcg10"} <= set(run.data.metrics)

@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 
 from padirec.data import load_dataset
+from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.metrics import spearman
-from padirec.training import (
-    AdapterConfig,
-    EvalSet,
-    PretrainConfig,
-    popularity_metrics,
-    pretrain_backbone,
-    rank_metrics,
-    train_adapters,
-)
+from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
 
 pytestmark = pytest.mark.slow
 

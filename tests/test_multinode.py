@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,16 +32,12 @@ from pathlib import Path
 
 import pytest
 
+from padirec.contracts.names import DATASET_SHA256_TAG, STAGE_TAG
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # 9 min here (2 cores, shared): the whole pipeline plus a cluster and a server start; run with -m slow
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, what: str, timeout: float, procs=(), log: Path | None = None):
@@ -101,7 +96,7 @@ def base_env() -> dict:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, free_port):
     """`mlflow/server.sh` on a free loopback port: SQLite + artifact root under tmp_path."""
     port, log = free_port(), tmp_path / "mlflow-server.log"
     env = {**base_env(), "MLFLOW_DATA_DIR": str(tmp_path / "mlflow"), "MLFLOW_HOST": "127.0.0.1",
@@ -116,7 +111,7 @@ def mlflow_server(tmp_path):
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster(tmp_path, free_port):
     """Head + one worker node, 2 CPUs each, on 127.0.0.1; yields the dashboard (job API) URL."""
     # short temp dirs: Ray's Unix socket paths under them must stay below 108 characters
     temp_dir = tempfile.mkdtemp(prefix="padirec-ray-", dir="/tmp")
@@ -164,7 +159,8 @@ def run_job(client, entrypoint: str, env_vars: dict, timeout: float) -> str:
     return logs
 
 
-def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, mlflow_server, two_node_cluster):
+def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, mlflow_server, two_node_cluster,
+                                                                       free_port):
     from mlflow.tracking import MlflowClient
     from ray.job_submission import JobSubmissionClient
 
@@ -183,7 +179,7 @@ def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, m
                                                                                     "dataset/manifest.json"}
     manifest = json.loads(Path(store.download_artifacts(sweep.info.run_id, "dataset/manifest.json", str(tmp_path)))
                           .read_text())
-    assert manifest["sha256"] == sweep.data.tags["dataset_sha256"] == summary["dataset"]["sha256"]
+    assert manifest["sha256"] == sweep.data.tags[DATASET_SHA256_TAG] == summary["dataset"]["sha256"]
     children = store.search_runs([sweep.info.experiment_id], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
     assert children and all(run.info.status == "FINISHED" for run in children)  # logged by Tune trials
 
@@ -192,7 +188,7 @@ def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, m
     assert champion.run_id == summary["generator"]["run_id"]
 
     report = store.get_run(summary["report_run_id"])
-    assert report.data.tags["padirec.stage"] == "report"
+    assert report.data.tags[STAGE_TAG] == "report"
     assert {a.path for a in store.list_artifacts(report.info.run_id, "report")} >= {"report/controllability.md",
                                                                                      "report/controllability.png"}
     # artifacts went through the server's proxy into its artifact root, not to a path the job chose

@@ -7,6 +7,10 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
+from padirec.cli import build_parser
+from padirec.cli.main import deploy_options
+from padirec.contracts.names import DATASET_SHA256_TAG, STAGE_TAG
+
 
 def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local cluster of its own
@@ -18,13 +22,13 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert client.get_run(summary["backbone_run_id"]).info.status == "FINISHED"
     sweep = client.get_run(summary["sweep_run_id"])
-    assert sweep.data.tags["dataset_sha256"] == summary["dataset"]["sha256"]
+    assert sweep.data.tags[DATASET_SHA256_TAG] == summary["dataset"]["sha256"]
     assert summary["dataset"]["rows"] == 5 * 1 * 2  # grid 0.25 x seed 0 x 2 kept epochs
     assert str(client.get_model_version_by_alias("padirec-dit", "champion").version) == summary["generator"]["version"]
     assert list(summary["controllability"]) == ["Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec"]
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
     report = client.get_run(summary["report_run_id"])
-    assert report.data.tags["padirec.stage"] == "report"
+    assert report.data.tags[STAGE_TAG] == "report"
     assert {"padirec_avg_hv", "padirec_r_a", "retrain_avg_hv", "response_padirec_measured_seconds"} <= set(
         report.data.metrics)
     assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {
@@ -32,13 +36,11 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
 
 
 def test_pipeline_deploy_serves_the_version_it_registered(monkeypatch):
-    from padirec.cli import build_parser, deploy_arguments
-
     summary = {"generator": {"model_uri": "models:/padirec-dit/7"}}
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    local = build_parser().parse_args(deploy_arguments(summary))
-    assert (local.command, local.model, local.blocking) == ("serve", "models:/padirec-dit/7", True)
+    app, options = deploy_options(summary)
+    assert (app.checkpoint, options.blocking, options.host) == ("models:/padirec-dit/7", True, "127.0.0.1")
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    cluster = build_parser().parse_args(deploy_arguments(summary))
-    assert (cluster.model, cluster.blocking, cluster.host) == ("models:/padirec-dit/7", False, "0.0.0.0")
+    app, options = deploy_options(summary)
+    assert (app.checkpoint, options.blocking, options.host) == ("models:/padirec-dit/7", False, "0.0.0.0")
     assert build_parser().parse_args(["pipeline", "--deploy"]).deploy

@@ -9,7 +9,7 @@ import contextlib
 import io
 import json
 import math
-import socket
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +18,19 @@ import requests
 import torch
 import yaml
 from pydantic import ValidationError
+from support import TINY_DIT
 
-from padirec.diffusion.train import DiTTrainConfig, load_generator, train_dit
+from padirec.cli.serving import add_commands, app_args, serve_options
+from padirec.config import build
+from padirec.contracts.dataset import write_dataset
+from padirec.diffusion.generator import load_generator
+from padirec.diffusion.sampling import make_sampler
+from padirec.diffusion.train import DiTTrainConfig, train_dit
+from padirec.models import save_backbone
 from padirec.models.adapter import N_PARAMS, Adapter, layout_dict
 from padirec.models.backbones import BackboneConfig, build_backbone
-from padirec.serving.app import (
-    AdapterCache,
-    AppArgs,
-    backbone_reference,
-    build_app,
-    generate_adapters,
-    load_serving_backbone,
-    make_sampler,
-    recommend_batch,
-)
-from padirec.serving.commands import add_commands
+from padirec.serving.app import AppArgs, backbone_reference, build_app, load_serving_backbone
+from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
 from padirec.serving.schemas import (
     AdapterRequest,
     ModelLimits,
@@ -42,12 +40,10 @@ from padirec.serving.schemas import (
     check_weights,
     json_safe,
 )
-from padirec.sweep.gather import write_dataset
-from padirec.training import save_backbone
+from padirec.serving.stage import serve as serve_app
 
 N_ITEMS = 40
 MAX_LEN = 8
-TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "padirec" / "serving" / "serve_config.yaml"
 
 
@@ -64,7 +60,8 @@ def artifacts(tmp_path_factory) -> dict:
              "ndcg10": 0.0, "alpha_ndcg10": 0.0, "test_ndcg10": 0.0, "test_alpha_ndcg10": 0.0}
             for a in (0.0, 0.5, 1.0) for s in range(4)]
     dataset = write_dataset(rows, root / "data")["path"]
-    config = DiTTrainConfig(epochs=1, batch_size=12, device="cpu", dit=TINY_DIT, schedule={"steps": 100})
+    config = build(DiTTrainConfig, dict(epochs=1, batch_size=12, device="cpu", dit=TINY_DIT,
+                                        schedule={"steps": 100}))
     result = train_dit(dataset, config, output_dir=root / "dit")
     return {"root": root, "checkpoint": Path(result["checkpoint_path"]), "backbone": root / "backbone.pt"}
 
@@ -136,14 +133,14 @@ def test_cache_rounds_keys_and_evicts_least_recently_used():
 
 def test_generation_does_not_depend_on_the_batch(artifacts):
     generator = load_generator(artifacts["checkpoint"])
-    sampler = make_sampler("ddim", 10, 0.0, 0.0, generator.schedule.num_steps)
+    sampler = make_sampler("ddim", 10, generator.schedule.num_steps)
     w = np.array([[0.2, 0.8], [0.7, 0.3], [1.0, 0.0]], dtype=np.float32)
     batch = generate_adapters(generator, w, sampler, seed=0)
     assert batch.shape == (3, N_PARAMS) and np.isfinite(batch).all()
     np.testing.assert_allclose(generate_adapters(generator, w[1:2], sampler, seed=0)[0], batch[1], atol=1e-5)
     np.testing.assert_allclose(generate_adapters(generator, w[::-1], sampler, seed=0)[::-1], batch, atol=1e-5)
     with pytest.raises(ValueError, match="steps must be in"):
-        make_sampler("ddim", 500, 0.0, 0.0, generator.schedule.num_steps)
+        make_sampler("ddim", 500, generator.schedule.num_steps)
 
 
 def test_recommend_batch_excludes_history(artifacts):
@@ -163,13 +160,13 @@ def test_backbone_from_the_generator_run(artifacts, mlflow_store, tmp_path):
     import mlflow
 
     from padirec import tracking
-    from padirec.diffusion.train import load_checkpoint, save_checkpoint
+    from padirec.contracts.checkpoint import load_checkpoint, save_checkpoint
 
     tracking.setup()
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(artifacts["backbone"]), "backbone")
     checkpoint = load_checkpoint(artifacts["checkpoint"])
-    with_run = save_checkpoint({**checkpoint, "backbone_run_id": run.info.run_id}, tmp_path / "dit.pt")
+    with_run = save_checkpoint(replace(checkpoint, backbone_run_id=run.info.run_id), tmp_path / "dit.pt")
     assert backbone_reference(str(with_run)) == run.info.run_id
     assert backbone_reference(str(with_run), "explicit.pt") == "explicit.pt"
     assert load_serving_backbone(run.info.run_id).config.n_items == N_ITEMS
@@ -195,14 +192,8 @@ def test_app_arguments_and_config_file():
 # ------------------------------------------------------------------------------ the app on Ray Serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(artifacts):
+def server(artifacts, free_port):
     """Ray (4 logical CPUs) + Serve on a free loopback port, the app started by `padirec serve --no-block`."""
     import ray
     from ray import serve
@@ -216,12 +207,14 @@ def server(artifacts):
                                   "--max-batch-size", "8", "--batch-wait-timeout-s", "0.2", "--no-block"])
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            summary = args.func(args)
-        assert "curl -s -X POST" in out.getvalue() and summary["url"] in out.getvalue()
-        yield summary["url"]
+            summary = serve_app(app_args(args), serve_options(args))
+        assert "curl -s -X POST" in out.getvalue() and summary.url in out.getvalue()
+        yield summary.url
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        try:
+            serve.shutdown()
+        finally:  # Ray too, even if Serve's shutdown fails
+            ray.shutdown()
 
 
 def post(url: str, path: str, body, content_type: str = "application/json") -> requests.Response:

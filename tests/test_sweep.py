@@ -15,17 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.cli import main
-from padirec.sweep import (
-    SweepConfig,
-    dataset_arrays,
-    gather,
-    pack_blocks,
-    read_dataset,
-    retrain_curve,
-    run_sweep,
-    simplex_grid,
-)
-from padirec.sweep.run import KEY_TAG, logged_children
+from padirec.contracts.dataset import dataset_arrays, read_dataset
+from padirec.contracts.names import ADAPTER_SHA256_TAG, EXAMPLE_KEY_TAG
+from padirec.sweep import SweepConfig, gather, pack_blocks, retrain_curve, run_sweep, simplex_grid
+from padirec.sweep.run import logged_children
+from padirec.training import AdapterConfig
 
 SYNTHETIC = ["--dataset", "synthetic"]
 
@@ -49,19 +43,19 @@ def pretrain_tiny_backbone() -> str:
 
 def sha_matches(client: MlflowClient, run) -> bool:
     path = tracking.download(run.info.run_id, "adapter/adapter.npy")
-    return tracking.sha256_file(path) == run.data.tags["adapter_sha256"]
+    return tracking.sha256_file(path) == run.data.tags[ADAPTER_SHA256_TAG]
 
 
 def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_cluster, tmp_path):
     backbone_run = pretrain_tiny_backbone()
     config = SweepConfig(backbone_run_id=backbone_run, grid_step=0.25, seeds=[0, 1], pack_size=3,
-                         storage_path=str(tmp_path / "ray_results"), adapter={"epochs": 3, "keep_last": 2})
+                         storage_path=str(tmp_path / "ray_results"), adapter=AdapterConfig(epochs=3, keep_last=2))
     summary = run_sweep(config, progress=False)
     expected = 5 * 2 * 2  # grid x seeds x kept epochs
-    assert summary["adapters"] == summary["expected"] == expected
+    assert summary.adapters == summary.expected == expected
 
     client = MlflowClient(mlflow_store)
-    parent = client.get_run(summary["parent_run_id"])
+    parent = client.get_run(summary.parent_run_id)
     children = logged_children(client, parent.info.experiment_id, parent.info.run_id)
     assert len(children) == expected
     assert all(sha_matches(client, run) for run in children.values())
@@ -86,15 +80,32 @@ def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_clust
     assert curve["w_acc"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and (curve["n"] == 2).all()
 
 
-def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, tmp_path):
+@pytest.fixture
+def shutdown_ray():
+    """For a test whose `padirec` command starts Ray in this process (`init_ray`): shut it down after the test."""
+    import ray
+
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, shutdown_ray, tmp_path):
     backbone_run = pretrain_tiny_backbone()
     client = MlflowClient(mlflow_store)
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
     common = ["--max-concurrent-trials", "1", "--storage-path", str(tmp_path / "ray_results"), "--quiet"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "padirec.cli", "sweep", "--backbone-run", backbone_run, "--grid-step", "0.25",
-         "--pack-size", "1", "--epochs", "2", "--keep-last", "2", *common],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "sweep-subprocess.log"  # a file, not a pipe: nothing reads a pipe while the sweep runs
+
+    def log_tail() -> str:
+        return log.read_text(errors="replace")[-3000:]
+
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "padirec.cli", "sweep", "--backbone-run", backbone_run, "--grid-step", "0.25",
+             "--pack-size", "1", "--epochs", "2", "--keep-last", "2", *common],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
         parent_id = None
@@ -105,12 +116,15 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, t
                 experiment_id = sweeps.iloc[0]["experiment_id"]
                 if 2 <= len(logged_children(client, experiment_id, parent_id)) < 10:
                     break
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            assert process.poll() is None, log_tail()
             time.sleep(0.5)
         else:
-            pytest.fail("sweep did not log adapters in time")
+            pytest.fail(f"sweep did not log adapters in time\n{log_tail()}")
         os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"sweep still running 120 s after SIGINT\n{log_tail()}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -121,6 +135,6 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, t
     main(["sweep", "--resume", parent_id, *common])
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    keys = Counter(r.data.tags[KEY_TAG] for r in finished)
+    keys = Counter(r.data.tags[EXAMPLE_KEY_TAG] for r in finished)
     assert len(keys) == 5 * 2 and set(keys.values()) == {1}  # complete, and no key logged twice
     assert gather(parent_id)["rows"] == 10

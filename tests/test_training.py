@@ -5,18 +5,9 @@ import pytest
 import torch
 
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
-from padirec.models import BackboneConfig, build_backbone
-from padirec.training import (
-    AdapterConfig,
-    EvalSet,
-    PretrainConfig,
-    load_backbone,
-    popularity_metrics,
-    pretrain_backbone,
-    rank_metrics,
-    save_backbone,
-    train_adapters,
-)
+from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
+from padirec.models import BackboneConfig, build_backbone, load_backbone, save_backbone
+from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
 
 
 @pytest.fixture(scope="module")

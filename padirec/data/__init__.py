@@ -4,8 +4,8 @@ from .cache import fingerprint, load_dataset, load_sequence_data, save_sequence_
 from .dataset import Instances, PreprocessConfig, SequenceData, preprocess, sample_negatives
 from .download import MOVIELENS, download_movielens
 from .errors import DataError
+from .raw import RawData
 from .readers import (
-    RawData,
     read_interactions_table,
     read_movielens_1m,
     read_movielens_100k,

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import DataError
-from .readers import RawData
+from .raw import RawData
 
 log = logging.getLogger(__name__)
 SPLITS = ("valid", "test")

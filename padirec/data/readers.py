@@ -11,7 +11,7 @@ import csv
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .raw import RawData
+from .synthetic import make_synthetic
 
 KINDS = ("ml-100k", "ml-1m", "rechorus", "table", "synthetic")
 SEPARATOR_NAMES = {"\t": "tab", "|": "pipe", "::": "'::'", ",": "comma"}
-
-
-@dataclass(eq=False)
-class RawData:
-    """Interactions and item categories as read from files, before preprocessing."""
-
-    users: np.ndarray  # raw user ids (int64 or str object array), one per interaction
-    items: np.ndarray  # raw item ids, same length
-    timestamps: np.ndarray  # float64, same length
-    item_categories: dict = field(default_factory=dict)  # raw item id -> list[str] (may be empty)
-    source: str = ""  # human description, e.g. "MovieLens 100K at /path"
-
-    def __len__(self) -> int:
-        return len(self.users)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -348,8 +336,6 @@ def read_raw(kind: str, path: str | os.PathLike | None = None,
              categories_path: str | os.PathLike | None = None) -> RawData:
     """Read any supported dataset by kind, so that callers and configs name data with two strings."""
     if kind == "synthetic":
-        from .synthetic import make_synthetic
-
         return make_synthetic()
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; expected one of {KINDS}")

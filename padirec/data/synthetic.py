@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .readers import RawData
+from .raw import RawData
 
 
 @dataclass

@@ -4,8 +4,6 @@ from padirec.diffusion.model import CONDITIONINGS, DiT, DiTConfig, sinusoidal_em
 from padirec.diffusion.objective import (
     EMA,
     PREDICTIONS,
-    DiffusionTrainConfig,
-    ParamNormalizer,
     diffusion_loss,
     diffusion_losses,
     predicted_x0,
@@ -18,7 +16,10 @@ from padirec.diffusion.sampling import (
     ddim_timesteps,
     guided_output,
     guided_prediction,
+    make_sampler,
+    parse_sampler,
     sample,
+    sampler_label,
 )
 from padirec.diffusion.schedule import SCHEDULES, DiffusionSchedule, ScheduleConfig, make_betas
 
@@ -32,8 +33,6 @@ __all__ = [
     "DiT",
     "DiTConfig",
     "DiffusionSchedule",
-    "DiffusionTrainConfig",
-    "ParamNormalizer",
     "SamplerConfig",
     "ScheduleConfig",
     "ddim_timesteps",
@@ -42,6 +41,9 @@ __all__ = [
     "guided_output",
     "guided_prediction",
     "make_betas",
+    "make_sampler",
+    "parse_sampler",
+    "sampler_label",
     "predicted_x0",
     "sample",
     "sinusoidal_embedding",

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
+import mlflow
 import numpy as np
 import torch
 
-from padirec.diffusion.sampling import SamplerConfig
-from padirec.diffusion.train import Generator
-from padirec.training import EvalSet, rank_metrics
+from padirec import tracking
+from padirec.config import data_spec, load_data
+from padirec.contracts.artifacts import log_adapter, resolve_backbone_file, resolve_generator_file
+from padirec.contracts.names import DEFAULT_MODEL_URI, STAGE_GENERATE, STAGE_TAG
+from padirec.diffusion.generator import Generator, load_generator
+from padirec.diffusion.sampling import SamplerConfig, make_sampler
+from padirec.evaluation.ranking import EvalSet, rank_metrics
+from padirec.models import load_backbone
 
 
 def task_weights(w_acc_values) -> np.ndarray:
@@ -37,3 +45,57 @@ def generate_and_evaluate(generator: Generator, backbone, data, w_acc_values, sa
     return [{"w_acc": round(float(w[0]), 6), "w_div": round(float(w[1]), 6), "ndcg10": float(metrics["ndcg10"][i]),
              "alpha_ndcg10": float(metrics["alpha_ndcg10"][i]), "params": adapters[i], "generation_seconds": seconds}
             for i, w in enumerate(weights)]
+
+
+@dataclass
+class GenerateConfig:
+    """`padirec generate`: adapters for some w_acc with a trained generator, scored on the backbone."""
+
+    w_acc: list[float] = field(default_factory=lambda: [0.5])  # accuracy weights in [0, 1]; w_div = 1 - w_acc
+    model: str = DEFAULT_MODEL_URI  # models:/name@alias, models:/name/version, a training run id or a dit.pt path
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int | None = None  # ddim steps (default 50; 1 = one x0 prediction from noise); ddpm always runs all T
+    spacing: Literal["linspace", "trailing"] = "linspace"  # ddim step spacing (trailing suits 2-4 steps)
+    eta: float = 0.0  # ddim noise (0 deterministic)
+    guidance: float = 0.0  # classifier-free guidance gamma
+    seed: int = 0
+    backbone: str = ""  # backbone run id or checkpoint (default: the generator's)
+    split: Literal["valid", "test"] = "test"
+    device: str = "cpu"  # device of the generator
+    output: str = ""  # save the adapter here (.npy: [1096], or [K, 1096] for several w)
+    log: bool = True  # log the adapter and its metrics to an MLflow run
+    experiment: str = tracking.DEFAULT_EXPERIMENT
+
+    def sampler_config(self, num_steps: int | None = None) -> SamplerConfig:
+        """The sampler these settings name, checked against the generator's T when given."""
+        return make_sampler(self.sampler, self.steps, num_steps, self.spacing, self.eta, self.guidance)
+
+
+def generate(config: GenerateConfig, data_overrides: dict | None = None) -> dict:
+    """Generate, score and (optionally) log; returns the report `padirec generate` prints."""
+    weights = task_weights(config.w_acc)  # validates the w_acc values before anything loads
+    tracking.setup(config.experiment)
+    generator = load_generator(resolve_generator_file(config.model), config.device)
+    backbone_ref = config.backbone or generator.metadata.get("backbone_run_id")
+    if not backbone_ref:
+        raise ValueError("the generator's dataset names no backbone run; pass the backbone")
+    backbone, extra = load_backbone(resolve_backbone_file(backbone_ref))
+    data = load_data(data_spec(extra.get("data"), data_overrides))
+    sampler = config.sampler_config(generator.schedule.num_steps)
+    rows = generate_and_evaluate(generator, backbone, data, weights[:, 0], sampler, config.seed, config.split)
+    adapters = np.stack([r.pop("params") for r in rows])
+    adapters = adapters[0] if len(rows) == 1 else adapters
+    if config.output:
+        np.save(config.output, adapters)
+    header = {"model": config.model, "generator_epoch": generator.metadata.get("epoch"), "split": config.split,
+              "backbone_run_id": backbone_ref, "sampler": asdict(sampler), "seed": config.seed}
+    if config.log:
+        with tracking.start_run("generate", config.experiment, tags={STAGE_TAG: STAGE_GENERATE}) as run:
+            mlflow.log_params({"model": config.model, "w_acc": ",".join(f"{w:g}" for w in config.w_acc),
+                               "backbone_run_id": backbone_ref, "seed": config.seed, "split": config.split,
+                               **{f"sampler.{k}": v for k, v in asdict(sampler).items()}})
+            for step, row in enumerate(rows):
+                mlflow.log_metrics({k: row[k] for k in ("w_acc", "ndcg10", "alpha_ndcg10")}, step=step)
+            log_adapter(adapters)
+        header["run_id"] = run.info.run_id
+    return {**header, **rows[0]} if len(rows) == 1 else {**header, "results": rows}

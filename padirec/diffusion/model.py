@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -38,7 +39,7 @@ class DiTConfig:
     heads: int = 8
     ffn: int = 2048
     dropout: float = 0.0
-    conditioning: str = "adanorm"  # "pre" | "pre_post" | "adanorm" | "mcgln"
+    conditioning: Literal["adanorm", "pre", "pre_post", "mcgln"] = "adanorm"  # how w enters (paper A.5)
     freq_dim: int = 256  # sinusoidal features of the step
     cond_freq_dim: int = 64  # sinusoidal features per coordinate of w
     cond_scale: float = 1000.0  # w in [0, 1] is stretched to a step-like range before its embedding

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint, save_checkpoint
+from padirec.contracts.dataset import dataset_arrays, read_dataset
+from padirec.contracts.names import ALIGNED_FILE
+from padirec.diffusion.generator import generator_from_checkpoint
 from padirec.diffusion.model import DiT
-from padirec.diffusion.objective import PREDICTIONS, prediction_target
+from padirec.diffusion.objective import PREDICTIONS, prediction_target, prepare_rows
 from padirec.diffusion.schedule import DiffusionSchedule
 
 log = logging.getLogger(__name__)
-
-ALIGNED_FILE = "dit-aligned.pt"
 
 
 @dataclass
@@ -96,16 +100,14 @@ def dpo_loss(model: DiT, reference: DiT, schedule: DiffusionSchedule, x_pos: Ten
     return -F.logsigmoid(inside).mean(), (inside > 0).float().mean()
 
 
-def align_checkpoint(checkpoint: dict, params: np.ndarray, w: np.ndarray, metrics: np.ndarray,
+def align_checkpoint(checkpoint: GeneratorCheckpoint, params: np.ndarray, w: np.ndarray, metrics: np.ndarray,
                      config: PreferenceConfig, device: torch.device | str = "cpu",
-                     on_epoch=None) -> dict:
+                     on_epoch=None) -> GeneratorCheckpoint:
     """Fine-tune a `dit.pt` checkpoint's EMA weights on the sweep's preference pairs; returns a new checkpoint
     whose model and EMA are the aligned weights, with `preference` (config and final metrics) added."""
     pos, neg = preference_pairs(w, metrics, config.margin, config.max_pairs_per_w, config.seed)
     if len(pos) == 0:
         raise ValueError("no preference pairs: every w has a single adapter (sweep more seeds or kept epochs)")
-    from padirec.diffusion.train import generator_from_checkpoint, prepare_rows  # train imports this module
-
     device = torch.device(device)
     torch.manual_seed(config.seed)
     trained = generator_from_checkpoint(checkpoint, device)  # EMA weights, frozen: the DPO reference
@@ -137,22 +139,15 @@ def align_checkpoint(checkpoint: dict, params: np.ndarray, w: np.ndarray, metric
             on_epoch(epoch, metrics_out)
     model.eval()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    aligned = dict(checkpoint)
-    aligned["model"] = state
-    aligned["ema"] = {**checkpoint["ema"], "module": state}  # the optimizer stays pretraining's
-    aligned["preference"] = {"config": asdict(config), "metrics": metrics_out}
-    return aligned
+    return replace(checkpoint, model=state, ema={**checkpoint.ema, "module": state},  # the optimizer stays
+                   preference={"config": asdict(config), "metrics": metrics_out})  # pretraining's
 
 
-def align_file(checkpoint_path, dataset_path, config: PreferenceConfig, device: str = "cpu", on_epoch=None):
+def align_file(checkpoint_path: str | os.PathLike, dataset_path: str | os.PathLike, config: PreferenceConfig,
+               device: str = "cpu", on_epoch=None) -> Path:
     """`align_checkpoint` from and to files: reads the gathered sweep (validation NDCG@10 / α-NDCG@10 rank the
     adapters) and writes `dit-aligned.pt` beside the checkpoint, which stays as it was (training resumes
     from it). Returns the aligned checkpoint's path."""
-    from pathlib import Path
-
-    from padirec.diffusion.train import load_checkpoint, save_checkpoint  # train imports this module
-    from padirec.sweep.gather import dataset_arrays, read_dataset
-
     arrays = dataset_arrays(read_dataset(dataset_path)[0])
     metrics = np.stack([arrays["ndcg10"], arrays["alpha_ndcg10"]], axis=1)
     aligned = align_checkpoint(load_checkpoint(checkpoint_path), arrays["params"], arrays["w"], metrics, config,

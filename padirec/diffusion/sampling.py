@@ -8,10 +8,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from padirec.diffusion.objective import PREDICTIONS, ParamNormalizer, predicted_x0
+from padirec.diffusion.objective import PREDICTIONS, predicted_x0
 from padirec.diffusion.schedule import DiffusionSchedule
+from padirec.models import ParamNormalizer
 
 METHODS = ("ddpm", "ddim")
+DEFAULT_DDIM_STEPS = 50
 
 
 @dataclass
@@ -23,6 +25,37 @@ class SamplerConfig:
     guidance: float = 0.0  # gamma of eq. 9
     clip: bool = True  # clamp predicted x0 to the training range per tensor (needs a normalizer)
     sigma: str = "posterior"  # ddpm noise scale: "posterior" (sqrt of posterior variance) | "beta" (Alg. 2)
+
+
+def make_sampler(method: str = "ddim", steps: int | None = None, num_steps: int | None = None,
+                 spacing: str = "linspace", eta: float = 0.0, guidance: float = 0.0) -> SamplerConfig:
+    """The one builder of a sampler from user input: ddpm runs all T steps (asking for fewer is an error); ddim
+    takes 1..T steps (default 50). `num_steps` is the generator's T when known."""
+    if method not in METHODS:
+        raise ValueError(f"unknown sampler {method!r}; expected one of {', '.join(METHODS)}")
+    if method == "ddpm":
+        if steps is not None:
+            raise ValueError("steps apply to the ddim sampler; ddpm runs all T steps")
+        return SamplerConfig(method="ddpm", guidance=guidance)
+    steps = DEFAULT_DDIM_STEPS if steps is None else int(steps)
+    if steps < 1 or (num_steps is not None and steps > num_steps):
+        raise ValueError(f"ddim steps must be in [1, {num_steps or 'T'}] (the generator's T), got {steps}")
+    return SamplerConfig(method="ddim", steps=steps, spacing=spacing, eta=eta, guidance=guidance)
+
+
+def parse_sampler(spec: str) -> tuple[str, SamplerConfig]:
+    """The sampler spec syntax: `ddim:50` -> ("DDIM-50", DDIM with 50 steps); `ddpm` -> ("DDPM", all T steps)."""
+    method, _, steps = spec.strip().lower().partition(":")
+    if method not in METHODS or (method == "ddim") != bool(steps) or (steps and not steps.isdigit()):
+        raise ValueError(f"sampler {spec!r}: expected ddim:STEPS or ddpm")
+    sampler = make_sampler(method, int(steps) if steps else None)
+    return sampler_label(sampler), sampler
+
+
+def sampler_label(sampler: SamplerConfig, num_steps: int | None = None) -> str:
+    """`DDIM-50`, `DDPM` (or `DDPM-500` given T): how reports name a sampler."""
+    steps = sampler.steps if sampler.method == "ddim" else num_steps
+    return f"{sampler.method.upper()}-{steps}" if steps else sampler.method.upper()
 
 
 def _device(model: nn.Module) -> torch.device:

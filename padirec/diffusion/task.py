@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from padirec.config import build
+from padirec.config import DataSpec, load_data
+from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.data import sample_negatives
-from padirec.diffusion.objective import ParamNormalizer
-from padirec.models import Backbone, apply_adapters, from_tokens, unflatten
+from padirec.evaluation.ranking import encode_instances
+from padirec.models import Backbone, ParamNormalizer, apply_adapters, from_tokens, load_backbone, unflatten
 from padirec.objectives import weighted_loss
-from padirec.training import AdapterConfig, adapter_losses, encode_instances
+from padirec.training import AdapterConfig, adapter_losses
 
 
 @dataclass
@@ -29,12 +30,11 @@ class TaskLossConfig:
     instances: int = 2048  # training instances drawn once (with their negatives) for the loss
     batch_size: int = 64  # instances per step, shared by every adapter of the DiT batch
     seed: int = 0  # which instances and negatives
-    adapter: dict = field(default_factory=dict)  # AdapterConfig overrides (alpha, temperature, diversity_topk, ...)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)  # the objective: alpha, temperature, ...
 
     def __post_init__(self):
         if self.instances < 1 or self.batch_size < 1:
             raise ValueError("task instances and batch_size must be >= 1")
-        build(AdapterConfig, self.adapter)  # unknown adapter options fail here, not in a worker
 
 
 class AdapterTaskLoss:
@@ -46,7 +46,7 @@ class AdapterTaskLoss:
         self.backbone = backbone.eval().requires_grad_(False)
         self.states, self.candidates, self.categories = states, candidates, categories
         self.normalizer, self.config = normalizer, config
-        self.adapter_config = build(AdapterConfig, config.adapter)
+        self.adapter_config = config.adapter
 
     def to(self, device: torch.device | str) -> AdapterTaskLoss:
         """Move every tensor (in place, like `nn.Module.to`) and return self."""
@@ -71,7 +71,7 @@ def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     pool = train.subset(np.sort(rng.choice(len(train), size=min(config.instances, len(train)), replace=False)))
-    negatives = sample_negatives(data, pool, build(AdapterConfig, config.adapter).n_negatives, rng)
+    negatives = sample_negatives(data, pool, config.adapter.n_negatives, rng)
     candidates = torch.as_tensor(np.concatenate([pool.targets[:, None], negatives], axis=1))
     categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
     backbone = backbone.cpu().eval().requires_grad_(False)
@@ -82,13 +82,10 @@ def load_task_loss(config: TaskLossConfig, normalizer: ParamNormalizer,
                    default_backbone: str | os.PathLike = "") -> AdapterTaskLoss:
     """The loss for the backbone `config.backbone` (else `default_backbone`, the dataset's), on the data its
     checkpoint names."""
-    from padirec.cli import resolve_backbone
-    from padirec.config import DataSpec, load_data
-
     reference = config.backbone or str(default_backbone)
     if not reference:
         raise ValueError("the task loss needs the backbone: the dataset names none, set dit_train.task.backbone")
-    backbone, extra = resolve_backbone(reference)
+    backbone, extra = load_backbone(resolve_backbone_file(reference))
     if "data" not in extra:
         raise ValueError(f"backbone {reference} does not record its data; the task loss cannot find the instances")
     return adapter_task_loss(backbone, load_data(DataSpec(**extra["data"])), normalizer, config)

@@ -25,22 +25,13 @@ from tqdm.auto import tqdm
 
 from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
-from padirec.diffusion.objective import ParamNormalizer
+from padirec.diffusion.generator import Generator
 from padirec.diffusion.sampling import SamplerConfig
-from padirec.diffusion.train import Generator
+from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics
 from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
-from padirec.models import N_PARAMS, Backbone, apply_adapters, init_adapter_flat, unflatten
+from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
 from padirec.objectives import weighted_loss
-from padirec.training import (
-    AdapterConfig,
-    AdapterResult,
-    EvalSet,
-    adapter_losses,
-    candidate_batches,
-    encode_instances,
-    rank_metrics,
-    train_adapters,
-)
+from padirec.training import AdapterConfig, AdapterResult, adapter_losses, candidate_batches, train_adapters
 
 METHODS = ("Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec")
 

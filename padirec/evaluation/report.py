@@ -15,15 +15,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import mlflow
 import numpy as np
+from mlflow.entities import Metric
 
-from padirec.config import build
+from padirec import tracking
+from padirec.contracts.names import STAGE_REPORT, STAGE_TAG
 from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
-from padirec.diffusion.sampling import METHODS as SAMPLERS
-from padirec.diffusion.sampling import SamplerConfig
-from padirec.diffusion.train import Generator
+from padirec.diffusion.generator import Generator
+from padirec.diffusion.sampling import parse_sampler, sampler_label
 from padirec.evaluation.baselines import (
     CMR,
     METHODS,
@@ -50,14 +53,14 @@ ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sou
 class EvaluateConfig:
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # Retrain is always evaluated
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
-    split: str = "test"
+    split: Literal["valid", "test"] = "test"
     samplers: list[str] = field(default_factory=lambda: ["ddim:50"])  # "ddim:STEPS" | "ddpm" (all T steps)
     guidance: list[float] = field(default_factory=lambda: [0.0])  # classifier-free guidance γ values
     samples: int = 3  # generated adapters per task; a task's metrics are their mean
     seed: int = 0
     mmr_candidates: int = 100  # top-N of the backbone that MMR re-ranks
-    cmr: dict = field(default_factory=dict)  # CMRConfig
-    hypernetwork: dict = field(default_factory=dict)  # HypernetworkConfig
+    cmr: CMRConfig = field(default_factory=CMRConfig)
+    hypernetwork: HypernetworkConfig = field(default_factory=HypernetworkConfig)
     noise_std: float = 0.0  # > 0: the RQ1 robustness check with this Gaussian noise on every parameter
     noise_repeats: int = 5
     timing_repeats: int = 5
@@ -75,16 +78,6 @@ class EvaluateConfig:
             parse_sampler(spec)
         if self.samples < 1 or self.noise_repeats < 1 or self.timing_repeats < 1 or self.noise_std < 0:
             raise ValueError("samples, noise_repeats and timing_repeats must be >= 1 and noise_std >= 0")
-
-
-def parse_sampler(spec: str) -> tuple[str, SamplerConfig]:
-    """`ddim:50` -> ("DDIM-50", DDIM with 50 steps); `ddpm` -> ("DDPM", ancestral over all T steps)."""
-    method, _, steps = spec.strip().lower().partition(":")
-    if method not in SAMPLERS or (method == "ddim") != bool(steps) or (steps and not steps.isdigit()):
-        raise ValueError(f"sampler {spec!r}: expected ddim:STEPS or ddpm")
-    if method == "ddpm":
-        return "DDPM", SamplerConfig(method="ddpm")
-    return f"DDIM-{steps}", SamplerConfig(method="ddim", steps=int(steps))
 
 
 def padirec_variants(generators: dict[str, Generator], config: EvaluateConfig) -> list[PaDiRec]:
@@ -129,7 +122,7 @@ def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np
             started = time.perf_counter()
             padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=config.seed + i)
             seconds.append(time.perf_counter() - started)
-        label = f"{padirec.sampler.method.upper()}-{padirec.sampler.steps or padirec.generator.schedule.num_steps}"
+        label = sampler_label(padirec.sampler, padirec.generator.schedule.num_steps)
         rows.append({"approach": "PaDiRec", "what": f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})",
                      "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
                      "repeats": len(seconds), "measured": True})
@@ -299,11 +292,11 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     if "MMR" in config.methods:
         methods["MMR"] = MMR(config.mmr_candidates)
     if "CMR" in config.methods:
-        cmr = build(CMRConfig, config.cmr)
+        cmr = config.cmr
         log_step(f"CMR: training its hypernetwork end to end ({cmr.epochs} epochs)", started)
         methods["CMR"] = CMR.fit(backbone, data, adapter, cmr, progress)
     if "Hypernetwork" in config.methods:
-        hyper = build(HypernetworkConfig, config.hypernetwork)
+        hyper = config.hypernetwork
         log_step(f"Hypernetwork: regressing the {len(arrays['params'])} swept adapters ({hyper.steps} steps)", started)
         methods["Hypernetwork"] = Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress)
     variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
@@ -350,15 +343,11 @@ def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndar
                adapter: AdapterConfig, config: EvaluateConfig, out_dir: str | Path | None = None,
                experiment: str = "padirec", tags: dict | None = None, params: dict | None = None,
                progress: bool = True) -> dict:
-    """`controllability_report` inside one MLflow run tagged `padirec.stage=report`: params, metrics, files."""
-    import mlflow
-    from mlflow.entities import Metric
-
-    from padirec import tracking
-
+    """`controllability_report` inside one MLflow run tagged `padirec.stage=report`: params, metrics, files.
+    Returns the report's tables and files with `run_id` and `output_dir`."""
     out = Path(out_dir or tempfile.mkdtemp(prefix="padirec-report-"))
     header = [f"{k}: {v}" for k, v in (params or {}).items()]
-    with tracking.start_run("report", experiment, tags={"padirec.stage": "report", **(tags or {})}) as run:
+    with tracking.start_run("report", experiment, tags={STAGE_TAG: STAGE_REPORT, **(tags or {})}) as run:
         mlflow.log_params({**{f"evaluate.{k}": str(v) for k, v in asdict(config).items()}, **(params or {})})
         result = controllability_report(backbone, data, arrays, generators, adapter, config, out, header, progress)
         metrics = {f"{slug(m)}_{k}": v for m, row in result["table"].items() for k, v in row.items()}

@@ -9,6 +9,7 @@ alone. Parameter structures follow paper Tables 4–6. The multi-interest ComiRe
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -199,3 +200,21 @@ def build_backbone(config: BackboneConfig) -> Backbone:
     if config.name not in classes:
         raise ValueError(f"unknown backbone {config.name!r}; choose one of {', '.join(BACKBONES)}")
     return classes[config.name](config)
+
+
+def save_backbone(backbone: Backbone, path: str | os.PathLike, extra: dict | None = None) -> None:
+    """A checkpoint of config + weights (+ where its data came from), loadable with weights_only."""
+    torch.save({"config": backbone.config.to_dict(), "state_dict": backbone.state_dict(),
+                "extra": extra or {}}, path)
+
+
+def load_backbone(path: str | os.PathLike, device: str = "cpu") -> tuple[Backbone, dict]:
+    """Frozen backbone from `save_backbone`, plus its extra metadata."""
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    backbone = build_backbone(BackboneConfig(**checkpoint["config"]))
+    backbone.load_state_dict(checkpoint["state_dict"])
+    backbone.eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    return backbone, checkpoint.get("extra", {})
+

@@ -3,7 +3,7 @@
 Three deployments:
 
 - `GeneratorDeployment` holds the trained DiT (`load_generator` on a checkpoint resolved by
-  `resolve_checkpoint`: a `dit.pt` path, a training run id or `models:/padirec-dit@champion`). Requests are
+  `resolve_generator_file`: a `dit.pt` path, a training run id or `models:/padirec-dit@champion`). Requests are
   grouped by `@serve.batch` into one sampler call per batch. Every w is normalised to sum to 1 and rounded
   to `precision` decimals; the rounded w is both the key of a per-replica LRU cache and what the adapter is
   generated for, so all w in one rounding cell get the same adapter. The initial noise x_T is drawn from the
@@ -31,7 +31,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -46,9 +45,16 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from padirec.diffusion.sampling import SamplerConfig
-from padirec.models.adapter import HIDDEN_SIZE, N_PARAMS, apply_adapters_per_row, layout_dict, unflatten
+from padirec import tracking
+from padirec.contracts.artifacts import resolve_backbone_file, resolve_generator_file
+from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.names import DEFAULT_MODEL_URI
+from padirec.diffusion.generator import load_generator
+from padirec.diffusion.sampling import make_sampler
+from padirec.models import load_backbone
+from padirec.models.adapter import HIDDEN_SIZE, layout_dict
 from padirec.objectives import OBJECTIVES
+from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
 from padirec.serving.schemas import (
     DEFAULT_MAX_HISTORY,
     AdapterRequest,
@@ -65,9 +71,7 @@ from padirec.serving.schemas import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "models:/padirec-dit@champion"
 APP_NAME = "padirec"
-BACKBONE_ARTIFACT = "backbone/backbone.pt"
 
 
 class AppArgs(BaseModel):
@@ -75,7 +79,7 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    checkpoint: str = Field(DEFAULT_MODEL, description="dit.pt path, training run id, runs:/ or models:/ URI")
+    checkpoint: str = Field(DEFAULT_MODEL_URI, description="dit.pt path, training run id, runs:/ or models:/ URI")
     backbone: str | None = Field(None, description="backbone.pt path or run id (default: the generator's)")
     cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
@@ -95,97 +99,6 @@ class AppArgs(BaseModel):
     tracking_uri: str | None = Field(None, description="MLflow store (default: MLFLOW_TRACKING_URI, ./mlflow.db)")
 
 
-# ------------------------------------------------------------------------------------- plain helpers
-
-
-class AdapterCache:
-    """LRU cache of generated adapters keyed by w rounded to `precision` decimals."""
-
-    def __init__(self, capacity: int = 1024, precision: int = 3):
-        if capacity < 0 or precision < 0:
-            raise ValueError("capacity and precision must be >= 0")
-        self.capacity, self.precision = capacity, precision
-        self._entries: OrderedDict[tuple[float, ...], np.ndarray] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def key(self, w) -> tuple[float, ...]:
-        """Normalised to sum 1, then rounded (`+ 0.0` turns -0.0 into 0.0)."""
-        w = np.asarray(w, dtype=np.float64)
-        return tuple(round(float(x), self.precision) + 0.0 for x in w / w.sum())
-
-    def get(self, key: tuple[float, ...]) -> np.ndarray | None:
-        value = self._entries.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return value
-
-    def put(self, key: tuple[float, ...], value: np.ndarray) -> None:
-        if self.capacity == 0:
-            return
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def stats(self) -> dict:
-        total = self.hits + self.misses
-        return {"size": len(self), "capacity": self.capacity, "precision": self.precision, "hits": self.hits,
-                "misses": self.misses, "hit_rate": self.hits / total if total else 0.0}
-
-
-def make_sampler(method: str, steps: int, guidance: float, eta: float, T: int) -> SamplerConfig:
-    if method == "ddpm":
-        return SamplerConfig(method="ddpm", steps=None, guidance=guidance)
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must be in [1, {T}] (the generator's T), got {steps}")
-    return SamplerConfig(method="ddim", steps=steps, guidance=guidance, eta=eta)
-
-
-@torch.no_grad()
-def generate_adapters(generator, w: np.ndarray, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
-    """Adapters `[B, 1096]` for `w [B, p]` in one sampler call, every row from the same seeded x_T
-    (a w's adapter must not depend on which other requests share its batch); non-finite output is an error."""
-    flat = generator.generate(np.ascontiguousarray(w, dtype=np.float32), sampler, seed, shared_noise=True)
-    if flat.shape != (len(w), N_PARAMS) or not np.isfinite(flat).all():
-        raise RuntimeError("the generator produced non-finite adapter parameters")
-    return flat
-
-
-@torch.no_grad()
-def recommend_batch(backbone, histories: list[list[int]], params: np.ndarray, ks: list[int],
-                    times: list[list[float] | None] | None = None) -> list[dict]:
-    """Top-k items per row: the last `max_len` history items (left-padded) through the frozen backbone, the
-    row's adapter (`apply_adapters_per_row`) and a dot product with every item; history items excluded."""
-    device = next(backbone.parameters()).device
-    L, B = backbone.config.max_len, len(histories)
-    sequences = torch.zeros((B, L), dtype=torch.long)
-    stamps = torch.zeros((B, L), dtype=torch.float64)
-    for i, history in enumerate(histories):
-        recent = history[-L:]
-        sequences[i, L - len(recent):] = torch.as_tensor(recent, dtype=torch.long)
-        row_times = (times[i] if times else None) or range(len(history))  # evenly spaced if not given
-        stamps[i, L - len(recent):] = torch.as_tensor(list(row_times)[-L:], dtype=torch.float64)
-    state = backbone.encode(sequences.to(device), stamps.to(device))
-    flat = torch.as_tensor(np.asarray(params, dtype=np.float32), device=device).reshape(B, N_PARAMS)
-    scores = backbone.score(apply_adapters_per_row(state, unflatten(flat))).float()
-    scores[:, 0] = -torch.inf  # padding
-    for i, history in enumerate(histories):
-        scores[i, torch.as_tensor(history, dtype=torch.long, device=device)] = -torch.inf
-    top = scores.topk(min(max(ks), scores.shape[1]), dim=1)
-    results = []
-    for i, k in enumerate(ks):
-        values, items = top.values[i, :k], top.indices[i, :k]
-        keep = torch.isfinite(values)
-        results.append({"items": items[keep].tolist(), "scores": values[keep].tolist()})
-    return results
-
-
 def _use_tracking(uri: str | None) -> None:
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -195,10 +108,7 @@ def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
     """The backbone to serve: `backbone` if given, else the generator checkpoint's `backbone_run_id`."""
     if backbone:
         return backbone
-    from padirec.diffusion.registry import resolve_checkpoint
-    from padirec.diffusion.train import load_checkpoint
-
-    run_id = load_checkpoint(resolve_checkpoint(checkpoint)).get("backbone_run_id", "")
+    run_id = load_checkpoint(resolve_generator_file(checkpoint)).backbone_run_id
     if not run_id:
         raise ValueError(f"the generator {checkpoint} names no backbone run (its dataset had no backbone_run_id); "
                          "pass backbone=PATH_OR_RUN_ID")
@@ -206,17 +116,8 @@ def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
 
 
 def load_serving_backbone(reference: str, device: str = "cpu"):
-    """A frozen backbone from a `backbone.pt` path or an MLflow run id (artifact `backbone/backbone.pt`)."""
-    import mlflow
-
-    from padirec import tracking
-    from padirec.training import load_backbone
-
-    path = Path(reference)
-    if not path.is_file():
-        mlflow.set_tracking_uri(tracking.tracking_uri())
-        path = tracking.download(reference, BACKBONE_ARTIFACT)
-    backbone, _ = load_backbone(path, device)
+    """A frozen backbone from a `backbone.pt` path, an MLflow run id or a `runs:/` URI."""
+    backbone, _ = load_backbone(resolve_backbone_file(reference), device)
     if backbone.config.hidden != HIDDEN_SIZE:
         raise ValueError(f"backbone hidden size {backbone.config.hidden} != the adapter's {HIDDEN_SIZE}")
     return backbone
@@ -227,14 +128,11 @@ def load_serving_backbone(reference: str, device: str = "cpu"):
 
 @serve.deployment(name="generator")
 class GeneratorDeployment:
-    def __init__(self, checkpoint: str = DEFAULT_MODEL, cache_size: int = 1024, precision: int = 3,
+    def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, cache_size: int = 1024, precision: int = 3,
                  sampler: str = "ddim", steps: int = 50, guidance: float = 0.0, eta: float = 0.0, seed: int = 0,
                  max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
                  tracking_uri: str | None = None):
         import ray
-
-        from padirec.diffusion.registry import resolve_checkpoint
-        from padirec.diffusion.train import load_generator
 
         torch.set_num_threads(max(1, threads))
         _use_tracking(tracking_uri)
@@ -242,8 +140,9 @@ class GeneratorDeployment:
         if use_gpu and not torch.cuda.is_available():
             raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
         device = "cuda" if use_gpu else "cpu"
-        self.generator = load_generator(resolve_checkpoint(checkpoint), device)
-        self.sampler = make_sampler(sampler, steps, guidance, eta, self.generator.schedule.num_steps)
+        self.generator = load_generator(resolve_generator_file(checkpoint), device)
+        self.sampler = make_sampler(sampler, None if sampler == "ddpm" else steps, self.generator.schedule.num_steps,
+                                    eta=eta, guidance=guidance)
         self.seed = seed
         self.cache = AdapterCache(cache_size, precision)
         self._pending: dict[tuple[float, ...], asyncio.Future] = {}
@@ -296,7 +195,7 @@ class GeneratorDeployment:
 
 @serve.deployment(name="recommender")
 class RecommenderDeployment:
-    def __init__(self, checkpoint: str = DEFAULT_MODEL, backbone: str | None = None, max_batch_size: int = 16,
+    def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, backbone: str | None = None, max_batch_size: int = 16,
                  batch_wait_timeout_s: float = 0.01, threads: int = 1, tracking_uri: str | None = None):
         torch.set_num_threads(max(1, threads))
         _use_tracking(tracking_uri)
@@ -414,8 +313,6 @@ def _absolute(reference: str | None) -> str | None:
 
 def build_app(args: dict | None = None) -> Application:
     """The Serve application builder (`serve run padirec.serving.app:build_app key=value ...`)."""
-    from padirec import tracking
-
     config = AppArgs.model_validate(dict(args or {}))
     checkpoint, backbone = _absolute(config.checkpoint), _absolute(config.backbone)
     uri = config.tracking_uri or tracking.tracking_uri()

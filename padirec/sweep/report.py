@@ -6,9 +6,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 
+from padirec import tracking
+from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
 from padirec.metrics import spearman
-from padirec.sweep.gather import dataset_arrays, download_dataset, read_dataset
 
 TASKS = np.round(np.linspace(0.0, 1.0, 11), 4)
 
@@ -64,10 +66,6 @@ def curve_markdown(curve: dict[str, np.ndarray]) -> str:
 
 def sweep_report(parent_run_id: str, output_dir: str | None = None, log: bool = True) -> dict:
     """Print the Retrain curve of a gathered sweep, plot it, and log both to the sweep's run."""
-    from mlflow.tracking import MlflowClient
-
-    from padirec import tracking
-
     table, metadata = read_dataset(download_dataset(parent_run_id))
     curve = retrain_curve(dataset_arrays(table))
     out = Path(output_dir or tempfile.mkdtemp(prefix="padirec-report-"))

@@ -9,7 +9,6 @@ trial skips keys that are already logged, so retries and resumes neither lose no
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,12 +19,20 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.config import DataSpec, build, load_data
-from padirec.runtime import init_ray
+from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
+from padirec.contracts.names import (
+    BACKBONE_RUN_TAG,
+    EXAMPLE_KEY_TAG,
+    GRID_FILE,
+    STAGE_ADAPTER,
+    STAGE_SWEEP,
+    STAGE_TAG,
+    SWEEP_CONFIG_FILE,
+)
+from padirec.models import load_backbone
+from padirec.runtime import init_ray, storage_uri
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
-from padirec.training import AdapterConfig, AdapterResult, load_backbone, train_adapters
-
-KEY_TAG = "padirec.example_key"
-STAGE_TAG = "padirec.stage"
+from padirec.training import AdapterConfig, AdapterResult, train_adapters
 
 
 @dataclass
@@ -41,16 +48,13 @@ class SweepConfig:
     max_failures: int = 2  # retries per trial
     storage_path: str = ""  # Tune results; shared storage on a cluster (default ./ray_results)
     name: str = ""  # Tune experiment name (default: sweep-<parent run id>)
-    adapter: dict = field(default_factory=dict)  # AdapterConfig overrides
-
-    def adapter_config(self) -> AdapterConfig:
-        return build(AdapterConfig, self.adapter)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def blocks(self) -> list[Block]:
         return pack_blocks(simplex_grid(self.grid_step, self.n_objectives), self.seeds, self.pack_size)
 
     def expected_examples(self) -> int:
-        return len(simplex_grid(self.grid_step, self.n_objectives)) * len(self.seeds) * self.adapter_config().keep_last
+        return len(simplex_grid(self.grid_step, self.n_objectives)) * len(self.seeds) * self.adapter.keep_last
 
 
 def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
@@ -68,14 +72,16 @@ def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str
     """Finished child runs of a sweep by example key (the newest wins if a key repeats)."""
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
                               max_results=50000, order_by=["attributes.start_time ASC"])
-    return {r.data.tags[KEY_TAG]: r for r in runs if KEY_TAG in r.data.tags and r.info.status == "FINISHED"}
+    return {r.data.tags[EXAMPLE_KEY_TAG]: r for r in runs
+            if EXAMPLE_KEY_TAG in r.data.tags and r.info.status == "FINISHED"}
 
 
 def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, key: str, row: dict,
                 seed: int, extra_params: dict) -> str:
     """One child run: params w_*, seed, epoch; metrics; the adapter as .npy with its sha256."""
     run = client.create_run(experiment_id, run_name=key, tags={
-        "mlflow.parentRunId": parent_run_id, KEY_TAG: key, STAGE_TAG: "adapter"})
+        "mlflow.parentRunId": parent_run_id, EXAMPLE_KEY_TAG: key, STAGE_TAG: STAGE_ADAPTER,
+        BACKBONE_RUN_TAG: extra_params.get("backbone_run_id", "")})
     run_id = run.info.run_id
     try:
         params = {f"w_{i}": f"{x:.4f}" for i, x in enumerate(row["w"])}
@@ -85,11 +91,7 @@ def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, ke
         for name, value in row.items():
             if name not in ("w", "epoch", "params"):
                 client.log_metric(run_id, name, float(value))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "adapter.npy"
-            np.save(path, np.asarray(row["params"], dtype=np.float32))
-            client.set_tag(run_id, "adapter_sha256", tracking.sha256_file(path))
-            client.log_artifact(run_id, str(path), "adapter")
+        log_adapter(row["params"], run_id, client)
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -123,7 +125,8 @@ def sweep_trial(config: dict) -> None:
     done = with_retries(lambda: logged_children(client, sweep["experiment_id"], sweep["parent_run_id"]))
     missing = [k for k in keys if k not in done]
     if missing:
-        backbone, _ = load_backbone(sweep["backbone_path"])
+        # each trial fetches the backbone itself: on a cluster its node may not see the driver's files
+        backbone, _ = load_backbone(resolve_backbone_file(sweep["backbone_run_id"]))
         data = load_data(DataSpec(**sweep["data"]))
         result = train_block(block, backbone, data, adapter)
         extra = {"backbone_run_id": sweep["backbone_run_id"], "block_id": block.block_id}
@@ -139,17 +142,31 @@ def sweep_trial(config: dict) -> None:
 def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
     """Create the parent run (config, backbone, grid) before any trial writes to the store."""
     tracking.setup(experiment)
-    with mlflow.start_run(run_name="sweep", tags={STAGE_TAG: "sweep"}) as run:
+    tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id}
+    with mlflow.start_run(run_name="sweep", tags=tags) as run:
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
                            "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
-        mlflow.log_dict(asdict(config), "sweep_config.json")
-        mlflow.log_dict({"weights": simplex_grid(config.grid_step, config.n_objectives).tolist()}, "grid.json")
+        mlflow.log_dict(asdict(config), SWEEP_CONFIG_FILE)
+        mlflow.log_dict({"weights": simplex_grid(config.grid_step, config.n_objectives).tolist()}, GRID_FILE)
     return run.info.run_id
 
 
+@dataclass
+class SweepRun:
+    """What a sweep left in MLflow: its parent run and how many of its adapters are logged."""
+
+    parent_run_id: str
+    adapters: int
+    expected: int
+
+    @property
+    def complete(self) -> bool:
+        return self.adapters == self.expected
+
+
 def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
-              progress: bool = True) -> dict:
+              progress: bool = True) -> SweepRun:
     """Run (or finish) a sweep on the current Ray cluster; returns counts. Resumable by parent run id."""
     from ray import tune
 
@@ -159,23 +176,20 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
         parent_run_id = start_sweep(config, experiment)
     parent = client.get_run(parent_run_id)
     experiment_id = parent.info.experiment_id
-    backbone_path = tracking.download(config.backbone_run_id, "backbone/backbone.pt",
-                                      str(Path(config.storage_path or "ray_results").resolve() / "backbones"
-                                          / config.backbone_run_id))
-    _, extra = load_backbone(backbone_path)
+    _, extra = load_backbone(resolve_backbone_file(config.backbone_run_id))
     data = DataSpec(**extra.get("data", {}))
-    adapter = config.adapter_config()
+    adapter = config.adapter
     done = logged_children(client, experiment_id, parent_run_id)
     blocks = [b for b in config.blocks() if any(k not in done for k in block_keys(b, adapter))]
     print(f"sweep {parent_run_id}: {len(config.blocks())} blocks of ≤{config.pack_size} weights, "
           f"{len(blocks)} with adapters still missing; {len(done)}/{config.expected_examples()} adapters logged")
     if blocks:
-        init_ray(progress)
+        init_ray(progress=progress)
         sweep = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "tracking_uri": uri,
-                 "backbone_run_id": config.backbone_run_id, "backbone_path": str(backbone_path),
+                 "backbone_run_id": config.backbone_run_id,
                  "data": asdict(data), "adapter": asdict(adapter)}
         trainable = tune.with_resources(sweep_trial, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
-        storage = str(Path(config.storage_path or "ray_results").resolve())
+        storage = storage_uri(config.storage_path)
         tuner = tune.Tuner(
             trainable,
             param_space={"block": tune.grid_search([b.to_dict() for b in blocks]), "sweep": sweep,
@@ -191,15 +205,15 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
             raise RuntimeError(f"{len(errors)} sweep trial(s) failed after retries; rerun with --resume "
                                f"{parent_run_id} to finish the missing adapters. First error: {errors[0]}")
     done = logged_children(client, experiment_id, parent_run_id)
-    summary = {"parent_run_id": parent_run_id, "adapters": len(done), "expected": config.expected_examples()}
+    summary = SweepRun(parent_run_id, len(done), config.expected_examples())
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.log_metric("adapters_logged", len(done))
-    print(json.dumps(summary))
+    print(json.dumps(asdict(summary)))
     return summary
 
 
 def load_sweep_config(parent_run_id: str) -> SweepConfig:
     """The config a sweep was started with (for `--resume`)."""
     tracking.setup()
-    path = tracking.download(parent_run_id, "sweep_config.json")
+    path = tracking.download(parent_run_id, SWEEP_CONFIG_FILE)
     return build(SweepConfig, json.loads(Path(path).read_text()))

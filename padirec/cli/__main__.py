@@ -1,0 +1,5 @@
+"""`python -m padirec.cli ...` = `padirec ...`."""
+
+from padirec.cli.main import main
+
+main()

@@ -1,0 +1,76 @@
+"""The serving stage: the PaDiRec Serve application (`serving.app`) on a local Ray cluster or the one at
+RAY_ADDRESS. `padirec serve`, `pipeline --deploy` and `jobs/deploy.py` call `serve`."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import ray
+from ray import serve as ray_serve
+
+from padirec.serving.app import APP_NAME, AppArgs, build_app
+
+
+@dataclass
+class ServeOptions:
+    """Where the HTTP proxy listens and whether `serve` blocks."""
+
+    host: str = "127.0.0.1"  # HTTP host (0.0.0.0 to listen on all interfaces)
+    port: int = 8000
+    blocking: bool = True  # serve until Ctrl-C; --no-block returns once up (the app outlives it only with RAY_ADDRESS)
+
+
+@dataclass
+class ServeResult:
+    url: str
+    app: str
+    model: str
+
+
+def examples(url: str) -> list[str]:
+    """curl lines a user can paste against the running app."""
+    return [
+        f"curl -s {url}/healthz",
+        f"curl -s -X POST {url}/v1/adapters -H 'Content-Type: application/json' "
+        "-d '{\"weights\": {\"accuracy\": 0.3, \"diversity\": 0.7}}'",
+        f"curl -s -X POST {url}/v1/recommendations -H 'Content-Type: application/json' "
+        "-d '{\"history\": [1, 2, 3], \"weights\": [0.8, 0.2], \"k\": 10}'",
+        f"open {url}/docs  (OpenAPI schema: {url}/openapi.json)",
+    ]
+
+
+def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
+    """Start the app; block until Ctrl-C (then take it down) unless `options.blocking` is False."""
+    application = build_app(app.model_dump())  # validates the arguments before Ray starts
+    joined = bool(os.environ.get("RAY_ADDRESS"))
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init()  # joins RAY_ADDRESS if set, else starts a local cluster
+        started_ray = True
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    result = ServeResult(f"http://{host}:{options.port}", APP_NAME, app.checkpoint)
+    try:
+        ray_serve.start(http_options={"host": options.host, "port": options.port})
+        ray_serve.run(application, name=APP_NAME, route_prefix="/")
+        where = f"Ray cluster {os.environ['RAY_ADDRESS']}" if joined else "local Ray"
+        print(f"PaDiRec serving {app.checkpoint} at {result.url} ({where})")
+        print("\n".join(examples(result.url)), flush=True)
+        if not options.blocking:
+            return result
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        if options.blocking:  # Ctrl-C (or a failed start): take the app down again
+            try:
+                if joined or not started_ray:
+                    ray_serve.delete(APP_NAME)
+                else:
+                    ray_serve.shutdown()
+                    ray.shutdown()
+            except Exception as err:  # noqa: BLE001 - do not hide the error that got us here
+                print(f"padirec serve: cleanup failed: {err}", flush=True)
+    return result
