@@ -73,6 +73,24 @@ def hypervolumes(ndcg: np.ndarray, alpha_ndcg: np.ndarray, bounds: tuple | None 
     return a * d
 
 
+def minmax_bounds(ndcg, alpha_ndcg) -> tuple[float, float, float, float]:
+    """`(ndcg_min, ndcg_max, div_min, div_max)` over the given points: the common scale of a comparison."""
+    ndcg, alpha_ndcg = np.asarray(ndcg, dtype=float), np.asarray(alpha_ndcg, dtype=float)
+    return float(np.nanmin(ndcg)), float(np.nanmax(ndcg)), float(np.nanmin(alpha_ndcg)), float(np.nanmax(alpha_ndcg))
+
+
+def w_utility(w, ndcg, alpha_ndcg, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """How well points serve their tasks: `w · (NDCG@10, α-NDCG@10)`, each metric min–max normalised by `bounds`.
+
+    `w [..., 2]` broadcasts against the metric arrays; one definition for checkpoint selection in the sweep,
+    the report's w-utility regret and choosing among generated adapters."""
+    w = np.asarray(w, dtype=float)
+    a_lo, a_hi, d_lo, d_hi = bounds
+    a = (np.asarray(ndcg, dtype=float) - a_lo) / max(a_hi - a_lo, 1e-12)
+    d = (np.asarray(alpha_ndcg, dtype=float) - d_lo) / max(d_hi - d_lo, 1e-12)
+    return w[..., 0] * a + w[..., 1] * d
+
+
 def avg_hv(table: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Avg.HV per method from `{method: (ndcg per task, α-ndcg per task)}`, normalised jointly."""
     all_a = np.concatenate([np.asarray(a, dtype=float) for a, _ in table.values()])

@@ -10,10 +10,12 @@ from padirec.metrics import (
     avg_hv,
     hypervolumes,
     ideal_alpha_dcg,
+    minmax_bounds,
     ndcg_at_k,
     pearson,
     spearman,
     topk_full_ranking,
+    w_utility,
 )
 
 
@@ -74,3 +76,10 @@ def test_controllability_table_on_a_hand_made_table():
     assert table["Flipped"]["r_a"] == pytest.approx(-1.0)
     # joint bounds: ndcg 0.1..0.3, alpha 0.65..0.9 -> Retrain HV = mean(0*1, .5*.6, 1*.2) = 0.1667
     assert table["Retrain"]["avg_hv"] == pytest.approx((0 + 0.5 * 0.6 + 1 * 0.2) / 3)
+
+
+def test_w_utility_weights_the_min_max_normalised_metrics():
+    bounds = minmax_bounds([0.1, 0.3], [0.5, 0.9])
+    assert bounds == (0.1, 0.3, 0.5, 0.9)
+    u = w_utility(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), [0.3, 0.3, 0.2], [0.5, 0.5, 0.7], bounds)
+    np.testing.assert_allclose(u, [1.0, 0.0, 0.5])
