@@ -37,8 +37,8 @@ def main() -> None:
     started = time.time()
     result = train_adapters(backbone, data, weights, AdapterConfig(**overrides), progress=False,
                             eval_splits=("test",))
-    for e, epoch in enumerate(result.epochs):
-        print(overrides, epoch, np.round(result.metrics["test_ndcg10"][e], 4),
+    for e, slot in enumerate(result.slots):
+        print(overrides, slot, result.epochs[e].tolist(), np.round(result.metrics["test_ndcg10"][e], 4),
               np.round(result.metrics["test_alpha_ndcg10"][e], 4), flush=True)
     print(f"{time.time() - started:.0f} s")
 

@@ -29,6 +29,8 @@ class DataSpec:
     synthetic_seed: int = 0
     synthetic_users: int = 300
     synthetic_items: int = 200
+    synthetic_categories: int = 8
+    synthetic_extra_categories: float = 0.0  # mean further categories per item (dense-category catalogues)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,7 +105,9 @@ def to_dict(config) -> dict:
 
 def load_data(spec: DataSpec) -> SequenceData:
     """The preprocessed dataset a spec names (cached as Parquet)."""
-    synthetic = SyntheticConfig(n_users=spec.synthetic_users, n_items=spec.synthetic_items, seed=spec.synthetic_seed)
+    synthetic = SyntheticConfig(n_users=spec.synthetic_users, n_items=spec.synthetic_items, seed=spec.synthetic_seed,
+                                n_categories=spec.synthetic_categories,
+                                extra_categories=spec.synthetic_extra_categories)
     return load_dataset(spec.kind, spec.path, spec.categories_path,
                         PreprocessConfig(min_interactions=spec.min_interactions, max_len=spec.max_len),
                         synthetic=synthetic if spec.kind == "synthetic" else None)

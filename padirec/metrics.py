@@ -3,10 +3,13 @@
 NDCG@K of the single held-out item under full ranking (history items masked); α-NDCG@K with
 categories as subtopics, normalised by the greedy ideal α-DCG over *items* (the authors' code
 built it over categories, which made its values meaningless); hypervolume, Avg.HV, Pearson r.
+Beside the paper's: hypervolume at a fixed reference point, IGD+ to a reference front (`moocore`), w-utility
+regret and Spearman ρ against w_acc: they reward following w and do not move when methods are added.
 """
 
 from __future__ import annotations
 
+import moocore
 import numpy as np
 import torch
 
@@ -89,6 +92,44 @@ def w_utility(w, ndcg, alpha_ndcg, bounds: tuple[float, float, float, float]) ->
     a = (np.asarray(ndcg, dtype=float) - a_lo) / max(a_hi - a_lo, 1e-12)
     d = (np.asarray(alpha_ndcg, dtype=float) - d_lo) / max(d_hi - d_lo, 1e-12)
     return w[..., 0] * a + w[..., 1] * d
+
+
+def metric_points(ndcg, alpha_ndcg) -> np.ndarray:
+    """`[n, 2]` points (NDCG@10, α-NDCG@10), both maximised; rows with a NaN metric dropped."""
+    points = np.column_stack([np.asarray(ndcg, dtype=float).ravel(), np.asarray(alpha_ndcg, dtype=float).ravel()])
+    return points[np.isfinite(points).all(1)]
+
+
+def fixed_hypervolume(ndcg, alpha_ndcg, reference: tuple[float, float] = (0.0, 0.0)) -> float:
+    """Area dominated by the points (NDCG@10, α-NDCG@10) above a fixed `reference` in raw metric units.
+
+    Unlike Avg.HV it needs no min–max scale, so a method's value does not change with the other methods in
+    the report; (0, 0) is the worst value of both metrics, so every point counts. NaN without points."""
+    points = metric_points(ndcg, alpha_ndcg)
+    return float(moocore.hypervolume(points, ref=reference, maximise=True)) if len(points) else float("nan")
+
+
+def pareto_front(ndcg, alpha_ndcg) -> np.ndarray:
+    """The non-dominated points `[m, 2]` of (NDCG@10, α-NDCG@10), both maximised."""
+    return moocore.filter_dominated(metric_points(ndcg, alpha_ndcg), maximise=True)
+
+
+def igd_plus(ndcg, alpha_ndcg, front: np.ndarray) -> float:
+    """IGD+ of the points to a reference `front` `[m, 2]` in raw metric units (0: they reach every front point).
+
+    The mean over front points of the distance to the nearest point, counting only where that point falls
+    short (Ishibuchi et al., 2015), so it is Pareto compliant. NaN without points."""
+    points = metric_points(ndcg, alpha_ndcg)
+    return float(moocore.igd_plus(points, ref=front, maximise=True)) if len(points) else float("nan")
+
+
+def w_regret(utilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per method, the w-utility regret of each seed: the mean over tasks of (best utility at that task − its own).
+
+    `utilities[method]` is `[seeds, tasks]` (`w_utility` of its points under one `bounds`); the best at a task
+    is over every method and seed, so a regret is >= 0 and a method's mean regret is that of its mean curve."""
+    best = np.nanmax(np.concatenate([np.atleast_2d(u) for u in utilities.values()]), axis=0)
+    return {m: (best - np.atleast_2d(u)).mean(1) for m, u in utilities.items()}
 
 
 def avg_hv(table: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -23,8 +23,9 @@ from padirec.diffusion.train import DiTTrainConfig
 from padirec.evaluation.baselines import CMRConfig, HypernetworkConfig
 from padirec.evaluation.report import EvaluateConfig, run_report
 from padirec.models import load_backbone
+from padirec.phases import pretrain
 from padirec.sweep import SweepConfig, gather, run_sweep, sweep_report
-from padirec.training import AdapterConfig, PretrainConfig, pretrain
+from padirec.training import AdapterConfig, PretrainConfig
 
 
 @dataclass
@@ -32,7 +33,7 @@ class PipelineConfig:
     """Every stage's settings, sized so the chain finishes in minutes on 2 CPU cores (a YAML file's sections)."""
 
     data: DataSpec = field(default_factory=DataSpec)
-    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=30, patience=5))
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=200, patience=5))
     sweep: SweepConfig = field(default_factory=lambda: SweepConfig(grid_step=0.1, seeds=[0, 1], pack_size=11))
     adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(epochs=10, keep_last=5))
     dit_train: DiTTrainConfig = field(default_factory=lambda: DiTTrainConfig(
@@ -52,8 +53,8 @@ class PipelineConfig:
             adapter=replace(self.adapter, epochs=3, keep_last=2),
             dit_train=replace(self.dit_train, epochs=5, dit=replace(self.dit_train.dit, hidden=32, depth=1, heads=2,
                                                                      ffn=64)),
-            evaluate=replace(self.evaluate, samplers=["ddim:10"], timing_repeats=2, cmr=replace(self.evaluate.cmr,
-                             epochs=2), hypernetwork=replace(self.evaluate.hypernetwork, steps=200)))
+            evaluate=replace(self.evaluate, samplers=["ddim:10"], timing_repeats=2, seeds=2, cmr=replace(
+                self.evaluate.cmr, epochs=2), hypernetwork=replace(self.evaluate.hypernetwork, steps=200)))
 
 
 def pipeline_config(path: str | None = None, *overrides: dict | None) -> PipelineConfig:

@@ -1,7 +1,7 @@
 """Phase 1 (backbone, BCE, early stopping) and phase 2 (adapters only, weighted objectives).
 
-`pretrain_backbone` and `train_adapters` are plain functions (no Ray, no MLflow; callers log through the
-`on_epoch` callback); `pretrain` and `adapt` are their stages, each recorded as one MLflow run.
+Both are plain functions: no Ray, no MLflow; callers log through the `on_epoch` callback
+(`padirec.phases` records them as MLflow runs).
 Phase 2 freezes the backbone, so its user states are computed once and K adapters are
 trained together on them (one backbone pass, K adapter heads; Adam is elementwise, so a
 stacked `[K, 1096]` parameter is exactly K independent optimisers).
@@ -11,42 +11,27 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import mlflow
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from padirec import tracking
-from padirec.config import DataSpec, data_spec, load_data
-from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
-from padirec.contracts.names import (
-    BACKBONE_DIR,
-    BACKBONE_FILE,
-    BACKBONE_RUN_TAG,
-    STAGE_ADAPTER,
-    STAGE_BACKBONE,
-    STAGE_TAG,
-)
 from padirec.data import Instances, SequenceData, sample_negatives
-from padirec.evaluation.ranking import EvalSet, encode_instances, popularity_metrics, rank_metrics, to_tensors
+from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics, to_tensors
+from padirec.metrics import minmax_bounds, w_utility
 from padirec.models import (
     Backbone,
     BackboneConfig,
     apply_adapters,
     build_backbone,
     init_adapter_flat,
-    load_backbone,
-    save_backbone,
     unflatten,
 )
-from padirec.objectives import bce_loss, diversity_loss, objective_losses, weighted_loss
+from padirec.objectives import OBJECTIVES, bce_loss, diversity_loss, objective_losses, weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +53,12 @@ class PretrainConfig:
 @dataclass
 class AdapterConfig:
     epochs: int = 20
-    keep_last: int = 5  # adapters of the last N epochs are kept as separate examples
+    keep_last: int = 5  # adapters kept per weight as separate examples (see `keep`)
+    keep: Literal["last", "best"] = "last"  # the last keep_last epochs, or those of best validation w-utility
+    objective_scale: Literal["none", "range", "initial"] = "none"  # none: the paper's raw w·losses; see calibrate
+    scales: list[float] = field(default_factory=list)  # per-objective loss divisors; empty: computed from the data
+    utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
+    scale_epochs: int = 5  # "range": epochs of the two single-objective adapters that measure it
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
@@ -78,6 +68,21 @@ class AdapterConfig:
     init_seed: int = 0  # one initial adapter for a whole sweep (DESIGN §2.3)
     seed: int = 0  # data order and negative sampling
     device: str = "cpu"
+
+    def __post_init__(self):
+        if not 1 <= self.keep_last <= self.epochs:
+            raise ValueError(f"keep_last must be in [1, epochs={self.epochs}], got {self.keep_last}")
+        if self.scales and (len(self.scales) != len(OBJECTIVES) or min(self.scales) <= 0):
+            raise ValueError(f"scales must be {len(OBJECTIVES)} positive numbers, got {self.scales}")
+        if self.utility_bounds and len(self.utility_bounds) != 4:
+            raise ValueError(f"utility_bounds must be (ndcg lo, hi, alpha lo, hi), got {self.utility_bounds}")
+
+    def slots(self) -> list[str]:
+        """What tells a run's kept adapters of one (w, seed) apart, in `AdapterResult.params` order (the chosen
+        one last): their epochs with `keep="last"`, their rank by validation utility (0 = best) with "best"."""
+        if self.keep == "last":
+            return [f"epoch={e}" for e in range(self.epochs - self.keep_last, self.epochs)]
+        return [f"rank={r}" for r in reversed(range(self.keep_last))]
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -134,28 +139,36 @@ def pretrain_backbone(data: SequenceData, config: PretrainConfig = PretrainConfi
     backbone.eval()
     for p in backbone.parameters():
         p.requires_grad_(False)
+    # stopped by the cap while still improving: the cap is a safety net, not a training length
+    converged = epoch + 1 < config.epochs or config.epochs - 1 - best["epoch"] >= config.patience
+    if not converged:
+        log.warning("the backbone was still improving at the %d-epoch cap (best epoch %d, patience %d): raise "
+                    "PretrainConfig.epochs", config.epochs, best["epoch"], config.patience)
     summary = {"best_epoch": best["epoch"], "best_val_ndcg10": best["ndcg10"], "epochs_run": epoch + 1,
-               "train_seconds": time.perf_counter() - started}
+               "converged": float(converged), "train_seconds": time.perf_counter() - started}
     return backbone, summary
 
 
 @dataclass
 class AdapterResult:
-    """Kept adapters of a packed run: `params [E, K, 1096]` for kept epochs E and weights K."""
+    """Kept adapters of a packed run: `params [E, K, 1096]` for E kept slots (the chosen one last) and K weights."""
 
     weights: np.ndarray  # [K, p]
-    epochs: list[int]
+    epochs: np.ndarray  # int [E, K]: the epoch each kept adapter is from
+    slots: list[str]  # [E]: `AdapterConfig.slots()`
     params: np.ndarray  # float32 [E, K, 1096]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [E, K]
     train_loss: list[float] = field(default_factory=list)  # mean weighted loss per epoch (summed over K)
+    scales: list[float] = field(default_factory=list)  # the per-objective loss divisors used
     seconds: float = 0.0
 
     def examples(self) -> list[dict]:
-        """One dict per kept adapter: w, epoch, params and its metrics."""
+        """One dict per kept adapter: w, epoch, slot, params and its metrics."""
         rows = []
-        for e, epoch in enumerate(self.epochs):
+        for e, slot in enumerate(self.slots):
             for k in range(len(self.weights)):
-                row = {"w": self.weights[k].tolist(), "epoch": epoch, "params": self.params[e, k]}
+                row = {"w": self.weights[k].tolist(), "epoch": int(self.epochs[e, k]), "slot": slot,
+                       "params": self.params[e, k]}
                 row.update({name: float(values[e, k]) for name, values in self.metrics.items()})
                 rows.append(row)
         return rows
@@ -169,31 +182,94 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     With `diversity_topk = m > 0` the diversity term also sees each adapter's current top-m items
     over the whole catalogue: random candidates almost never hold two of the items a full ranking
     puts first, so without them the α-DCG loss cannot see redundancy at the top of the real list.
+    Divided by `config.scales` when set: the objectives on one scale, so that w moves the trade-off evenly.
     """
     scores = backbone.score(h, candidates)
     if config.diversity_topk <= 0:
-        return objective_losses(scores, categories[candidates], config.alpha, config.temperature)
-    with torch.no_grad():
-        top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
-    top_scores = backbone.score(h, top)
-    div_scores = torch.cat([scores, top_scores], dim=-1)
-    div_categories = torch.cat([categories[candidates].expand(h.shape[0], -1, -1, -1), categories[top]], dim=-2)
-    return torch.stack([bce_loss(scores), diversity_loss(div_scores, div_categories, config.alpha, config.temperature)],
-                       dim=-1)
+        losses = objective_losses(scores, categories[candidates], config.alpha, config.temperature)
+    else:
+        with torch.no_grad():
+            top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
+        top_scores = backbone.score(h, top)
+        div_scores = torch.cat([scores, top_scores], dim=-1)
+        div_categories = torch.cat([categories[candidates].expand(h.shape[0], -1, -1, -1), categories[top]], dim=-2)
+        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, div_categories, config.alpha,
+                                                                config.temperature)], dim=-1)
+    if config.scales:
+        losses = losses / torch.as_tensor(config.scales, dtype=losses.dtype, device=losses.device)
+    return losses
+
+
+@torch.no_grad()
+def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, instances, backbone: Backbone,
+                categories: torch.Tensor, config: AdapterConfig) -> np.ndarray:
+    """Per-objective losses `[K, p]` of adapters `params [K, 1096]`, unscaled, averaged over one pass over the
+    instances with negatives drawn from `config.seed`."""
+    raw = replace(config, scales=[])
+    rng = np.random.default_rng(config.seed)
+    total, count = torch.zeros(params.shape[0], len(OBJECTIVES), dtype=torch.float64), 0
+    for index, candidates in candidate_batches(data, instances, config.n_negatives, config.batch_size, rng):
+        h = apply_adapters(states[torch.as_tensor(index, device=states.device)], unflatten(params))
+        total += adapter_losses(h, candidates.to(states.device), backbone, categories, raw).double().cpu() * len(index)
+        count += len(index)
+    return (total / max(count, 1)).numpy()
+
+
+def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> AdapterConfig:
+    """`config` with its `scales` (and, for "range", its `utility_bounds`) filled in: fixed once per sweep (the
+    sweep records them) so that every packed run weighs and selects the same way. Given values are kept.
+
+    Scales (`config.objective_scale`): "range", each objective's ideal–nadir span from two single-objective
+    adapters trained `scale_epochs` from the shared initial adapter (the nadir of objective i is its loss at the
+    other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
+    The utility bounds are those two adapters' validation metrics: the ends of the Retrain front.
+    """
+    if config.scales and (config.utility_bounds or config.objective_scale != "range"):
+        return config
+    if config.objective_scale == "none":
+        return replace(config, scales=list(config.scales) or [1.0] * len(OBJECTIVES))
+    backbone = backbone.to(config.device).eval()
+    train = data.train_instances()
+    states = encode_instances(backbone, train)
+    categories = torch.as_tensor(data.item_categories, dtype=torch.float32, device=config.device)
+    init = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device)[None]
+    at_init = np.abs(mean_losses(init, states, data, train, backbone, categories, config)[0])
+    if config.objective_scale == "initial":
+        return replace(config, scales=list(config.scales) or [float(max(v, 1e-8)) for v in at_init])
+    epochs = min(config.scale_epochs, config.epochs)
+    single = replace(config, objective_scale="none", scales=[], keep="last", keep_last=1, epochs=epochs)
+    ends = np.eye(len(OBJECTIVES), dtype=np.float32)
+    result = train_adapters(backbone, data, ends, single, progress=False, eval_splits=("valid",))
+    losses = mean_losses(torch.as_tensor(result.params[-1], device=config.device), states, data, train, backbone,
+                         categories, config)  # [adapter, objective]
+    ideal, nadir = np.diag(losses), losses.max(axis=0)
+    span = nadir - ideal
+    scales = list(config.scales) or [float(s if s > 1e-8 else max(v, 1e-8)) for s, v in zip(span, at_init, strict=True)]
+    bounds = list(config.utility_bounds) or list(minmax_bounds(result.metrics["val_ndcg10"][-1],
+                                                               result.metrics["val_alpha_ndcg10"][-1]))
+    return replace(config, scales=scales, utility_bounds=bounds)
 
 
 def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                    config: AdapterConfig = AdapterConfig(), on_epoch: EpochCallback | None = None,
                    progress: bool = True, eval_splits: tuple[str, ...] = ("valid", "test")) -> AdapterResult:
-    """Phase 2: K adapters for K preference weights `[K, p]` on one frozen backbone."""
+    """Phase 2: K adapters for K preference weights `[K, p]` on one frozen backbone.
+
+    With `keep="best"` every epoch is validated and each weight keeps its `keep_last` epochs of highest
+    validation w-utility, min–max normalised by `utility_bounds` (else by this run's own points): a drifting
+    adapter keeps its best state, closer to Pareto-efficient."""
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
     if weights.shape[1] != 2:
         raise ValueError(f"weights must have 2 columns (accuracy, diversity), got shape {weights.shape}")
     if config.keep_last > config.epochs:
         raise ValueError(f"keep_last ({config.keep_last}) cannot exceed epochs ({config.epochs})")
+    best = config.keep == "best"
+    if best and "valid" not in eval_splits:
+        raise ValueError('keep="best" selects by validation utility: eval_splits must include "valid"')
     for p in backbone.parameters():
         p.requires_grad_(False)
     backbone = backbone.to(config.device).eval()
+    config = calibrate(backbone, data, config)
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     states = encode_instances(backbone, train)
@@ -205,8 +281,9 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     optimizer = torch.optim.Adam([params], lr=config.lr)
     eval_sets = {split: EvalSet.build(data, split) for split in eval_splits}
     eval_states = {split: encode_instances(backbone, s.instances) for split, s in eval_sets.items()}
-    kept, metrics, losses = [], {}, []
-    first_kept = config.epochs - config.keep_last
+    snapshots, history, losses = [], {}, []  # per evaluated epoch: params [K, 1096] and metrics [K]
+    evaluated = []
+    first_kept = 0 if best else config.epochs - config.keep_last
     started = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=f"adapters x{K}", disable=not progress)
     for epoch in bar:
@@ -224,79 +301,32 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
         epoch_metrics = {"loss": losses[-1]}
         if epoch >= first_kept:
             snapshot = params.detach().clone()
-            kept.append((epoch, snapshot.cpu().numpy()))
-            for split, eval_set in eval_sets.items():
+            snapshots.append(snapshot.cpu().numpy())
+            evaluated.append(epoch)
+            # with keep="best" the test split waits for the chosen epochs; "last" keeps every evaluated one
+            for split in eval_splits if not best else ("valid",):
                 prefix = "val_" if split == "valid" else "test_"
-                for name, values in rank_metrics(backbone, eval_set, snapshot, eval_states[split]).items():
-                    metrics.setdefault(prefix + name, []).append(values)
+                for name, values in rank_metrics(backbone, eval_sets[split], snapshot, eval_states[split]).items():
+                    history.setdefault(prefix + name, []).append(values)
                     epoch_metrics[prefix + name] = float(values.mean())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if on_epoch:
             on_epoch(epoch, epoch_metrics)
-    return AdapterResult(weights=weights, epochs=[e for e, _ in kept],
-                         params=np.stack([p for _, p in kept]).astype(np.float32),
-                         metrics={k: np.stack(v) for k, v in metrics.items()}, train_loss=losses,
-                         seconds=time.perf_counter() - started)
-
-
-# ------------------------------------------------------------------------------------ recorded stages
-
-
-@dataclass
-class BackboneRun:
-    """A pretrained backbone's MLflow run (artifact `backbone/backbone.pt`) and its test metrics."""
-
-    run_id: str
-    metrics: dict[str, float]
-
-
-def pretrain(spec: DataSpec, config: PretrainConfig = PretrainConfig(), experiment: str = tracking.DEFAULT_EXPERIMENT,
-             output: str | Path | None = None, progress: bool = True) -> BackboneRun:
-    """Phase 1 as an MLflow run: params, metrics per epoch, test metrics vs most-popular, the checkpoint."""
-    data = load_data(spec)
-    extra = {"data": spec.to_dict(), "pretrain": asdict(config)}
-    with tracking.start_run(f"backbone-{config.backbone}", experiment, tags={STAGE_TAG: STAGE_BACKBONE}) as run:
-        mlflow.log_params({**{f"data.{k}": v for k, v in spec.to_dict().items()}, **asdict(config)})
-        backbone, info = pretrain_backbone(data, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
-        test = EvalSet.build(data, "test")
-        metrics = {f"test_{k}": float(v[0]) for k, v in rank_metrics(backbone, test).items()}
-        metrics.update({f"most_popular_test_{k}": v for k, v in popularity_metrics(data, test).items()})
-        metrics.update({k: float(v) for k, v in info.items()})
-        mlflow.log_metrics(metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            save_backbone(backbone, Path(tmp) / BACKBONE_FILE, extra=extra)
-            mlflow.log_artifact(str(Path(tmp) / BACKBONE_FILE), BACKBONE_DIR)
-        if output:
-            save_backbone(backbone, output, extra=extra)
-    return BackboneRun(run.info.run_id, metrics)
-
-
-@dataclass
-class AdapterRun:
-    """One adapter's MLflow run (artifact `adapter/adapter.npy`), its final metrics and the adapter itself."""
-
-    run_id: str
-    w: list[float]
-    seconds: float
-    metrics: dict[str, float]
-    adapter: np.ndarray  # float32 [1096]
-
-
-def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), data_overrides: dict | None = None,
-          experiment: str = tracking.DEFAULT_EXPERIMENT, progress: bool = True) -> AdapterRun:
-    """Phase 2 for one weight as an MLflow run: the adapter of `backbone` (run id or file) trained on
-    `w_acc·BCE + (1 − w_acc)·L_div`, on the backbone's data unless `data_overrides` (DataSpec fields) say else."""
-    if not 0.0 <= w_acc <= 1.0:
-        raise ValueError(f"w_acc must be in [0, 1], got {w_acc}")
-    model, extra = load_backbone(resolve_backbone_file(backbone))
-    data = load_data(data_spec(extra.get("data"), data_overrides))
-    weights = np.array([[w_acc, 1.0 - w_acc]], dtype=np.float32)
-    tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
-    with tracking.start_run(f"adapter-w{w_acc:.2f}", experiment, tags=tags) as run:
-        mlflow.log_params({"w_acc": w_acc, "w_div": 1.0 - w_acc, "backbone_run_id": backbone, **asdict(config)})
-        result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
-        final = result.params[-1, 0]
-        log_adapter(final)
-        metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
-        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
-    return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)
+    all_params = np.stack(snapshots).astype(np.float32)  # [epochs evaluated, K, 1096]
+    metrics = {k: np.stack(v) for k, v in history.items()}
+    epochs = np.repeat(np.asarray(evaluated)[:, None], K, axis=1)
+    if best:
+        bounds = config.utility_bounds or minmax_bounds(metrics["val_ndcg10"], metrics["val_alpha_ndcg10"])
+        utility = w_utility(weights[None], metrics["val_ndcg10"], metrics["val_alpha_ndcg10"], bounds)
+        order = np.argsort(utility, axis=0, kind="stable")[-config.keep_last:]  # [E, K], the best last
+        columns = np.arange(K)[None]
+        all_params, epochs = all_params[order, columns], epochs[order, columns]
+        metrics = {k: v[order, columns] for k, v in metrics.items()}
+        for split in eval_splits:
+            if split == "valid":
+                continue
+            flat = torch.as_tensor(all_params.reshape(-1, all_params.shape[-1]), device=config.device)
+            for name, values in rank_metrics(backbone, eval_sets[split], flat, eval_states[split]).items():
+                metrics[f"test_{name}"] = values.reshape(config.keep_last, K)
+    return AdapterResult(weights=weights, epochs=epochs, slots=config.slots(), params=all_params, metrics=metrics,
+                         train_loss=losses, scales=list(config.scales), seconds=time.perf_counter() - started)

@@ -149,7 +149,7 @@ def tiny_sweep(tmp_path_factory) -> dict:
         rows += [{"w": e["w"], "seed": seed, "epoch": e["epoch"], "params": e["params"],
                   "ndcg10": e["val_ndcg10"], "alpha_ndcg10": e["val_alpha_ndcg10"], "test_ndcg10": e["test_ndcg10"],
                   "test_alpha_ndcg10": e["test_alpha_ndcg10"], "backbone_run_id": "",
-                  "run_id": f"w{e['w'][0]}-s{seed}-e{e['epoch']}"} for e in result.examples()]
+                  "run_id": f"w{e['w'][0]}-s{seed}-e{e['epoch']}", "slot": e["slot"]} for e in result.examples()]
     dataset_path = write_dataset(rows, root / "dataset")["path"]
     return {"data": data, "spec": spec, "backbone": backbone, "backbone_path": backbone_path, "adapter": adapter,
             "dataset_path": dataset_path, "arrays": dataset_arrays(read_dataset(dataset_path)[0])}

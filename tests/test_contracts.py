@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -58,7 +59,10 @@ def test_dataset_reader_checks_schema_and_layout(tmp_path):
     rng = np.random.default_rng(0)
     path = write_dataset([dataset_row(w, rng.normal(size=N_PARAMS)) for w in (0.0, 1.0)], tmp_path / "ok")
     table, metadata = read_dataset(path)
-    assert table.schema.remove_metadata() == SCHEMA and dataset_arrays(table)["params"].shape == (2, N_PARAMS)
+    assert table.schema.remove_metadata() == SCHEMA.append(pa.field("slot", pa.string()))
+    assert dataset_arrays(table)["params"].shape == (2, N_PARAMS)
+    pq.write_table(table.drop_columns(["slot"]), tmp_path / "older.parquet")  # written before the slot column
+    assert read_dataset(tmp_path / "older.parquet")[0].column("slot").to_pylist() == ["", ""]
 
     bad = table.drop_columns(["epoch"])
     pq.write_table(bad, tmp_path / "no-epoch.parquet")

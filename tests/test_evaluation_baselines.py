@@ -1,4 +1,6 @@
-"""The report's methods pinned on a tiny synthetic sweep: Retrain, Soup, MMR, CMR, Hypernetwork."""
+"""The report's methods pinned on a tiny synthetic sweep: Retrain, Soup, MMR, DPP, CMR, Hypernetwork."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -6,6 +8,7 @@ import torch
 
 from padirec.evaluation.baselines import (
     CMR,
+    DPP,
     MMR,
     CMRConfig,
     Hypernetwork,
@@ -14,13 +17,13 @@ from padirec.evaluation.baselines import (
     Scorer,
     Soup,
     WeightToAdapter,
-    jaccard,
-    mmr_rerank,
     task_weights,
 )
-from padirec.metrics import topk_full_ranking
+from padirec.evaluation.rerank import mmr_rerank
+from padirec.metrics import ideal_alpha_dcg, topk_full_ranking
 from padirec.models import N_PARAMS, init_adapter_flat
 from padirec.sweep import retrain_curve
+from padirec.sweep.report import chosen_adapters
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +35,12 @@ def retrain_of(tiny_sweep) -> Retrain:
     return Retrain(tiny_sweep["arrays"], tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"])
 
 
-def test_retrain_serves_the_sweeps_last_epoch_and_reproduces_its_curve(tiny_sweep, scorer):
+def test_retrain_serves_the_sweeps_chosen_adapter_and_reproduces_its_curve(tiny_sweep, scorer):
     arrays = tiny_sweep["arrays"]
     weights = task_weights([0.0, 0.5, 1.0])
     adapters = retrain_of(tiny_sweep).adapters(weights)
-    last = arrays["epoch"] == arrays["epoch"].max()
+    last = chosen_adapters(arrays)
+    assert (arrays["epoch"][last] == arrays["epoch"].max()).all()  # a keep="last" sweep: its last epoch
     for w, block in zip(weights, adapters):
         rows = last & (arrays["w"][:, 0] == w[0])
         expected = arrays["params"][rows][np.argsort(arrays["seed"][rows])]
@@ -52,7 +56,7 @@ def test_retrain_trains_off_grid_tasks_on_demand_as_the_sweep_did(tiny_sweep, mo
     arrays = tiny_sweep["arrays"]
     # the sweep's own procedure: retraining an on-grid w with its seed gives its adapter back
     again = retrain.train(task_weights([0.5]), seed=1).params[-1, 0]
-    rows = (arrays["epoch"] == arrays["epoch"].max()) & (arrays["w"][:, 0] == 0.5) & (arrays["seed"] == 1)
+    rows = chosen_adapters(arrays) & (arrays["w"][:, 0] == 0.5) & (arrays["seed"] == 1)
     assert np.allclose(again, arrays["params"][rows][0], atol=1e-5)
 
     off_grid = retrain.adapters(task_weights([0.25, 1.0]))
@@ -70,23 +74,34 @@ def test_soup_interpolates_the_end_adapters_seed_by_seed(tiny_sweep):
 
 
 def test_mmr_rerank_by_hand():
-    scores = torch.tensor([[3.0, 2.0, 1.0]])
-    similarity = jaccard(torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]))
-    assert torch.equal(similarity[0], torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
-    assert mmr_rerank(scores, similarity, 1.0, 3).tolist() == [[0, 1, 2]]
-    # λ = 0.5: item 1 (relevance 0.5, similarity 1 to item 0) scores -0.25 < item 2's 0
-    assert mmr_rerank(scores, similarity, 0.5, 3).tolist() == [[0, 2, 1]]
+    scores = torch.tensor([[3.0, 2.0, 1.0]])  # relevance 1, 0.5, 0
+    categories = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    assert mmr_rerank(scores, categories, 1.0, 3).tolist() == [[0, 1, 2]]
+    # λ = 0.4 after item 0: item 1 (its category repeated: gain 0.5) 0.4·0.5 + 0.6·0.5 = 0.5 < item 2's 0.6·1
+    assert mmr_rerank(scores, categories, 0.4, 3).tolist() == [[0, 2, 1]]
     unavailable = torch.tensor([[3.0, float("-inf"), 1.0]])
-    assert mmr_rerank(unavailable, similarity, 0.0, 2).tolist() == [[0, 2]]
+    assert mmr_rerank(unavailable, categories, 0.0, 3).tolist() == [[0, 2, 1]]  # the unavailable one last
 
 
-def test_mmr_at_lambda_one_is_the_backbones_ranking_and_diversifies_below(tiny_sweep, scorer):
-    mmr = MMR(candidates=30)
-    scores = scorer.backbone.score(scorer.states)
-    backbone_top = topk_full_ranking(scores, scorer.eval_set.excluded, 10)
-    assert torch.equal(mmr.rankings(scorer, 1.0), backbone_top)
-    metrics = mmr.metrics(task_weights([1.0, 0.0]), scorer)
-    assert metrics["alpha_ndcg10"][1] > metrics["alpha_ndcg10"][0]  # λ = 0: diversity only
+def multi_category_scorer(scorer: Scorer, seed: int = 0) -> Scorer:
+    """The same backbone and users with every item given 5 to 8 of 24 overlapping categories instead."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.zeros(len(scorer.eval_set.item_categories), 24)
+    for i in range(1, len(y)):  # item 0 is padding
+        y[i, torch.randperm(24, generator=g)[: int(torch.randint(5, 9, (1,), generator=g))]] = 1.0
+    eval_set = replace(scorer.eval_set, item_categories=y, ideal=ideal_alpha_dcg(y, 10, scorer.eval_set.alpha))
+    return replace(scorer, eval_set=eval_set)
+
+
+@pytest.mark.parametrize("method", [MMR, DPP])
+@pytest.mark.parametrize("categories", ["synthetic", "multi"])
+def test_rerankers_at_lambda_one_are_the_backbones_ranking_and_diversify_below(scorer, method, categories):
+    scorer = scorer if categories == "synthetic" else multi_category_scorer(scorer)
+    reranker = method(candidates=30)
+    backbone_top = topk_full_ranking(scorer.backbone.score(scorer.states), scorer.eval_set.excluded, 10)
+    assert torch.equal(reranker.rankings(scorer, 1.0), backbone_top)
+    diversity = reranker.metrics(task_weights([1.0, 0.5, 0.0]), scorer)["alpha_ndcg10"]
+    assert diversity[1] >= diversity[0] and diversity[2] > diversity[0]
 
 
 def test_cmr_hypernetwork_starts_at_the_init_and_learns_to_depend_on_w(tiny_sweep):
@@ -107,3 +122,10 @@ def test_hypernetwork_reproduces_its_training_adapters_on_a_toy_set():
     model = Hypernetwork.fit(w, params, HypernetworkConfig(hidden=64, steps=600, lr=3e-3), progress=False)
     predicted = np.concatenate(model.adapters(w))
     assert np.abs(predicted - params).mean() < 0.05 * np.abs(params).mean()
+
+
+def test_chosen_adapters_are_the_sweeps_rank_0_when_it_kept_its_best():
+    arrays = {"w": np.array([[0.5, 0.5]] * 3 + [[1.0, 0.0]] * 2), "seed": np.zeros(5, int),
+              "epoch": np.array([7, 3, 9, 4, 6]),
+              "slot": np.array(["rank=1", "rank=0", "rank=2", "", ""], dtype=object)}
+    assert chosen_adapters(arrays).tolist() == [False, True, False, False, True]  # rank 0; else the last epoch

@@ -1,6 +1,8 @@
-"""The controllability report: the paper's table maths by hand, and `padirec evaluate` end to end into MLflow."""
+"""The controllability report: the paper's table maths and the w-following metrics by hand, the paired tests and
+the headline, and `padirec evaluate` end to end into MLflow."""
 
 import csv
+import math
 from dataclasses import asdict
 
 import mlflow
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
 from padirec import tracking
 from padirec.cli import main
@@ -16,7 +19,8 @@ from padirec.diffusion import DiTConfig, ScheduleConfig
 from padirec.diffusion.sampling import parse_sampler
 from padirec.diffusion.train import DiTTrainConfig, train_dit
 from padirec.evaluation import controllability_table
-from padirec.evaluation.report import EvaluateConfig, padirec_variants, slug, verdict
+from padirec.evaluation.controllability import headline, paired_tests, seed_utilities, verdict
+from padirec.evaluation.report import EvaluateConfig, padirec_variants, slug
 from padirec.sweep import SweepConfig, retrain_curve
 
 
@@ -33,6 +37,63 @@ def test_controllability_table_on_a_hand_made_table():
     assert "No baseline beats PaDiRec on Avg.HV." in verdict({**table, "PaDiRec": table["Flat"]})
     behind = verdict({"Retrain": table["Retrain"], "PaDiRec": table["Retrain"], "Soup": table["Flat"]})
     assert "= 100.0% of Retrain's" in behind and "Ahead of PaDiRec on Avg.HV: Soup." in behind
+
+
+def test_w_following_metrics_on_the_hand_made_table():
+    w_acc = np.array([0.0, 0.5, 1.0])
+    curves = {"Retrain": {"w_acc": w_acc, "ndcg10": np.array([0.0, 0.1, 0.2]),
+                          "alpha_ndcg10": np.array([0.6, 0.5, 0.4])},
+              "Flat": {"w_acc": w_acc, "ndcg10": np.full(3, 0.125), "alpha_ndcg10": np.array([0.4, 0.5, 0.6])}}
+    table = controllability_table(curves)
+    # HV at (0, 0): Retrain 0.1·0.5 + 0.1·0.4 (its first point has no width); Flat's best point (0.125, 0.6)
+    assert table["Retrain"]["hv"] == pytest.approx(0.09) and table["Flat"]["hv"] == pytest.approx(0.075)
+    # IGD+: Flat reaches Retrain's (0, .6) and (.1, .5) and falls 0.075 short of (.2, .4) in NDCG
+    assert table["Retrain"]["igd_plus"] == pytest.approx(0.0) and table["Flat"]["igd_plus"] == pytest.approx(0.025)
+    # normalised: Retrain (0, 1), (.5, .5), (1, 0); Flat (.625, 0), (.625, .5), (.625, 1). Utilities at w_acc 0, .5,
+    # 1: Retrain 1, .5, 1; Flat 0, .5625, .625; best 1, .5625, 1
+    assert table["Retrain"]["regret"] == pytest.approx(0.0625 / 3)
+    assert table["Flat"]["regret"] == pytest.approx((1 + 0.375) / 3)
+    assert (table["Retrain"]["rho_a"], table["Retrain"]["rho_d"]) == pytest.approx((1.0, -1.0))
+    assert math.isnan(table["Flat"]["rho_a"]) and table["Flat"]["rho_d"] == pytest.approx(1.0)
+    assert table["Flat"]["seeds"] == 1 and math.isnan(table["Flat"]["regret_std"])  # no spread from one seed
+
+    shifted = {k: np.stack([curves["Retrain"][k], curves["Retrain"][k] + [0.02 * (k == "ndcg10")]]) for k in
+               ("ndcg10", "alpha_ndcg10")}  # a second Retrain seed, 0.02 better in NDCG at every task
+    mean = {"w_acc": w_acc, **{k: v.mean(0) for k, v in shifted.items()}}
+    seeded = controllability_table({"Retrain": mean, "Flat": curves["Flat"]},
+                                   per_seed={"Retrain": shifted, "Flat": {k: curves["Flat"][k][None] for k in shifted}})
+    row = seeded["Retrain"]
+    hvs = [0.09, 0.02 * 0.6 + 0.1 * 0.5 + 0.1 * 0.4]  # the second seed's first point now has width 0.02
+    assert row["seeds"] == 2 and row["hv"] == pytest.approx(np.mean(hvs)) and row["hv_std"] == pytest.approx(
+        np.std(hvs, ddof=1))
+    assert row["r_a"] == pytest.approx(1.0) and row["r_a_std"] == pytest.approx(0.0)
+
+
+def test_paired_tests_and_the_headline():
+    w_acc = np.linspace(0, 1, 11)
+    good = {"ndcg10": 0.1 + 0.1 * w_acc, "alpha_ndcg10": 0.6 - 0.2 * w_acc}
+    wobble = np.where(np.arange(11) % 2, 1e-3, -1e-3)  # a method as good, up and down around it
+    per_seed = {"Retrain": {k: np.stack([v * 1.05, v * 1.05]) for k, v in good.items()},  # better everywhere
+                "PaDiRec": {k: np.stack([v, v]) for k, v in good.items()},
+                "Same": {k: np.stack([v + wobble, v - wobble]) for k, v in good.items()},
+                "Flat": {k: np.full((3, 11), v.mean()) for k, v in good.items()}}
+    tests = {t["versus"]: t for t in paired_tests(per_seed, w_acc)}
+    assert {v: t["outcome"] for v, t in tests.items()} == {"Retrain": "worse", "Same": "tie", "Flat": "better"}
+    assert tests["Flat"]["pairs"] == 2 * 11 and tests["Flat"]["seeds"] == 2  # the first min(seeds) seeds
+    assert tests["Retrain"]["regret_difference"] < 0 < tests["Flat"]["regret_difference"]
+    utilities = seed_utilities(per_seed, w_acc)  # paired by (seed index, task): Flat has 3 seeds, PaDiRec 2
+    expected = stats.wilcoxon(utilities["PaDiRec"].ravel(), utilities["Flat"][:2].ravel()).pvalue
+    assert tests["Flat"]["p_value"] == pytest.approx(expected) and tests["Same"]["p_value"] > 0.05
+    curves = {m: {"w_acc": w_acc, **{k: v.mean(0) for k, v in s.items()}} for m, s in per_seed.items()}
+    table = controllability_table(curves, per_seed=per_seed)
+    lines = headline({m: table[m] for m in ("Retrain", "PaDiRec", "Flat")}, list(tests.values()))
+    gap = table["Flat"]["regret"] - table["PaDiRec"]["regret"]
+    assert lines[2] == (f"- w-utility regret: **PaDiRec** {table['PaDiRec']['regret']:.4g}, ahead of Flat "
+                        f"({table['Flat']['regret']:.4g}) by {gap:.4g} ({100 * gap / table['Flat']['regret']:.1f}%); "
+                        f"Retrain: {table['Retrain']['regret']:.4g}")  # Retrain, the reference, is not ranked
+    p = {m: f"{t['p_value']:.3g}" for m, t in tests.items()}
+    assert lines[-1].endswith(f"worse than Retrain (p = {p['Retrain']}), tie with Same (p = {p['Same']}), "
+                              f"better than Flat (p = {p['Flat']})")
 
 
 def test_sampler_specs_and_variant_names():
@@ -81,12 +142,22 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
           "--guidance", "0,1", "--samples", "2", "--cmr-epochs", "1", "--noise-std", "0.05", "--noise-repeats", "1",
           "--timing-repeats", "2", "--output", str(out), "--quiet"])
 
-    files = {"controllability.md", "controllability.png", "curves.csv", "table1.csv", "response_time.csv",
-             "robustness.csv", "ablation.csv", "ablation.png"}
+    files = {"controllability.md", "controllability.png", "curves.csv", "seeds.csv", "table1.csv", "significance.csv",
+             "response_time.csv", "robustness.csv", "ablation.csv", "ablation.png"}
     assert files <= {p.name for p in out.iterdir()}
     table = {r["method"]: r for r in read_csv(out / "table1.csv")}
     assert list(table) == ["Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec"]
     assert float(table["Retrain"]["r_a"]) == pytest.approx(1.0)
+    # 5 seeds (the default) for the learned methods, the sweep's 2 for Retrain and Soup, MMR deterministic
+    assert {m: int(r["seeds"]) for m, r in table.items()} == {"Retrain": 2, "Soup": 2, "MMR": 1, "CMR": 5,
+                                                               "Hypernetwork": 5, "PaDiRec": 5}
+    assert all(float(r["regret"]) >= 0 and float(r["hv"]) > 0 for r in table.values())
+    seeds = read_csv(out / "seeds.csv")
+    assert len(seeds) == 11 * (2 + 2 + 1 + 5 + 5 + 5 + 1)  # ... and one run of the second γ variant
+    tests = {r["versus"]: r for r in read_csv(out / "significance.csv")}
+    assert list(tests) == ["Retrain", "Soup", "MMR", "CMR", "Hypernetwork"]
+    assert all(r["outcome"] in ("better", "worse", "tie") and 0 <= float(r["p_value"]) <= 1 for r in tests.values())
+    assert (float(tests["MMR"]["p_value"]) < 0.05) == (tests["MMR"]["outcome"] != "tie")
     curves = read_csv(out / "curves.csv")
     methods = ["Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec (γ=0)", "PaDiRec (γ=1)"]
     assert [r["method"] for r in curves[::11]] == methods and len(curves) == 11 * len(methods)
@@ -103,6 +174,12 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
     assert {r["variant"] for r in read_csv(out / "ablation.csv")} == {"Retrain", "PaDiRec (γ=0)", "PaDiRec (γ=1)"}
     markdown = (out / "controllability.md").read_text()
     assert "## Table 1" in markdown and "## Table 2" in markdown and "Robustness (RQ1)" in markdown
+    top = markdown.splitlines()[2:7]  # the headline, right under the title
+    assert [line.split(":")[0] for line in top] == ["- hypervolume at (0, 0)", "- IGD+ to Retrain's front",
+                                                    "- w-utility regret", "- Avg.HV (paper)",
+                                                    "- PaDiRec on w-utility regret (Wilcoxon signed-rank, paired "
+                                                    "(task, seed), p < 0.05)"]
+    assert "fixed reference point (NDCG@10, α-NDCG@10) = (0, 0)" in markdown and "## Paired tests" in markdown
 
     client = MlflowClient()
     reports = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'report'")
@@ -111,7 +188,9 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
     assert run.data.tags[SWEEP_RUN_TAG] == sweep_run and run.data.params["sweep_run_id"] == sweep_run
     assert run.data.metrics["padirec_avg_hv"] == pytest.approx(float(table["PaDiRec"]["avg_hv"]))
     assert {"retrain_r_a", "cmr_avg_hv", "ablation_padirec_g_1_r_d", "response_padirec_measured_seconds",
-            "noise_hypernetwork_abs_delta_ndcg10"} <= set(run.data.metrics)
+            "noise_hypernetwork_abs_delta_ndcg10", "padirec_hv", "padirec_igd_plus", "padirec_regret", "cmr_regret_std",
+            "padirec_rho_a", "padirec_seeds", "wilcoxon_padirec_vs_cmr_p_value"} <= set(run.data.metrics)
+    assert run.data.metrics["padirec_regret"] == pytest.approx(float(table["PaDiRec"]["regret"]))
     history = client.get_metric_history(run.info.run_id, "curve_mmr_alpha_ndcg10")
     assert sorted(m.step for m in history) == list(range(0, 101, 10))
     assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {f"report/{f}" for f in files}

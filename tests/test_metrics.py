@@ -8,13 +8,17 @@ from padirec.metrics import (
     alpha_dcg,
     alpha_ndcg_at_k,
     avg_hv,
+    fixed_hypervolume,
     hypervolumes,
     ideal_alpha_dcg,
+    igd_plus,
     minmax_bounds,
     ndcg_at_k,
+    pareto_front,
     pearson,
     spearman,
     topk_full_ranking,
+    w_regret,
     w_utility,
 )
 
@@ -83,3 +87,27 @@ def test_w_utility_weights_the_min_max_normalised_metrics():
     assert bounds == (0.1, 0.3, 0.5, 0.9)
     u = w_utility(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), [0.3, 0.3, 0.2], [0.5, 0.5, 0.7], bounds)
     np.testing.assert_allclose(u, [1.0, 0.0, 0.5])
+
+
+def test_fixed_reference_hypervolume_and_pareto_front_by_hand():
+    ndcg, alpha = [0.1, 0.2, 0.15], [0.5, 0.4, 0.3]  # the third point is dominated by the second
+    assert fixed_hypervolume(ndcg, alpha) == pytest.approx(0.1 * 0.5 + (0.2 - 0.1) * 0.4)
+    assert fixed_hypervolume(ndcg, alpha, (0.05, 0.2)) == pytest.approx(0.05 * 0.3 + 0.1 * 0.2)
+    assert fixed_hypervolume([0.1, np.nan], [0.5, 0.4]) == pytest.approx(0.05)  # a NaN point is left out
+    assert math.isnan(fixed_hypervolume([np.nan], [0.5]))
+    np.testing.assert_allclose(sorted(map(tuple, pareto_front(ndcg, alpha))), [(0.1, 0.5), (0.2, 0.4)])
+
+
+def test_igd_plus_counts_only_where_points_fall_short_of_the_front():
+    front = np.array([[0.1, 0.5], [0.2, 0.4]])
+    # each front point's nearest shortfall: (0.1, 0.5) <- (0.09, 0.45): |(.01, .05)|; (0.2, 0.4) <- (0.18, 0.36)
+    expected = (math.hypot(0.01, 0.05) + math.hypot(0.02, 0.04)) / 2
+    assert igd_plus([0.09, 0.18], [0.45, 0.36], front) == pytest.approx(expected)
+    assert igd_plus([0.3], [0.6], front) == pytest.approx(0.0)  # one point beating the whole front
+    assert igd_plus(*front.T, front) == pytest.approx(0.0)
+
+
+def test_w_regret_is_the_shortfall_from_the_best_of_any_method_and_seed():
+    regret = w_regret({"a": np.array([[1.0, 0.5]]), "b": np.array([[0.5, 0.5], [0.8, 0.2]])})
+    np.testing.assert_allclose(regret["a"], [0.0])  # best at both tasks
+    np.testing.assert_allclose(regret["b"], [(0.5 + 0.0) / 2, (0.2 + 0.3) / 2])

@@ -1,13 +1,16 @@
 """Phase 1 and phase 2 training on the seeded synthetic data."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
+from padirec.metrics import w_utility
 from padirec.models import BackboneConfig, build_backbone, load_backbone, save_backbone
-from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
+from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +39,14 @@ def test_backbone_is_frozen_in_phase_2(data, backbone):
 
 
 def test_packed_adapters_equal_separately_trained_ones(data, backbone):
-    config = AdapterConfig(epochs=2, keep_last=2, seed=5)
+    config = AdapterConfig(epochs=2, keep_last=2, seed=5, keep="last")
     weights = np.array([[1.0, 0.0], [0.3, 0.7]])
     packed = train_adapters(backbone, data, weights, config, progress=False, eval_splits=())
     for k in range(2):
         single = train_adapters(backbone, data, weights[k : k + 1], config, progress=False, eval_splits=())
         np.testing.assert_allclose(packed.params[:, k], single.params[:, 0], atol=2e-5)
-    assert packed.params.shape == (2, 2, 1096) and packed.epochs == [0, 1]
+    assert packed.params.shape == (2, 2, 1096) and packed.epochs[:, 0].tolist() == [0, 1]
+    assert packed.slots == ["epoch=0", "epoch=1"]  # the keys sweeps have always used: old sweeps still resume
 
 
 def test_accuracy_and_diversity_adapters_differ_in_the_expected_direction(data, backbone):
@@ -76,3 +80,37 @@ def test_diversity_topk_adds_each_adapters_top_items_to_the_diversity_term_only(
     assert torch.allclose(plain[:, 0], topk[:, 0]) and not torch.allclose(plain[:, 1], topk[:, 1])
     topk[:, 1].sum().backward()
     assert h.grad.abs().sum() > 0
+
+
+def test_best_keeps_the_epochs_of_highest_validation_utility(data, backbone):
+    """keep="best" = train every epoch, keep per w the epochs whose validation w-utility is highest."""
+    weights = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    config = AdapterConfig(epochs=4, keep_last=2, keep="best", objective_scale="range", seed=2)
+    every = train_adapters(backbone, data, weights, replace(config, keep_last=4, keep="last"), progress=False,
+                           eval_splits=("valid",))
+    best = train_adapters(backbone, data, weights, config, progress=False)
+    ndcg, alpha = every.metrics["val_ndcg10"], every.metrics["val_alpha_ndcg10"]  # [4 epochs, 3 weights]
+    bounds = calibrate(backbone, data, config).utility_bounds  # what "best" selects by
+    utility = w_utility(weights[None], ndcg, alpha, bounds)
+    for k in range(3):
+        expected = np.argsort(utility[:, k], kind="stable")[-2:]
+        assert best.epochs[:, k].tolist() == expected.tolist(), (k, utility[:, k])
+        np.testing.assert_allclose(best.params[-1, k], every.params[expected[-1], k], atol=1e-6)
+    assert best.slots == ["rank=1", "rank=0"] and set(best.metrics) >= {"val_ndcg10", "test_ndcg10"}
+    assert best.metrics["test_ndcg10"].shape == (2, 3)
+
+
+def test_objective_scales_put_the_losses_on_one_scale(data, backbone):
+    none = calibrate(backbone, data, AdapterConfig(objective_scale="none")).scales
+    initial = calibrate(backbone, data, AdapterConfig(objective_scale="initial")).scales
+    spans = calibrate(backbone, data, AdapterConfig(objective_scale="range", scale_epochs=2))
+    assert none == [1.0, 1.0] and all(s > 0 for s in initial + spans.scales)
+    lo_a, hi_a, lo_d, hi_d = spans.utility_bounds  # the ends of the front: accuracy-only and diversity-only adapters
+    assert lo_a < hi_a and lo_d < hi_d
+    given = AdapterConfig(scales=[2.0, 3.0], utility_bounds=[0.0, 1.0, 0.0, 1.0])
+    assert calibrate(backbone, data, given) == given  # given: used as is
+    result = train_adapters(backbone, data, np.array([[0.5, 0.5]]), AdapterConfig(epochs=1, keep_last=1,
+                            objective_scale="initial"), progress=False)
+    assert result.scales == initial
+    with pytest.raises(ValueError, match="scales must be 2 positive"):
+        AdapterConfig(scales=[1.0, -1.0])

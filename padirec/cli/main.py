@@ -23,11 +23,12 @@ from padirec.cli.serving import add_commands as add_serving_commands
 from padirec.config import build, data_spec, load_data
 from padirec.data import DataError
 from padirec.evaluation.stage import evaluate_adapter
+from padirec.phases import adapt, pretrain
 from padirec.pipeline import pipeline_config, run_pipeline
 from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 from padirec.sweep import SweepConfig, gather, load_sweep_config, run_sweep, sweep_report
-from padirec.training import AdapterConfig, PretrainConfig, adapt, pretrain
+from padirec.training import AdapterConfig, PretrainConfig
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
@@ -120,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(adapt_parser)
     adapt_parser.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint")
     adapt_parser.add_argument("--w-acc", type=float, required=True, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
-    add_flags(adapt_parser, AdapterConfig, ["epochs", "keep_last", "lr", "seed", "init_seed", "device"],
-              section="adapter")
+    add_flags(adapt_parser, AdapterConfig, ["epochs", "keep_last", "keep", "objective_scale", "diversity_topk", "lr",
+                                            "seed", "init_seed", "device"], section="adapter")
     adapt_parser.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")
     adapt_parser.set_defaults(func=cmd_adapt)
 
@@ -147,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
               section="sweep", flags={"backbone_run_id": "--backbone-run"},
               helps={"backbone_run_id": "MLflow run id of the backbone (from `padirec pretrain`)"})
     sweep.add_argument("--resume", metavar="SWEEP_RUN_ID", help="finish an interrupted sweep: only missing adapters")
-    add_flags(sweep, AdapterConfig, ["epochs", "keep_last", "lr"], section="adapter",
-              helps={"epochs": "adapter epochs"})
+    add_flags(sweep, AdapterConfig, ["epochs", "keep_last", "keep", "objective_scale", "diversity_topk", "lr"],
+              section="adapter", helps={"epochs": "adapter epochs"})
     sweep.add_argument("--gather", action="store_true", help="gather the dataset when the sweep completes")
     sweep.set_defaults(func=cmd_sweep, sweep_command=None)
     sweep_commands = sweep.add_subparsers(dest="sweep_command")

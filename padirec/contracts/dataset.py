@@ -31,6 +31,7 @@ SCHEMA = pa.schema([
     ("backbone_run_id", pa.string()),
     ("run_id", pa.string()),
 ])
+OPTIONAL = {"slot": pa.string()}  # added later: written always, filled with "" when an older file lacks it
 METADATA_KEY = b"padirec"
 
 
@@ -40,7 +41,8 @@ def adapter_table(rows: list[dict]) -> pa.Table:
     columns = {name: pa.array([r[name] for r in rows], type=SCHEMA.field(name).type)
                for name in SCHEMA.names if name != "params"}
     columns["params"] = pa.FixedSizeListArray.from_arrays(pa.array(params.reshape(-1)), N_PARAMS)
-    return pa.table({name: columns[name] for name in SCHEMA.names})
+    columns.update({name: pa.array([r.get(name, "") for r in rows], type=kind) for name, kind in OPTIONAL.items()})
+    return pa.table({name: columns[name] for name in [*SCHEMA.names, *OPTIONAL]})
 
 
 def write_dataset(rows: list[dict], out_dir: str | os.PathLike, sweep_run_id: str = "", dropped: list[str] = (),
@@ -80,6 +82,9 @@ def read_dataset(path: str | os.PathLike) -> tuple[pa.Table, dict]:
         expected, found = SCHEMA.field(name).type, table.schema.field(name).type
         if found != expected:
             raise ValueError(f"{path}: column {name!r} has type {found}, expected {expected}")
+    for name, kind in OPTIONAL.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([""] * table.num_rows, type=kind))
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path}: no PaDiRec metadata (layout, normaliser): write it with `padirec gather`")
@@ -96,6 +101,7 @@ def dataset_arrays(table: pa.Table) -> dict[str, np.ndarray]:
               "w": np.array(table.column("w").to_pylist(), dtype=np.float32)}
     for name in ("seed", "epoch", *METRIC_COLUMNS):
         arrays[name] = table.column(name).to_numpy()
+    arrays["slot"] = np.array(table.column("slot").to_pylist(), dtype=object)
     return arrays
 
 

@@ -12,6 +12,7 @@ ADAPTER_SHA256_TAG = "padirec.adapter_sha256"  # digest of the run's adapter.npy
 DATASET_SHA256_TAG = "padirec.dataset_sha256"  # a gathered dataset: on its sweep run and on generators trained on it
 SWEEP_RUN_TAG = "padirec.sweep_run_id"  # lineage: the sweep a dataset, generator or report came from
 BACKBONE_RUN_TAG = "padirec.backbone_run_id"  # lineage: the backbone an adapter or generator belongs to
+BACKBONE_CONVERGED_TAG = "padirec.backbone_converged"  # "false": still improving at the epoch cap
 RAY_TRAIN_NAME_TAG = "padirec.ray_train_name"  # the Ray Train run name of a generator (reuse it to resume)
 LEGACY_TAGS = {  # written by releases before these names; read as a fallback so old stores stay usable
     ADAPTER_SHA256_TAG: "adapter_sha256", DATASET_SHA256_TAG: "dataset_sha256", SWEEP_RUN_TAG: "sweep_run_id",

@@ -1,6 +1,7 @@
 """A seeded synthetic dataset where accuracy and diversity really conflict and order matters.
 
-Items have one or two categories and a Zipf-like popularity. Each user sticks to a couple of
+Items have one or two categories (plus, optionally, many overlapping tags: `extra_categories`, the shape of
+catalogues whose items carry a dozen categories) and a Zipf-like popularity. Each user sticks to a couple of
 favourite categories (so the accurate list is narrow and a diverse one costs accuracy), and
 often follows a fixed successor of the previous item within its category (so a sequential
 model beats a popularity count).
@@ -26,6 +27,7 @@ class SyntheticConfig:
     p_favourite: float = 0.85  # next item from a favourite category (popularity-weighted)
     p_sequential: float = 0.5  # next item is the fixed successor of the previous one
     p_second_category: float = 0.3  # share of items with a second category
+    extra_categories: float = 0.0  # mean number of further categories per item (Poisson), drawn at random
     zipf_exponent: float = 1.0
     seed: int = 0
 
@@ -36,6 +38,8 @@ class SyntheticConfig:
             raise ValueError("need 1 <= min_len <= max_len")
         if not all(0 <= p <= 1 for p in (self.p_favourite, self.p_sequential, self.p_second_category)):
             raise ValueError("probabilities must lie in [0, 1]")
+        if self.extra_categories < 0:
+            raise ValueError(f"extra_categories must be >= 0, got {self.extra_categories}")
 
 
 def _draw(cdf: np.ndarray, u: float) -> int:
@@ -86,5 +90,10 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig()) -> RawData:
 
     categories = {i + 1: [names[primary[i]]] + ([names[second[i]]] if second[i] >= 0 else [])
                   for i in range(c.n_items)}
+    if c.extra_categories > 0:  # drawn after the sequences: the same seed gives the same interactions
+        extra = np.random.default_rng([c.seed, 1]).poisson(c.extra_categories, c.n_items)
+        for i, n in enumerate(extra):
+            tags = np.random.default_rng([c.seed, 2, i]).choice(c.n_categories, min(n, c.n_categories), replace=False)
+            categories[i + 1] += [names[k] for k in tags if names[k] not in categories[i + 1]]
     return RawData(np.array(users, np.int64), np.array(items, np.int64), np.array(times, np.float64),
                    categories, f"synthetic {c}")

@@ -9,7 +9,7 @@ frozen module, so it is built once on the driver and shipped to Ray Train worker
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from padirec.data import sample_negatives
 from padirec.evaluation.ranking import encode_instances
 from padirec.models import Backbone, ParamNormalizer, apply_adapters, from_tokens, load_backbone, unflatten
 from padirec.objectives import weighted_loss
-from padirec.training import AdapterConfig, adapter_losses
+from padirec.training import AdapterConfig, adapter_losses, calibrate
 
 
 @dataclass
@@ -75,6 +75,7 @@ def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,
     candidates = torch.as_tensor(np.concatenate([pool.targets[:, None], negatives], axis=1))
     categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
     backbone = backbone.cpu().eval().requires_grad_(False)
+    config = replace(config, adapter=calibrate(backbone, data, config.adapter))
     return AdapterTaskLoss(backbone, encode_instances(backbone, pool), candidates, categories, normalizer, config)
 
 

@@ -10,7 +10,8 @@ task's metrics are the mean over its S_k adapters, e.g. Retrain's seeds or PaDiR
 - Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control);
 - PaDiRec: adapters sampled from the trained DiT.
 
-MMR is the one that is not an adapter: it re-ranks the frozen backbone's top candidates.
+MMR and DPP are not adapters: they re-rank the frozen backbone's top candidates for diversity
+(`padirec.evaluation.rerank`: α-DCG coverage gain; greedy MAP of a category-similarity DPP).
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.sampling import SamplerConfig
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics
+from padirec.evaluation.rerank import dpp_rerank, mmr_rerank
 from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
 from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
 from padirec.objectives import weighted_loss
-from padirec.training import AdapterConfig, AdapterResult, adapter_losses, candidate_batches, train_adapters
+from padirec.sweep.report import chosen_adapters
+from padirec.training import (
+    AdapterConfig,
+    AdapterResult,
+    adapter_losses,
+    calibrate,
+    candidate_batches,
+    train_adapters,
+)
 
-METHODS = ("Retrain", "Soup", "MMR", "CMR", "Hypernetwork", "PaDiRec")
+METHODS = ("Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec")
 
 
 @dataclass
@@ -93,24 +103,25 @@ class AdapterMethod(Method):
 
 
 class Retrain(AdapterMethod):
-    """The sweep's adapters at exactly w: every seed's last kept epoch (as `retrain_curve` averages them)."""
+    """The sweep's adapters at exactly w: every seed's chosen adapter (`chosen_adapters`, as `retrain_curve`)."""
 
     name = "Retrain"
 
     def __init__(self, arrays: dict[str, np.ndarray], backbone: Backbone | None = None,
                  data: SequenceData | None = None, config: AdapterConfig = AdapterConfig()):
-        last = arrays["epoch"] == arrays["epoch"].max()
+        last = chosen_adapters(arrays)
         self.w_acc, self.seed, self.params = arrays["w"][last, 0], arrays["seed"][last], arrays["params"][last]
         self.seeds = sorted({int(s) for s in arrays["seed"]})
         self.backbone, self.data, self.config = backbone, data, config
         self.trained: dict[float, np.ndarray] = {}  # on-demand adapters by w_acc
 
     def train(self, weights: np.ndarray, seed: int = 0, epochs: int | None = None) -> AdapterResult:
-        """Train adapters for `weights [K, 2]` as the sweep did (its settings; only the last epoch kept)."""
+        """Train adapters for `weights [K, 2]` as the sweep did (its settings; only the chosen adapter kept)."""
         if self.backbone is None or self.data is None:
             raise ValueError("training Retrain adapters on demand needs the backbone and the data")
         config = replace(self.config, seed=seed, epochs=epochs or self.config.epochs, keep_last=1)
-        return train_adapters(self.backbone, self.data, weights, config, progress=False, eval_splits=())
+        splits = ("valid",) if config.keep == "best" else ()  # "best" chooses by validation utility
+        return train_adapters(self.backbone, self.data, weights, config, progress=False, eval_splits=splits)
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         on_grid = [np.flatnonzero(np.abs(self.w_acc - w) < 1e-6) for w in weights[:, 0]]
@@ -139,45 +150,18 @@ class Soup(AdapterMethod):
         return [float(w) * self.accuracy + (1.0 - float(w)) * self.diversity for w in weights[:, 0]]
 
 
-# ------------------------------------------------------------------------------------------------- MMR
+# ---------------------------------------------------------------------------------------- re-rankers: MMR, DPP
 
 
-def jaccard(categories: torch.Tensor) -> torch.Tensor:
-    """Pairwise Jaccard overlap of multi-hot category sets `[..., N, M]` -> `[..., N, N]` (0 for empty sets)."""
-    overlap = categories @ categories.transpose(-1, -2)
-    size = categories.sum(-1)
-    return overlap / (size[..., :, None] + size[..., None, :] - overlap).clamp(min=1e-12)
-
-
-def mmr_rerank(scores: torch.Tensor, similarity: torch.Tensor, lam: float, k: int = 10) -> torch.Tensor:
-    """Positions `[B, k]` picked greedily by λ·relevance − (1 − λ)·max similarity to the items already picked.
-
-    `scores [B, N]` of each row's candidates (−inf = unavailable) are min–max scaled to [0, 1] per row,
-    so relevance and Jaccard similarity share a scale; λ = 1 keeps the score order.
-    """
-    available = torch.isfinite(scores)
-    lo = scores.masked_fill(~available, float("inf")).min(-1, keepdim=True).values
-    hi = scores.masked_fill(~available, float("-inf")).max(-1, keepdim=True).values
-    relevance = ((scores - lo) / (hi - lo).clamp(min=1e-12)).masked_fill(~available, 0.0)
-    rows = torch.arange(scores.shape[0])
-    redundancy = torch.zeros_like(relevance)
-    picked = torch.zeros(scores.shape[0], k, dtype=torch.long)
-    for position in range(k):
-        value = (lam * relevance - (1 - lam) * redundancy).masked_fill(~available, float("-inf"))
-        best = value.argmax(-1)
-        picked[:, position] = best
-        available[rows, best] = False
-        redundancy = torch.maximum(redundancy, similarity[rows, best])
-    return picked
-
-
-class MMR(Method):
-    """Maximal marginal relevance over the backbone's top-N candidates, λ = w_acc, Jaccard of item categories."""
-
-    name = "MMR"
+class Reranker(Method):
+    """Re-ranks the frozen backbone's top-N candidates of every user for λ = w_acc (no adapter involved)."""
 
     def __init__(self, candidates: int = 100):
         self.candidates = candidates
+
+    @abstractmethod
+    def rerank(self, scores: torch.Tensor, categories: torch.Tensor, lam: float, eval_set: EvalSet) -> torch.Tensor:
+        """Positions `[B, k]` into the candidates, from their scores `[B, n]` and categories `[B, n, M]`."""
 
     @torch.no_grad()
     def top_candidates(self, scorer: Scorer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +185,7 @@ class MMR(Method):
         lists = []
         for start in range(0, len(items), 256):
             rows = slice(start, start + 256)
-            positions = mmr_rerank(values[rows], jaccard(eval_set.item_categories[items[rows]]), lam, eval_set.k)
+            positions = self.rerank(values[rows], eval_set.item_categories[items[rows]], lam, eval_set)
             lists.append(items[rows].gather(-1, positions))
         return torch.cat(lists)
 
@@ -209,6 +193,28 @@ class MMR(Method):
         candidates = self.top_candidates(scorer)
         rows = [scorer.list_metrics(self.rankings(scorer, float(w), candidates)) for w in weights[:, 0]]
         return {k: np.array([r[k] for r in rows]) for k in ("ndcg10", "alpha_ndcg10")}
+
+
+class MMR(Reranker):
+    """Maximal marginal relevance, λ = w_acc, with α-DCG's coverage gain as the novelty term (`mmr_rerank`)."""
+
+    name = "MMR"
+
+    def rerank(self, scores: torch.Tensor, categories: torch.Tensor, lam: float, eval_set: EvalSet) -> torch.Tensor:
+        return mmr_rerank(scores, categories, lam, eval_set.k, eval_set.alpha)
+
+
+class DPP(Reranker):
+    """Greedy MAP of a relevance-quality x category-similarity DPP, λ = w_acc (`dpp_rerank`, Chen et al., 2018)."""
+
+    name = "DPP"
+
+    def __init__(self, candidates: int = 100, jitter: float = 1e-3):
+        super().__init__(candidates)
+        self.jitter = jitter
+
+    def rerank(self, scores: torch.Tensor, categories: torch.Tensor, lam: float, eval_set: EvalSet) -> torch.Tensor:
+        return dpp_rerank(scores, categories, lam, eval_set.k, self.jitter)
 
 
 # ------------------------------------------------------------------------------ hypernetworks: CMR, MLP
@@ -273,6 +279,7 @@ class CMR(HypernetworkMethod):
             config: CMRConfig = CMRConfig(), progress: bool = True) -> CMR:
         """Train on the sweep's objective (`adapter_losses` with its settings), a fresh batch of w per step."""
         torch.manual_seed(config.seed)
+        adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
         rng = np.random.default_rng(config.seed)
         train = data.train_instances()
         states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode

@@ -1,6 +1,7 @@
 """The controllability report (paper §5, DESIGN §5): every method on the 11 tasks, in one MLflow run.
 
-Table 1 (Avg.HV, Pearson r-a / r-d against Retrain), the per-task curves (Figure 3), response time
+A headline (the best method on each metric), Table 1 (Avg.HV, Pearson r-a / r-d against Retrain), the
+w-following metrics and paired tests over seeds (`controllability`), the per-task curves (Figure 3), response time
 from receiving w to a servable adapter (Table 2), the noise check of RQ1 and the generator ablations
 (Figure 5: conditioning strategy via several generators, guidance γ, sampler steps). Written as
 Markdown + CSV + PNG and logged to one run tagged `padirec.stage=report`.
@@ -13,7 +14,7 @@ import itertools
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,7 @@ from padirec.diffusion.generator import Generator
 from padirec.diffusion.sampling import parse_sampler, sampler_label
 from padirec.evaluation.baselines import (
     CMR,
+    DPP,
     METHODS,
     MMR,
     AdapterMethod,
@@ -41,7 +43,15 @@ from padirec.evaluation.baselines import (
     Scorer,
     Soup,
 )
-from padirec.evaluation.controllability import controllability_table, table_markdown
+from padirec.evaluation.controllability import (
+    controllability_table,
+    headline,
+    paired_tests,
+    seed_curves,
+    seed_rows,
+    table_markdown,
+    tables_markdown,
+)
 from padirec.models import Backbone
 from padirec.sweep.report import TASKS, plot_curves
 from padirec.training import AdapterConfig
@@ -51,14 +61,17 @@ ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sou
 
 @dataclass
 class EvaluateConfig:
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # Retrain is always evaluated
+    methods: list[str] = field(
+        default_factory=lambda: [m for m in METHODS if m != "DPP"])  # Retrain is always evaluated; DPP if listed
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
     split: Literal["valid", "test"] = "test"
     samplers: list[str] = field(default_factory=lambda: ["ddim:50"])  # "ddim:STEPS" | "ddpm" (all T steps)
     guidance: list[float] = field(default_factory=lambda: [0.0])  # classifier-free guidance γ values
     samples: int = 3  # generated adapters per task; a task's metrics are their mean
     seed: int = 0
+    seeds: int = 5  # runs per learned method (CMR, Hypernetwork refitted, PaDiRec resampled) for mean ± std and tests
     mmr_candidates: int = 100  # top-N of the backbone that MMR re-ranks
+    dpp_candidates: int = 100  # top-N of the backbone that DPP re-ranks
     cmr: CMRConfig = field(default_factory=CMRConfig)
     hypernetwork: HypernetworkConfig = field(default_factory=HypernetworkConfig)
     noise_std: float = 0.0  # > 0: the RQ1 robustness check with this Gaussian noise on every parameter
@@ -76,8 +89,8 @@ class EvaluateConfig:
             raise ValueError(f"tasks must be w_acc values in [0, 1], got {self.tasks}")
         for spec in self.samplers:
             parse_sampler(spec)
-        if self.samples < 1 or self.noise_repeats < 1 or self.timing_repeats < 1 or self.noise_std < 0:
-            raise ValueError("samples, noise_repeats and timing_repeats must be >= 1 and noise_std >= 0")
+        if min(self.samples, self.seeds, self.noise_repeats, self.timing_repeats) < 1 or self.noise_std < 0:
+            raise ValueError("samples, seeds, noise_repeats and timing_repeats must be >= 1 and noise_std >= 0")
 
 
 def padirec_variants(generators: dict[str, Generator], config: EvaluateConfig) -> list[PaDiRec]:
@@ -175,6 +188,25 @@ def robustness(methods: dict[str, AdapterMethod], weights: np.ndarray, scorer: S
     return rows
 
 
+def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbone, data: SequenceData,
+              arrays: dict[str, np.ndarray], adapter: AdapterConfig, config: EvaluateConfig,
+              progress: bool = True) -> dict[str, list[Method]]:
+    """`config.seeds` runs of each learned method, for its spread over seeds: CMR and Hypernetwork refitted with
+    seed + i, the main PaDiRec sampled with seed + i. Retrain and Soup hold the sweep's seeds; re-rankers have none."""
+    runs = {name: [method] for name, method in methods.items()}
+    for i in range(1, config.seeds):
+        if "CMR" in runs:
+            cmr = replace(config.cmr, seed=config.cmr.seed + i)
+            runs["CMR"].append(CMR.fit(backbone, data, adapter, cmr, progress))
+        if "Hypernetwork" in runs:
+            hyper = replace(config.hypernetwork, seed=config.hypernetwork.seed + i)
+            runs["Hypernetwork"].append(Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress))
+    if main is not None:
+        runs[main.name] = [PaDiRec(main.generator, main.sampler, main.samples, main.seed + i, main.name)
+                           for i in range(config.seeds)]
+    return runs
+
+
 # --------------------------------------------------------------------------------------------- output
 
 
@@ -189,19 +221,6 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def curve_rows(curves: dict[str, dict[str, np.ndarray]]) -> list[dict]:
     return [{"method": m, "w_acc": float(w), "ndcg10": float(n), "alpha_ndcg10": float(d)}
             for m, c in curves.items() for w, n, d in zip(c["w_acc"], c["ndcg10"], c["alpha_ndcg10"])]
-
-
-def verdict(table: dict[str, dict], name: str = "PaDiRec", reference: str = "Retrain") -> str:
-    """One sentence on where `name` stands: against the reference, and which baselines beat it."""
-    row, ref = table[name], table[reference]
-    ratio = row["avg_hv"] / ref["avg_hv"] if ref["avg_hv"] > 0 else float("nan")
-    text = (f"{name}: Avg.HV {row['avg_hv']:.4f} = {100 * ratio:.1f}% of {reference}'s, "
-            f"r-a {row['r_a']:.4f}, r-d {row['r_d']:.4f}.")
-    for key, label in (("avg_hv", "Avg.HV"), ("r_a", "r-a"), ("r_d", "r-d")):
-        ahead = [m for m, r in table.items() if m not in (name, reference) and r[key] > row[key]]
-        text += f" Ahead of {name} on {label}: {', '.join(ahead)}." if ahead else \
-            f" No baseline beats {name} on {label}."
-    return text
 
 
 def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain") -> Path:
@@ -232,9 +251,8 @@ def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain"
 def report_markdown(result: dict, header: list[str]) -> str:
     curves, table = result["main_curves"], result["table"]
     methods = list(table)
-    lines = ["# Controllability report", "", *[f"- {h}" for h in header], "",
-             "## Table 1: Avg.HV and Pearson r-a / r-d against Retrain", "", table_markdown(table), "",
-             verdict(table) if "PaDiRec" in table else "", "",
+    lines = ["# Controllability report", "", *headline(table, result["significance"]), "",
+             *[f"- {h}" for h in header], "", *tables_markdown(table, result["significance"]),
              "## Figure 3: test NDCG@10 / α-NDCG@10 per task", "",
              "| w_acc | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
     for i, w in enumerate(curves["Retrain"]["w_acc"]):
@@ -291,6 +309,8 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         methods["Soup"] = Soup(retrain)
     if "MMR" in config.methods:
         methods["MMR"] = MMR(config.mmr_candidates)
+    if "DPP" in config.methods:
+        methods["DPP"] = DPP(config.dpp_candidates)
     if "CMR" in config.methods:
         cmr = config.cmr
         log_step(f"CMR: training its hypernetwork end to end ({cmr.epochs} epochs)", started)
@@ -301,13 +321,18 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         methods["Hypernetwork"] = Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress)
     variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
 
-    curves = {}
+    runs = seed_runs(methods, variants[0] if variants else None, backbone, data, arrays, adapter, config, progress)
+    curves, seeds = {}, {}
     for name, method in {**methods, **{v.name: v for v in variants}}.items():
-        log_step(f"{name}: {len(tasks)} tasks", started)
-        curves[name] = {"w_acc": tasks, **method.metrics(weights, scorer)}
-    main = {**{m: curves[m] for m in methods}, **({"PaDiRec": curves[variants[0].name]} if variants else {})}
-    table = controllability_table(main)
-    ablation = controllability_table({"Retrain": curves["Retrain"], **{v.name: curves[v.name] for v in variants}}) \
+        log_step(f"{name}: {len(tasks)} tasks x {len(runs.get(name, [method]))} run(s)", started)
+        seeds[name] = seed_curves(runs.get(name, [method]), weights, scorer, isinstance(method, Retrain | Soup))
+        curves[name] = {"w_acc": tasks, **{k: v.mean(0) for k, v in seeds[name].items()}}
+    names = {**{m: m for m in methods}, **({"PaDiRec": variants[0].name} if variants else {})}
+    main, main_seeds = {m: curves[n] for m, n in names.items()}, {m: seeds[n] for m, n in names.items()}
+    table = controllability_table(main, per_seed=main_seeds)
+    tests = paired_tests(main_seeds, tasks) if variants else []
+    ablated = ["Retrain", *(v.name for v in variants)]
+    ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated}) \
         if len(variants) > 1 else {}
 
     log_step("response time (Table 2)", started)
@@ -319,11 +344,13 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
                                           else {}), **({"PaDiRec": variants[0]} if variants else {})}
         robust = robustness(sources, weights, scorer, config.noise_std, config.noise_repeats, config.seed)
 
-    result = {"curves": curves, "main_curves": main, "table": table, "ablation": ablation, "response_times": times,
-              "robustness": robust}
-    files = [write_csv(out / "curves.csv", curve_rows(curves)),
+    result = {"curves": curves, "main_curves": main, "table": table, "significance": tests, "ablation": ablation,
+              "response_times": times, "robustness": robust}
+    files = [write_csv(out / "curves.csv", curve_rows(curves)), write_csv(out / "seeds.csv", seed_rows(seeds, tasks)),
              write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]),
              plot_curves(main, out / "controllability.png", "Controllability: methods against w_acc")]
+    if tests:
+        files.append(write_csv(out / "significance.csv", tests))
     if times:
         files.append(write_csv(out / "response_time.csv", times))
     if robust:
@@ -356,6 +383,8 @@ def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndar
                         r["seconds_mean"] for r in result["response_times"]})
         metrics.update({f"noise_{slug(r['method'])}_abs_delta_{k}": r[f"abs_delta_{k}"]
                         for r in result["robustness"] for k in ("ndcg10", "alpha_ndcg10")})
+        metrics.update({f"wilcoxon_{slug(t['method'])}_vs_{slug(t['versus'])}_{k}": t[k]
+                        for t in result["significance"] for k in ("p_value", "regret_difference")})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         stamp = int(time.time() * 1000)  # the curves as metric histories, step = 100 · w_acc
         mlflow.MlflowClient().log_batch(run.info.run_id, metrics=[

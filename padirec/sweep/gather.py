@@ -41,7 +41,7 @@ def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> d
                 "epoch": int(p["epoch"]), "params": params,
                 "ndcg10": m.get("val_ndcg10", np.nan), "alpha_ndcg10": m.get("val_alpha_ndcg10", np.nan),
                 "test_ndcg10": m.get("test_ndcg10", np.nan), "test_alpha_ndcg10": m.get("test_alpha_ndcg10", np.nan),
-                "backbone_run_id": p.get("backbone_run_id", ""), "run_id": run.info.run_id,
+                "backbone_run_id": p.get("backbone_run_id", ""), "run_id": run.info.run_id, "slot": p.get("slot", ""),
             })
     out_dir = Path(output) if output else Path(tempfile.mkdtemp(prefix="padirec-dataset-"))
     manifest = write_dataset(rows, out_dir, parent_run_id, dropped)

@@ -51,6 +51,7 @@ def pack_blocks(grid: np.ndarray, seeds: list[int], pack_size: int) -> list[Bloc
     return blocks
 
 
-def example_key(weights, seed: int, epoch: int) -> str:
-    """The identity of one adapter example: no two child runs of a sweep share it."""
-    return "w=" + ",".join(f"{x:.4f}" for x in weights) + f"|seed={seed}|epoch={epoch}"
+def example_key(weights, seed: int, slot: str) -> str:
+    """The identity of one adapter example: no two child runs of a sweep share it. `slot` is one of
+    `AdapterConfig.slots()` (`epoch=N` for the last epochs, the keys sweeps have always used; `rank=R`)."""
+    return "w=" + ",".join(f"{x:.4f}" for x in weights) + f"|seed={seed}|{slot}"

@@ -10,15 +10,38 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
-from padirec.metrics import spearman
+from padirec.metrics import minmax_bounds, spearman
 
 TASKS = np.round(np.linspace(0.0, 1.0, 11), 4)
 
 
+def chosen_adapters(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows of a gathered sweep that Retrain answers with, per (w, seed): the sweep's own choice (`rank=0` when
+    it kept its best epochs, `keep="best"`), else its last kept epoch. A bool mask `[N]`."""
+    slots = arrays.get("slot", np.full(len(arrays["w"]), "", dtype=object))
+    order = np.lexsort((arrays["epoch"], slots == "rank=0"))  # the chosen one last in each group
+    chosen = {}
+    for i in order:
+        chosen[(tuple(np.round(arrays["w"][i], 4)), int(arrays["seed"][i]))] = i
+    mask = np.zeros(len(arrays["w"]), dtype=bool)
+    mask[list(chosen.values())] = True
+    return mask
+
+
+def curve_evenness(ndcg: np.ndarray, alpha_ndcg: np.ndarray) -> float:
+    """Largest gap between consecutive points of a curve over the mean gap, in min–max normalised metric space:
+    1 is perfectly even; a large value means w jumps (DESIGN §6 asks ≤ 2)."""
+    a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha_ndcg)
+    points = np.stack([(np.asarray(ndcg) - a_lo) / max(a_hi - a_lo, 1e-12),
+                       (np.asarray(alpha_ndcg) - d_lo) / max(d_hi - d_lo, 1e-12)], axis=1)
+    gaps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    return float(gaps.max() / max(gaps.mean(), 1e-12)) if len(gaps) else float("nan")
+
+
 def retrain_curve(arrays: dict[str, np.ndarray], tasks: np.ndarray = TASKS) -> dict[str, np.ndarray]:
-    """Per task w_acc: mean over seeds of the last kept epoch's test metrics (Retrain baseline)."""
+    """Per task w_acc: mean over seeds of the chosen adapters' test metrics (the Retrain baseline)."""
     w_acc = np.round(arrays["w"][:, 0], 4)
-    last = arrays["epoch"] == arrays["epoch"].max()
+    last = chosen_adapters(arrays)
     curve = {"w_acc": [], "ndcg10": [], "alpha_ndcg10": [], "n": []}
     for task in tasks:
         rows = (np.abs(w_acc - task) < 1e-6) & last
@@ -60,7 +83,8 @@ def curve_markdown(curve: dict[str, np.ndarray]) -> str:
         lines.append(f"| {a:.1f} | {n:.4f} | {d:.4f} | {k} |")
     lines.append("")
     lines.append(f"Spearman(w_acc, NDCG@10) = {spearman(curve['w_acc'], curve['ndcg10']):.3f}; "
-                 f"Spearman(w_acc, α-NDCG@10) = {spearman(curve['w_acc'], curve['alpha_ndcg10']):.3f}")
+                 f"Spearman(w_acc, α-NDCG@10) = {spearman(curve['w_acc'], curve['alpha_ndcg10']):.3f}; "
+                 f"evenness (largest gap / mean gap) = {curve_evenness(curve['ndcg10'], curve['alpha_ndcg10']):.2f}")
     return "\n".join(lines)
 
 
@@ -81,5 +105,6 @@ def sweep_report(parent_run_id: str, output_dir: str | None = None, log: bool = 
         client.log_metric(parent_run_id, "retrain_spearman_ndcg", spearman(curve["w_acc"], curve["ndcg10"]))
         client.log_metric(parent_run_id, "retrain_spearman_alpha_ndcg",
                           spearman(curve["w_acc"], curve["alpha_ndcg10"]))
+        client.log_metric(parent_run_id, "retrain_evenness", curve_evenness(curve["ndcg10"], curve["alpha_ndcg10"]))
     print(f"wrote {png}")
     return {"curve": curve, "png": str(png), "markdown": markdown}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import mlflow
@@ -30,9 +30,10 @@ from padirec.contracts.names import (
     SWEEP_CONFIG_FILE,
 )
 from padirec.models import load_backbone
+from padirec.objectives import OBJECTIVES
 from padirec.runtime import init_ray, storage_uri
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
-from padirec.training import AdapterConfig, AdapterResult, train_adapters
+from padirec.training import AdapterConfig, AdapterResult, calibrate, train_adapters
 
 
 @dataclass
@@ -58,8 +59,7 @@ class SweepConfig:
 
 
 def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
-    epochs = range(adapter.epochs - adapter.keep_last, adapter.epochs)
-    return [example_key(w, block.seed, e) for w in block.weights for e in epochs]
+    return [example_key(w, block.seed, slot) for w in block.weights for slot in adapter.slots()]
 
 
 def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: bool = False) -> AdapterResult:
@@ -78,18 +78,18 @@ def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str
 
 def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, key: str, row: dict,
                 seed: int, extra_params: dict) -> str:
-    """One child run: params w_*, seed, epoch; metrics; the adapter as .npy with its sha256."""
+    """One child run: params w_*, seed, epoch, slot; metrics; the adapter as .npy with its sha256."""
     run = client.create_run(experiment_id, run_name=key, tags={
         "mlflow.parentRunId": parent_run_id, EXAMPLE_KEY_TAG: key, STAGE_TAG: STAGE_ADAPTER,
         BACKBONE_RUN_TAG: extra_params.get("backbone_run_id", "")})
     run_id = run.info.run_id
     try:
         params = {f"w_{i}": f"{x:.4f}" for i, x in enumerate(row["w"])}
-        params.update({"seed": seed, "epoch": row["epoch"], **extra_params})
+        params.update({"seed": seed, "epoch": row["epoch"], "slot": row.get("slot", ""), **extra_params})
         for name, value in params.items():
             client.log_param(run_id, name, value)
         for name, value in row.items():
-            if name not in ("w", "epoch", "params"):
+            if name not in ("w", "epoch", "slot", "params"):
                 client.log_metric(run_id, name, float(value))
         log_adapter(row["params"], run_id, client)
         client.set_terminated(run_id, "FINISHED")
@@ -131,7 +131,7 @@ def sweep_trial(config: dict) -> None:
         result = train_block(block, backbone, data, adapter)
         extra = {"backbone_run_id": sweep["backbone_run_id"], "block_id": block.block_id}
         for row in result.examples():
-            key = example_key(row["w"], block.seed, row["epoch"])
+            key = example_key(row["w"], block.seed, row["slot"])
             if key in missing:
                 with_retries(lambda row=row, key=key: log_example(
                     client, sweep["experiment_id"], sweep["parent_run_id"], key, row, block.seed, extra))
@@ -144,6 +144,7 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
     tracking.setup(experiment)
     tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
+        mlflow.log_params({f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, config.adapter.scales)})
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
                            "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
@@ -172,12 +173,15 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
 
     uri = tracking.setup(experiment)
     client = MlflowClient(uri)
-    if parent_run_id is None:
+    backbone, extra = load_backbone(resolve_backbone_file(config.backbone_run_id))
+    data = DataSpec(**extra.get("data", {}))
+    if parent_run_id is None:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
+        if not config.adapter.scales and config.adapter.objective_scale != "none":
+            print(f"sweep: putting the objectives on one scale ({config.adapter.objective_scale})")
+        config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
         parent_run_id = start_sweep(config, experiment)
     parent = client.get_run(parent_run_id)
     experiment_id = parent.info.experiment_id
-    _, extra = load_backbone(resolve_backbone_file(config.backbone_run_id))
-    data = DataSpec(**extra.get("data", {}))
     adapter = config.adapter
     done = logged_children(client, experiment_id, parent_run_id)
     blocks = [b for b in config.blocks() if any(k not in done for k in block_keys(b, adapter))]

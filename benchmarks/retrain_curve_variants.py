@@ -1,0 +1,83 @@
+"""The Retrain curve of one backbone under several adapter-objective variants: monotone? even?
+
+    python benchmarks/retrain_curve_variants.py --dataset ml-100k --data-dir ../shared/data/ml-100k \\
+        --backbone /tmp/b.pt --variants none,initial,range --epochs 10 --keep-last 3
+
+Each variant is `objective_scale[:keep[:diversity_topk]]` (e.g. `range:best:10`). The 11 weights w_acc = 0, 0.1,
+…, 1 are trained together (one packed run, one seed); each w is answered by its chosen adapter (`params[-1]`).
+Printed per variant: the test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in
+min–max space) and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from padirec.cli.flags import add_flags, flag_values
+from padirec.config import DataSpec, data_spec, load_data
+from padirec.evaluation.ranking import EvalSet, rank_metrics
+from padirec.metrics import spearman
+from padirec.models import load_backbone, save_backbone
+from padirec.sweep.report import curve_evenness
+from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
+
+
+def variant_config(spec: str, base: AdapterConfig) -> AdapterConfig:
+    scale, _, rest = spec.partition(":")
+    keep, _, topk = rest.partition(":")
+    return replace(base, objective_scale=scale, keep=keep or base.keep,
+                   diversity_topk=int(topk) if topk else base.diversity_topk)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser.add_argument_group("data"), DataSpec, section="data",
+              flags={"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories"})
+    parser.add_argument("--backbone", required=True, help="backbone.pt (pretrained and saved there if missing)")
+    parser.add_argument("--pretrain-epochs", type=int, default=200, help="cap when pretraining (patience 5)")
+    parser.add_argument("--variants", default="none,initial,range", help="comma-separated scale[:keep[:topk]]")
+    add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr", "seed",
+                                                                    "diversity_topk", "scale_epochs"],
+              section="adapter")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    values = flag_values(args)
+    path = Path(args.backbone)
+    if path.exists():
+        backbone, extra = load_backbone(path)
+        spec = data_spec(extra.get("data"), values.get("data"))
+    else:
+        spec = data_spec(values.get("data"))
+        data = load_data(spec)
+        started = time.time()
+        backbone, info = pretrain_backbone(data, PretrainConfig(epochs=args.pretrain_epochs, patience=5))
+        save_backbone(backbone, path, extra={"data": spec.to_dict()})
+        print(f"pretrained in {time.time() - started:.0f} s: {info}")
+    data = load_data(spec)
+    test = EvalSet.build(data, "test")
+    base = AdapterConfig(**values.get("adapter", {}))
+    bare = {k: float(v[0]) for k, v in rank_metrics(backbone, test).items()}
+    print(f"data {spec.kind} {spec.path or ''}: {data.stats()}\nbackbone alone: {bare}")
+    w_acc = np.round(np.linspace(0, 1, 11), 4)
+    weights = np.stack([w_acc, 1 - w_acc], 1).astype(np.float32)
+    print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.variants.split(","):
+        config = variant_config(name.strip(), base)
+        started = time.time()
+        result = train_adapters(backbone, data, weights, config, progress=False)
+        ndcg, alpha = result.metrics["test_ndcg10"][-1], result.metrics["test_alpha_ndcg10"][-1]
+        print(f"| {name} | {', '.join(f'{s:.3g}' for s in result.scales)} | {spearman(w_acc, ndcg):.3f} | "
+              f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
+              f"{' '.join(f'{v:.4f}' for v in ndcg)} | {' '.join(f'{v:.3f}' for v in alpha)} | "
+              f"{time.time() - started:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

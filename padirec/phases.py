@@ -1,0 +1,90 @@
+"""Phases 1 and 2 as recorded stages: `pretrain` (a backbone) and `adapt` (one adapter), one MLflow run each."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from padirec import tracking
+from padirec.config import DataSpec, data_spec, load_data
+from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
+from padirec.contracts.names import (
+    BACKBONE_CONVERGED_TAG,
+    BACKBONE_DIR,
+    BACKBONE_FILE,
+    BACKBONE_RUN_TAG,
+    STAGE_ADAPTER,
+    STAGE_BACKBONE,
+    STAGE_TAG,
+)
+from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
+from padirec.models import load_backbone, save_backbone
+from padirec.objectives import OBJECTIVES
+from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
+
+
+@dataclass
+class BackboneRun:
+    """A pretrained backbone's MLflow run (artifact `backbone/backbone.pt`) and its test metrics."""
+
+    run_id: str
+    metrics: dict[str, float]
+
+
+def pretrain(spec: DataSpec, config: PretrainConfig = PretrainConfig(), experiment: str = tracking.DEFAULT_EXPERIMENT,
+             output: str | Path | None = None, progress: bool = True) -> BackboneRun:
+    """Phase 1 as an MLflow run: params, metrics per epoch, test metrics vs most-popular, the checkpoint."""
+    data = load_data(spec)
+    extra = {"data": spec.to_dict(), "pretrain": asdict(config)}
+    with tracking.start_run(f"backbone-{config.backbone}", experiment, tags={STAGE_TAG: STAGE_BACKBONE}) as run:
+        mlflow.log_params({**{f"data.{k}": v for k, v in spec.to_dict().items()}, **asdict(config)})
+        backbone, info = pretrain_backbone(data, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
+        test = EvalSet.build(data, "test")
+        metrics = {f"test_{k}": float(v[0]) for k, v in rank_metrics(backbone, test).items()}
+        metrics.update({f"most_popular_test_{k}": v for k, v in popularity_metrics(data, test).items()})
+        metrics.update({k: float(v) for k, v in info.items()})
+        mlflow.log_metrics(metrics)
+        mlflow.set_tag(BACKBONE_CONVERGED_TAG, str(bool(info["converged"])).lower())
+        with tempfile.TemporaryDirectory() as tmp:
+            save_backbone(backbone, Path(tmp) / BACKBONE_FILE, extra=extra)
+            mlflow.log_artifact(str(Path(tmp) / BACKBONE_FILE), BACKBONE_DIR)
+        if output:
+            save_backbone(backbone, output, extra=extra)
+    return BackboneRun(run.info.run_id, metrics)
+
+
+@dataclass
+class AdapterRun:
+    """One adapter's MLflow run (artifact `adapter/adapter.npy`), its final metrics and the adapter itself."""
+
+    run_id: str
+    w: list[float]
+    seconds: float
+    metrics: dict[str, float]
+    adapter: np.ndarray  # float32 [1096]
+
+
+def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), data_overrides: dict | None = None,
+          experiment: str = tracking.DEFAULT_EXPERIMENT, progress: bool = True) -> AdapterRun:
+    """Phase 2 for one weight as an MLflow run: the adapter of `backbone` (run id or file) trained on
+    `w_acc·BCE + (1 − w_acc)·L_div`, on the backbone's data unless `data_overrides` (DataSpec fields) say else."""
+    if not 0.0 <= w_acc <= 1.0:
+        raise ValueError(f"w_acc must be in [0, 1], got {w_acc}")
+    model, extra = load_backbone(resolve_backbone_file(backbone))
+    data = load_data(data_spec(extra.get("data"), data_overrides))
+    weights = np.array([[w_acc, 1.0 - w_acc]], dtype=np.float32)
+    tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
+    with tracking.start_run(f"adapter-w{w_acc:.2f}", experiment, tags=tags) as run:
+        mlflow.log_params({"w_acc": w_acc, "w_div": 1.0 - w_acc, "backbone_run_id": backbone,
+                           **{k: v for k, v in asdict(config).items() if k != "scales"}})
+        result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
+        final = result.params[-1, 0]
+        log_adapter(final)
+        mlflow.log_params({f"scale.{name}": f"{v:.6g}" for name, v in zip(OBJECTIVES, result.scales, strict=True)})
+        metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
+        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
+    return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)
