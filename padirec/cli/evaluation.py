@@ -12,14 +12,14 @@ from padirec.evaluation.baselines import CMRConfig
 from padirec.evaluation.report import EvaluateConfig
 from padirec.evaluation.stage import evaluate
 
-EVALUATE_FIELDS = ["methods", "samplers", "guidance", "samples", "seed", "split", "mmr_candidates", "noise_std",
-                   "noise_repeats", "timing_repeats", "retrain_timing_epochs"]
+EVALUATE_FIELDS = ["methods", "samplers", "guidance", "samples", "seeds", "seed", "split", "mmr_candidates",
+                   "dpp_candidates", "noise_std", "noise_repeats", "timing_repeats", "retrain_timing_epochs"]
 
 
 def add_commands(commands) -> None:
     """Add `evaluate` to the `padirec` subparsers."""
     parser = commands.add_parser(
-        "evaluate", help="controllability report: PaDiRec vs Retrain, Soup, MMR, CMR, Hypernetwork (paper §5)",
+        "evaluate", help="controllability report: PaDiRec vs Retrain, Soup, MMR, DPP, CMR, Hypernetwork (paper §5)",
         description="For w_acc in {0, 0.1, ..., 1}: test NDCG@10 / α-NDCG@10 (full ranking) of every method, "
                     "Avg.HV and Pearson r-a / r-d against Retrain (Table 1), the curves (Figure 3), response "
                     "time (Table 2), optional noise robustness (RQ1) and generator ablations (Figure 5). "

@@ -62,7 +62,7 @@ ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sou
 @dataclass
 class EvaluateConfig:
     methods: list[str] = field(
-        default_factory=lambda: [m for m in METHODS if m != "DPP"])  # Retrain is always evaluated; DPP if listed
+        default_factory=lambda: list(METHODS))  # Retrain is always evaluated
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
     split: Literal["valid", "test"] = "test"
     samplers: list[str] = field(default_factory=lambda: ["ddim:50"])  # "ddim:STEPS" | "ddpm" (all T steps)
