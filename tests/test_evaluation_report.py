@@ -194,3 +194,13 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
     history = client.get_metric_history(run.info.run_id, "curve_mmr_alpha_ndcg10")
     assert sorted(m.step for m in history) == list(range(0, 101, 10))
     assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {f"report/{f}" for f in files}
+
+
+def test_headline_reports_a_tie_instead_of_a_zero_margin():
+    from padirec.evaluation.controllability import headline
+
+    row = {"hv": 0.2, "igd_plus": 0.0, "regret": 0.1, "avg_hv": 0.3}
+    table = {"Retrain": dict(row), "MMR": dict(row), "DPP": {**row, "hv": 0.1}}
+    lines = headline(table, [])
+    assert any("IGD+" in line and "tie at 0 between MMR, DPP" in line for line in lines), lines
+    assert any("**MMR** 0.2, ahead of DPP" in line for line in lines), lines

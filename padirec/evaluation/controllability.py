@@ -207,6 +207,11 @@ def headline(table: dict[str, dict], tests: list[dict], reference: str = "Retrai
         if not ranked:
             continue
         best = table[ranked[0]][key]
+        tied = [m for m in ranked[1:] if abs(table[m][key] - best) <= 1e-12 * max(abs(best), 1.0)]
+        if tied:  # no single best: say so instead of "ahead by 0"
+            lines.append(f"- {label}: tie at {best:.4g} between {', '.join([ranked[0], *tied])}"
+                         + (f"; {reference}: {table[reference][key]:.4g}" if reference in table else ""))
+            continue
         line = f"- {label}: **{ranked[0]}** {best:.4g}"
         if len(ranked) > 1:
             runner = table[ranked[1]][key]
