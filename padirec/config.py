@@ -98,11 +98,6 @@ def build(cls: type[T], *sources: dict | object | None) -> T:
     return cls(**values)
 
 
-def to_dict(config) -> dict:
-    """A config as plain nested dicts (YAML, JSON, MLflow params, Ray task arguments)."""
-    return dataclasses.asdict(config)
-
-
 def load_data(spec: DataSpec) -> SequenceData:
     """The preprocessed dataset a spec names (cached as Parquet)."""
     synthetic = SyntheticConfig(n_users=spec.synthetic_users, n_items=spec.synthetic_items, seed=spec.synthetic_seed,

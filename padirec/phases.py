@@ -23,8 +23,7 @@ from padirec.contracts.names import (
 )
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.models import load_backbone, save_backbone
-from padirec.objectives import OBJECTIVES
-from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
+from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, scale_params, train_adapters
 
 
 @dataclass
@@ -84,7 +83,7 @@ def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), 
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]
         log_adapter(final)
-        mlflow.log_params({f"scale.{name}": f"{v:.6g}" for name, v in zip(OBJECTIVES, result.scales, strict=True)})
+        mlflow.log_params(scale_params(result.scales))
         metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
     return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)

@@ -102,7 +102,7 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     arrays = dataset_arrays(read_dataset(summary["dataset"]["path"])[0])
     params = {"generator": generator.checkpoint_path, "backbone": str(out / "backbone.pt"),
               "backbone_name": model.config.name}
-    report = run_report(model, data, arrays, {"": load_generator(generator.checkpoint_path)}, config.adapter,
+    report = run_report(model, data, arrays, {"": load_generator(generator.checkpoint_path)}, swept.adapter,
                         config.evaluate, out / "report", config.experiment, {SWEEP_RUN_TAG: swept.parent_run_id},
                         params, progress)
     summary["controllability"] = report["table"]

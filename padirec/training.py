@@ -250,6 +250,11 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     return replace(config, scales=scales, utility_bounds=bounds)
 
 
+def scale_params(scales: list[float]) -> dict[str, str]:
+    """The objective scales as the MLflow params a sweep or adapter run records (`scale.accuracy`, ...)."""
+    return {f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, scales, strict=True)}
+
+
 def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                    config: AdapterConfig = AdapterConfig(), on_epoch: EpochCallback | None = None,
                    progress: bool = True, eval_splits: tuple[str, ...] = ("valid", "test")) -> AdapterResult:
@@ -261,8 +266,6 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
     if weights.shape[1] != 2:
         raise ValueError(f"weights must have 2 columns (accuracy, diversity), got shape {weights.shape}")
-    if config.keep_last > config.epochs:
-        raise ValueError(f"keep_last ({config.keep_last}) cannot exceed epochs ({config.epochs})")
     best = config.keep == "best"
     if best and "valid" not in eval_splits:
         raise ValueError('keep="best" selects by validation utility: eval_splits must include "valid"')

@@ -18,9 +18,8 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                                                              "max_len"], section="data", flags=DATA_FLAGS)
 
 
-def add_common(parser: argparse.ArgumentParser, config_help: str = "YAML file with sections data/pretrain/adapter/"
-                                                                   "...; flags override it") -> None:
-    parser.add_argument("--config", help=config_help)
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with sections data/pretrain/adapter/...; flags override it")
     parser.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT,
                         help=f"MLflow experiment (default: {tracking.DEFAULT_EXPERIMENT})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

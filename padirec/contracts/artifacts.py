@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.contracts.names import (
+    ADAPTER_ARTIFACT,
     ADAPTER_DIR,
     ADAPTER_FILE,
     ADAPTER_SHA256_TAG,
@@ -43,7 +44,7 @@ def log_adapter(adapter: np.ndarray, run_id: str | None = None, client: MlflowCl
 
 def load_adapter(run: mlflow.entities.Run, dst: str | os.PathLike | None = None) -> np.ndarray:
     """The run's adapter as float32, after checking it against the run's sha256 tag (a clear error if not)."""
-    path = tracking.download(run.info.run_id, f"{ADAPTER_DIR}/{ADAPTER_FILE}", str(dst) if dst else None)
+    path = tracking.download(run.info.run_id, ADAPTER_ARTIFACT, str(dst) if dst else None)
     expected = tag(run.data.tags, ADAPTER_SHA256_TAG)
     if tracking.sha256_file(path) != expected:
         raise ValueError(f"adapter of run {run.info.run_id} fails its sha256 check (tag {expected[:12] or 'missing'})")

@@ -94,11 +94,14 @@ def read_dataset(path: str | os.PathLike) -> tuple[pa.Table, dict]:
     return table, metadata
 
 
+def dataset_params(table: pa.Table) -> np.ndarray:
+    """The adapters of a dataset table as float32 `[N, 1096]` (one copy out of Arrow)."""
+    return table.column("params").combine_chunks().values.to_numpy().reshape(table.num_rows, N_PARAMS)
+
+
 def dataset_arrays(table: pa.Table) -> dict[str, np.ndarray]:
     """w [N, p], params [N, 1096], seed, epoch and the metric columns as numpy arrays."""
-    params = table.column("params").combine_chunks()
-    arrays = {"params": params.values.to_numpy().reshape(len(table), N_PARAMS),
-              "w": np.array(table.column("w").to_pylist(), dtype=np.float32)}
+    arrays = {"params": dataset_params(table), "w": np.array(table.column("w").to_pylist(), dtype=np.float32)}
     for name in ("seed", "epoch", *METRIC_COLUMNS):
         arrays[name] = table.column(name).to_numpy()
     arrays["slot"] = np.array(table.column("slot").to_pylist(), dtype=object)
@@ -113,7 +116,7 @@ def dataset_info(path: str | os.PathLike) -> dict:
     backbones = sorted({b for b in table.column("backbone_run_id").to_pylist() if b})
     if len(backbones) > 1:
         raise ValueError(f"{path}: adapters of several backbones ({', '.join(backbones)}) in one dataset")
-    params = table.column("params").combine_chunks().values.to_numpy().reshape(table.num_rows, N_PARAMS)
+    params = dataset_params(table)
     return {"path": str(Path(path).resolve()), "sha256": tracking.sha256_file(path), "rows": table.num_rows,
             "cond_dim": len(table.column("w")[0].as_py()), "normalizer": metadata["normalizer"],
             "mean_adapter": params.mean(0, dtype=np.float64).tolist(),  # the mcgln reference adapter

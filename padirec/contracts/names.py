@@ -25,7 +25,6 @@ STAGE_SWEEP = "sweep"
 STAGE_GENERATOR = "generator"
 STAGE_GENERATE = "generate"
 STAGE_REPORT = "report"
-STAGES = (STAGE_BACKBONE, STAGE_ADAPTER, STAGE_SWEEP, STAGE_GENERATOR, STAGE_GENERATE, STAGE_REPORT)
 
 # -- artifact paths inside a run ------------------------------------------------------------------------------
 BACKBONE_DIR, BACKBONE_FILE = "backbone", "backbone.pt"

@@ -30,10 +30,9 @@ from padirec.contracts.names import (
     SWEEP_CONFIG_FILE,
 )
 from padirec.models import load_backbone
-from padirec.objectives import OBJECTIVES
 from padirec.runtime import init_ray, storage_uri
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
-from padirec.training import AdapterConfig, AdapterResult, calibrate, train_adapters
+from padirec.training import AdapterConfig, AdapterResult, calibrate, scale_params, train_adapters
 
 
 @dataclass
@@ -64,7 +63,7 @@ def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
 
 def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: bool = False) -> AdapterResult:
     """Plain function: the block's K adapters, trained together on one frozen backbone."""
-    config = build(AdapterConfig, asdict(adapter), {"seed": block.seed})
+    config = replace(adapter, seed=block.seed)
     return train_adapters(backbone, data, np.array(block.weights, dtype=np.float32), config, progress=progress)
 
 
@@ -144,7 +143,7 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
     tracking.setup(experiment)
     tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
-        mlflow.log_params({f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, config.adapter.scales)})
+        mlflow.log_params(scale_params(config.adapter.scales))
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
                            "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
@@ -155,11 +154,13 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
 
 @dataclass
 class SweepRun:
-    """What a sweep left in MLflow: its parent run and how many of its adapters are logged."""
+    """What a sweep left in MLflow: its parent run, how many of its adapters are logged, and the adapter
+    settings it trained with (objective scales filled in by `calibrate`, as `sweep_config.json` records them)."""
 
     parent_run_id: str
     adapters: int
     expected: int
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     @property
     def complete(self) -> bool:
@@ -209,10 +210,10 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
             raise RuntimeError(f"{len(errors)} sweep trial(s) failed after retries; rerun with --resume "
                                f"{parent_run_id} to finish the missing adapters. First error: {errors[0]}")
     done = logged_children(client, experiment_id, parent_run_id)
-    summary = SweepRun(parent_run_id, len(done), config.expected_examples())
+    summary = SweepRun(parent_run_id, len(done), config.expected_examples(), config.adapter)
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.log_metric("adapters_logged", len(done))
-    print(json.dumps(asdict(summary)))
+    print(json.dumps({"parent_run_id": parent_run_id, "adapters": len(done), "expected": summary.expected}))
     return summary
 
 
