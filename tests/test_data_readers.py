@@ -216,3 +216,41 @@ def test_parquet_errors(tmp_path):
     pq.write_table(pa.table({"item": [1], "tags": [["a"]]}), cats)
     with pytest.raises(DataError, match="c.parquet column 'categories': missing column 'categories'"):
         read_interactions_table(path, cats)
+
+
+def test_table_ids_reject_negative_and_non_integer_numbers_with_file_and_line(tmp_path):
+    cats = write(tmp_path / "c.csv", "item,categories\n2,a\n")
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\n1,2,3\n-4,2,4\n")
+    with pytest.raises(DataError, match="i.csv line 3: user id '-4' is negative"):
+        read_interactions_table(inter, cats)
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\nu1,2,3\nu1,NaN,4\n")
+    with pytest.raises(DataError, match="i.csv line 3: item id 'NaN' is not an integer"):
+        read_interactions_table(inter, cats)
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\nu1,2,3\nu1,1.5,4\n")
+    with pytest.raises(DataError, match="i.csv line 3: item id '1.5' is not an integer"):
+        read_interactions_table(inter, cats)
+    path = tmp_path / "i.parquet"
+    pq.write_table(pa.table({"user": [1, -2], "item": [2, 2], "timestamp": [1.0, 2.0]}), path)
+    with pytest.raises(DataError, match="i.parquet column 'user': row 2: user id -2 is negative"):
+        read_interactions_table(path)
+
+
+def test_a_byte_order_mark_before_the_header_is_accepted(tmp_path):
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\n1,2,3\n1,3,4\n", encoding="utf-8-sig")
+    cats = write(tmp_path / "c.csv", "item,categories\n2,a\n3,b\n", encoding="utf-8-sig")
+    assert (tmp_path / "i.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    raw = read_interactions_table(inter, cats)
+    assert raw.items.tolist() == [2, 3] and raw.item_categories == {2: ["a"], 3: ["b"]}
+
+
+def test_a_categories_table_of_unknown_items_is_an_error_and_partly_unknown_a_warning(tmp_path, caplog):
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\n1,2,3\n1,3,4\n")
+    cats = write(tmp_path / "c.csv", "item,categories\n7,a\n8,b\n")
+    with pytest.raises(DataError, match="c.csv: none of its 2 items occurs in the interactions"):
+        read_interactions_table(inter, cats)
+    cats = write(tmp_path / "c.csv", "item,categories\n2,a\n8,b\n9,c\n")
+    with caplog.at_level("WARNING", logger="padirec.data.readers"):
+        raw = read_interactions_table(inter, cats)
+    assert "2 of 3 items do not occur in the interactions" in caplog.text
+    assert "1 interacted items have no categories" in caplog.text
+    assert raw.item_categories[2] == ["a"]

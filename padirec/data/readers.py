@@ -8,6 +8,7 @@ pyarrow; there a complaint names the row and the column.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 from .errors import DataError
 from .raw import RawData
 from .synthetic import make_synthetic
+
+log = logging.getLogger(__name__)
 
 KINDS = ("ml-100k", "ml-1m", "rechorus", "table", "synthetic")
 SEPARATOR_NAMES = {"\t": "tab", "|": "pipe", "::": "'::'", ",": "comma"}
@@ -81,7 +84,7 @@ def _split_lines(path: Path, sep: str, n_fields: int, encoding: str = "utf-8",
 def _read_csv(path: Path, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, fields) rows of a CSV; the delimiter (comma or tab) is sniffed if None."""
     path = _require_file(path)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # a byte-order mark is not part of the header
         try:
             first = f.readline()
             if delimiter is None:
@@ -248,20 +251,34 @@ def _read_table(path: str | os.PathLike, required: tuple[str, ...]) -> _Table:
 
 
 def _table_ids(table: _Table, name: str, as_int: bool | None = None) -> np.ndarray:
-    """Ids as int64 when they are integers (or `as_int`), else as a str object array."""
+    """Ids as int64 when they are integers (or `as_int`), else as a str object array. Negative integers and
+    numbers that are not integers ('NaN', '1.5', 'inf') are errors: they are what a float column or a sign slip
+    makes of ids, never ids."""
     values = table.columns[name]
     if isinstance(values, pa.ChunkedArray):
         if values.null_count:
             first = values.is_null().to_numpy(zero_copy_only=False).argmax()
             raise table.fail(first, name, f"{name} is null")
         if pa.types.is_integer(values.type) and as_int is not False:
-            return values.to_numpy().astype(np.int64)
+            ids = values.to_numpy().astype(np.int64)
+            negative = np.flatnonzero(ids < 0)
+            if negative.size:
+                raise table.fail(int(negative[0]), name, f"{name} id {ids[negative[0]]} is negative")
+            return ids
         if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
                 or pa.types.is_integer(values.type)):
             raise DataError(f"{name} ids must be integers or strings, got {values.type}", table.path,
                             column=name)
         values = [str(v) for v in values.to_pylist()]
     values = [v.strip() for v in values]
+    for k, v in enumerate(values):
+        if not v:
+            raise table.fail(k, name, f"empty {name} id")
+        if _is_int(v):
+            if int(v) < 0:
+                raise table.fail(k, name, f"{name} id {v!r} is negative")
+        elif _is_number(v):
+            raise table.fail(k, name, f"{name} id {v!r} is not an integer")
     if as_int is not False:
         try:
             return np.array([int(v) for v in values], np.int64)
@@ -269,10 +286,15 @@ def _table_ids(table: _Table, name: str, as_int: bool | None = None) -> np.ndarr
             if as_int:
                 bad = next(k for k, v in enumerate(values) if not _is_int(v))
                 raise table.fail(bad, name, f"{name} id {values[bad]!r} is not an integer") from None
-    for k, v in enumerate(values):
-        if not v:
-            raise table.fail(k, name, f"empty {name} id")
     return np.array(values, dtype=object)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _is_int(text: str) -> bool:
@@ -328,8 +350,22 @@ def read_interactions_table(interactions_path: str | os.PathLike,
                 raise cats.fail(k, "categories", f"categories must be a list of strings, got {value!r}")
             known = categories.setdefault(item, [])
             known.extend(c for c in names if c not in known)
+        _check_category_items(cats.path, set(categories), set(items.tolist()))
     return RawData(users, items, times, categories, f"table {interactions_path}"
                    + (f" with categories {categories_path}" if categories_path is not None else ""))
+
+
+def _check_category_items(path: Path, listed: set, interacted: set) -> None:
+    """A categories table whose items never occur in the interactions would silently drop the diversity
+    objective: an error when none is known, a warning with counts when some are not."""
+    unknown = listed - interacted
+    if listed and unknown == listed:
+        example = ", ".join(repr(i) for i in sorted(unknown, key=str)[:3])
+        raise DataError(f"none of its {len(listed)} items occurs in the interactions (e.g. {example}); "
+                        "do the two files use the same item ids?", path)
+    if unknown:
+        log.warning("%s: %d of %d items do not occur in the interactions (ignored); %d interacted items "
+                    "have no categories", path, len(unknown), len(listed), len(interacted - listed))
 
 
 def read_raw(kind: str, path: str | os.PathLike | None = None,
