@@ -11,10 +11,10 @@ import numpy as np
 
 from padirec import tracking
 from padirec.config import DataSpec, data_spec, load_data
-from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
+from padirec.contracts.artifacts import log_adapter, log_checked_file, resolve_backbone_file
 from padirec.contracts.names import (
+    BACKBONE_ARTIFACT,
     BACKBONE_CONVERGED_TAG,
-    BACKBONE_DIR,
     BACKBONE_FILE,
     BACKBONE_RUN_TAG,
     STAGE_ADAPTER,
@@ -50,7 +50,7 @@ def pretrain(spec: DataSpec, config: PretrainConfig = PretrainConfig(), experime
         mlflow.set_tag(BACKBONE_CONVERGED_TAG, str(bool(info["converged"])).lower())
         with tempfile.TemporaryDirectory() as tmp:
             save_backbone(backbone, Path(tmp) / BACKBONE_FILE, extra=extra)
-            mlflow.log_artifact(str(Path(tmp) / BACKBONE_FILE), BACKBONE_DIR)
+            log_checked_file(Path(tmp) / BACKBONE_FILE, BACKBONE_ARTIFACT)
         if output:
             save_backbone(backbone, output, extra=extra)
     return BackboneRun(run.info.run_id, metrics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,10 +16,24 @@ import torch
 from support import dataset_row, write_dataset
 
 from padirec import tracking
-from padirec.contracts.artifacts import load_adapter, log_adapter, resolve_backbone_file, resolve_generator_file
+from padirec.contracts.artifacts import (
+    load_adapter,
+    log_adapter,
+    log_checked_file,
+    resolve_backbone_file,
+    resolve_generator_file,
+)
 from padirec.contracts.checkpoint import VERSION, GeneratorCheckpoint, load_checkpoint, save_checkpoint
 from padirec.contracts.dataset import SCHEMA, dataset_arrays, read_dataset
-from padirec.contracts.names import ADAPTER_SHA256_TAG, BACKBONE_DIR, SWEEP_RUN_TAG, tag
+from padirec.contracts.names import (
+    ADAPTER_SHA256_TAG,
+    BACKBONE_ARTIFACT,
+    BACKBONE_DIR,
+    BACKBONE_SHA256_TAG,
+    CHECKPOINT_ARTIFACT,
+    SWEEP_RUN_TAG,
+    tag,
+)
 from padirec.models import N_PARAMS, BackboneConfig, build_backbone, save_backbone
 from padirec.runtime import storage_uri
 
@@ -105,6 +120,34 @@ def test_adapter_artifact_is_checked_and_references_resolve(mlflow_store, tmp_pa
     save_checkpoint(tiny_checkpoint(), tmp_path / "run" / "dit.pt")
     save_checkpoint(tiny_checkpoint(epoch=4), tmp_path / "run" / "dit-aligned.pt")
     assert resolve_generator_file(tmp_path / "run").name == "dit-aligned.pt"  # a run directory: aligned first
+
+
+def test_backbone_and_checkpoint_downloads_are_checked_against_their_logged_sha256(mlflow_store, tmp_path):
+    from urllib.parse import urlparse
+
+    save_backbone(build_backbone(BackboneConfig(n_items=5, max_len=4)), tmp_path / "backbone.pt")
+    save_checkpoint(tiny_checkpoint(), tmp_path / "dit.pt")
+    with tracking.start_run("stage") as run:
+        digest = log_checked_file(tmp_path / "backbone.pt", BACKBONE_ARTIFACT)
+        log_checked_file(tmp_path / "dit.pt", CHECKPOINT_ARTIFACT)
+    run_id = run.info.run_id
+    assert mlflow.get_run(run_id).data.tags[BACKBONE_SHA256_TAG] == digest == tracking.sha256_file(
+        tmp_path / "backbone.pt")
+    for reference in (run_id, f"runs:/{run_id}/backbone"):
+        assert resolve_backbone_file(reference).read_bytes() == (tmp_path / "backbone.pt").read_bytes()
+    for reference in (run_id, f"runs:/{run_id}/checkpoint/dit.pt"):  # models:/ in test_diffusion_train
+        assert resolve_generator_file(reference).read_bytes() == (tmp_path / "dit.pt").read_bytes()
+
+    store = Path(urlparse(run.info.artifact_uri).path)
+    (store / BACKBONE_ARTIFACT).write_bytes(b"not the logged backbone")
+    (store / CHECKPOINT_ARTIFACT).write_bytes(b"not the logged checkpoint")
+    for reference in (run_id, f"runs:/{run_id}/backbone"):
+        with pytest.raises(ValueError, match=f"backbone backbone.pt of run {run_id} fails its sha256 check"):
+            resolve_backbone_file(reference)
+    with pytest.raises(ValueError, match="generator checkpoint dit.pt of run .* fails its sha256 check"):
+        resolve_generator_file(run_id)
+    with pytest.raises(ValueError, match="must be named backbone.pt"):
+        log_checked_file(tmp_path / "dit.pt", BACKBONE_ARTIFACT)
 
 
 def test_tags_fall_back_to_their_names_before_the_prefix():

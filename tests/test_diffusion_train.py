@@ -20,6 +20,7 @@ from padirec.contracts.dataset import dataset_manifest
 from padirec.contracts.names import (
     ADAPTER_SHA256_TAG,
     BACKBONE_RUN_TAG,
+    CHECKPOINT_SHA256_TAG,
     DATASET_DIR,
     DATASET_FILE,
     DATASET_SHA256_TAG,
@@ -125,7 +126,7 @@ def test_generated_adapters_load_into_a_real_backbone(real_setup, tmp_path):
     assert np.allclose(again["ndcg10"], [r["ndcg10"] for r in rows])
 
 
-def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path):
+def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path, caplog):
     path = two_mode_dataset(tmp_path / "data")
     # `train-dit --workers 0`: the in-process loop, then log + register through log_and_register
     summary = cli(["train-dit", "--dataset-path", str(path), "--workers", "0", "--epochs", "2",
@@ -152,6 +153,8 @@ def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path):
         checkpoint = load_checkpoint(resolved)
         assert resolved.name == "dit.pt" and checkpoint.epoch == 2, reference
         assert all(torch.equal(v, checkpoint.ema["module"][k]) for k, v in expected.ema["module"].items())
+    assert client.get_run(run_id).data.tags[CHECKPOINT_SHA256_TAG] == tracking.sha256_file(checkpoint_path)
+    assert "no recorded sha256" not in caplog.text  # every download above was verified
     with pytest.raises(FileNotFoundError):
         resolve_generator_file(tmp_path / "missing" / "dit.pt")
 

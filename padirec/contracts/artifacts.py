@@ -1,8 +1,10 @@
-"""Writing and finding the files stages hand each other through MLflow: adapters with their sha256, and one
-resolver from a path, run id, `runs:/` or `models:/` URI to a local backbone or generator file."""
+"""Writing and finding the files stages hand each other through MLflow: adapters, backbones and generator
+checkpoints with their sha256 (checked when read back), and one resolver from a path, run id, `runs:/` or
+`models:/` URI to a local backbone or generator file."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -20,11 +22,56 @@ from padirec.contracts.names import (
     ALIGNED_FILE,
     BACKBONE_ARTIFACT,
     BACKBONE_FILE,
+    BACKBONE_SHA256_TAG,
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_FILE,
+    CHECKPOINT_SHA256_TAG,
     tag,
 )
 from padirec.models import N_PARAMS
+
+log = logging.getLogger(__name__)
+DIGEST_TAGS = {BACKBONE_ARTIFACT: BACKBONE_SHA256_TAG, CHECKPOINT_ARTIFACT: CHECKPOINT_SHA256_TAG}
+
+
+def log_checked_file(path: str | os.PathLike, artifact: str) -> str:
+    """Log `path` to the active run as `artifact` (`BACKBONE_ARTIFACT` or `CHECKPOINT_ARTIFACT`, whose file name
+    it must have) with its sha256 tag, which `resolve_backbone_file` / `resolve_generator_file` check."""
+    if Path(path).name != Path(artifact).name:
+        raise ValueError(f"{path} must be named {Path(artifact).name} to be logged as {artifact}")
+    digest = tracking.sha256_file(path)
+    mlflow.set_tag(DIGEST_TAGS[artifact], digest)
+    mlflow.log_artifact(str(path), str(Path(artifact).parent))
+    return digest
+
+
+def _source_run_id(reference: str) -> str:
+    """The run that holds what a run id, `runs:/<id>/...` or `models:/name/version|name@alias` points at."""
+    if reference.startswith("runs:/"):
+        return reference.removeprefix("runs:/").split("/")[0]
+    if reference.startswith("models:/"):
+        name, _, version = reference.removeprefix("models:/").partition("/")
+        client = MlflowClient(tracking.tracking_uri())
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            return client.get_model_version_by_alias(name, alias).run_id
+        return client.get_model_version(name, version.split("/")[0]).run_id
+    return reference
+
+
+def _check_digest(local: Path, reference: str, artifact: str, what: str) -> Path:
+    """`local` after checking it against the sha256 its run recorded; runs logged before digests were recorded
+    pass with a warning."""
+    run_id = _source_run_id(reference)
+    expected = MlflowClient(tracking.tracking_uri()).get_run(run_id).data.tags.get(DIGEST_TAGS[artifact], "")
+    if not expected:
+        log.warning("%s of run %s has no recorded sha256 (%s): not verified", what, run_id, DIGEST_TAGS[artifact])
+        return local
+    actual = tracking.sha256_file(local)
+    if actual != expected:
+        raise ValueError(f"{what} {local.name} of run {run_id} fails its sha256 check: the run recorded "
+                         f"{expected[:12]}…, the file is {actual[:12]}… (corrupted or replaced after logging)")
+    return local
 
 
 def log_adapter(adapter: np.ndarray, run_id: str | None = None, client: MlflowClient | None = None) -> str:
@@ -64,19 +111,20 @@ def _download(reference: str, artifact: str, what: str, dst: str | None) -> Path
     dst = dst or tempfile.mkdtemp(prefix="padirec-")
     if reference.startswith(("models:/", "runs:/")):
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=reference, dst_path=dst))
-        if local.is_file():
-            return local
-        found = sorted(local.rglob(Path(artifact).name))
-        if not found:
-            raise FileNotFoundError(f"{reference} holds no {Path(artifact).name}")
-        return found[0]
+        if not local.is_file():
+            found = sorted(local.rglob(Path(artifact).name))
+            if not found:
+                raise FileNotFoundError(f"{reference} holds no {Path(artifact).name}")
+            local = found[0]
+        return _check_digest(local, reference, artifact, what)
     if "/" in reference or reference.endswith(".pt"):
         raise FileNotFoundError(f"{what} {reference} does not exist")
     try:
-        return tracking.download(reference, artifact, dst)
+        local = tracking.download(reference, artifact, dst)
     except Exception as err:  # noqa: BLE001 - MLflow raises its own types for an unknown run or a missing file
         raise FileNotFoundError(f"{what} {reference!r} is neither a file nor an MLflow run with {artifact} "
                                 f"in {tracking.tracking_uri()}: {err}") from err
+    return _check_digest(local, reference, artifact, what)
 
 
 def resolve_backbone_file(reference: str | os.PathLike, dst: str | None = None) -> Path:

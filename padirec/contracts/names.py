@@ -9,6 +9,8 @@ from __future__ import annotations
 STAGE_TAG = "padirec.stage"  # what a run is: one of STAGES
 EXAMPLE_KEY_TAG = "padirec.example_key"  # a sweep child run's (w, seed, epoch) key: what makes resume exact
 ADAPTER_SHA256_TAG = "padirec.adapter_sha256"  # digest of the run's adapter.npy, checked when it is read
+BACKBONE_SHA256_TAG = "padirec.backbone_sha256"  # digest of the run's backbone/backbone.pt, checked when downloaded
+CHECKPOINT_SHA256_TAG = "padirec.checkpoint_sha256"  # digest of the run's checkpoint/dit.pt, checked when downloaded
 DATASET_SHA256_TAG = "padirec.dataset_sha256"  # a gathered dataset: on its sweep run and on generators trained on it
 SWEEP_RUN_TAG = "padirec.sweep_run_id"  # lineage: the sweep a dataset, generator or report came from
 BACKBONE_RUN_TAG = "padirec.backbone_run_id"  # lineage: the backbone an adapter or generator belongs to

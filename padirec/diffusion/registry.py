@@ -23,11 +23,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from padirec import tracking
+from padirec.contracts.artifacts import log_checked_file
 from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint
 from padirec.contracts.names import (
     ALIAS,
     BACKBONE_RUN_TAG,
-    CHECKPOINT_DIR,
+    CHECKPOINT_ARTIFACT,
     CHECKPOINT_FILE,
     DATASET_DIR,
     DATASET_FILE,
@@ -142,7 +143,7 @@ def as_checkpoint_file(checkpoint_path: str | os.PathLike) -> Iterator[Path]:
 def log_checkpoint(checkpoint_path: str | os.PathLike) -> None:
     """Log a checkpoint to the active run as `checkpoint/dit.pt`, so that `resolve_generator_file(run_id)` finds it."""
     with as_checkpoint_file(checkpoint_path) as local:
-        mlflow.log_artifact(str(local), CHECKPOINT_DIR)
+        log_checked_file(local, CHECKPOINT_ARTIFACT)
 
 
 def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_name: str = MODEL_NAME,
@@ -169,7 +170,7 @@ def log_and_register(checkpoint_path: str | os.PathLike, manifest: dict, model_n
         mlflow.log_dict({k: v for k, v in manifest.items() if k != "path"}, "dataset_manifest.json")
         # the run artifact and the pyfunc artifact keep the file's name: both must be dit.pt
         with as_checkpoint_file(checkpoint_path) as local, warnings.catch_warnings():
-            mlflow.log_artifact(str(local), CHECKPOINT_DIR)
+            log_checked_file(local, CHECKPOINT_ARTIFACT)
             # no input example on purpose: MLflow would run the sampler to validate it
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = mlflow.pyfunc.log_model(
