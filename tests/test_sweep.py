@@ -18,6 +18,7 @@ from padirec.cli import main
 from padirec.contracts.dataset import dataset_arrays, read_dataset
 from padirec.contracts.names import ADAPTER_SHA256_TAG, EXAMPLE_KEY_TAG
 from padirec.sweep import SweepConfig, gather, pack_blocks, retrain_curve, run_sweep, simplex_grid
+from padirec.sweep.grid import example_key
 from padirec.sweep.run import logged_children
 from padirec.training import AdapterConfig
 
@@ -132,9 +133,14 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, s
             process.wait()
     partial = len(logged_children(client, experiment_id, parent_id))
     assert 2 <= partial < 10
+    # what a trial SIGKILLed while logging leaves: a child run that stays RUNNING
+    stuck = client.create_run(experiment_id, run_name="killed", tags={
+        "mlflow.parentRunId": parent_id, EXAMPLE_KEY_TAG: example_key([0.0, 1.0], 0, "epoch=1")}).info.run_id
 
     main(["sweep", "--resume", parent_id, *common])
+    assert client.get_run(stuck).info.status == "FAILED"
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
     finished = [r for r in runs if r.info.status == "FINISHED"]
     keys = Counter(r.data.tags[EXAMPLE_KEY_TAG] for r in finished)
     assert len(keys) == 5 * 2 and set(keys.values()) == {1}  # complete, and no key logged twice

@@ -75,6 +75,18 @@ def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str
             if EXAMPLE_KEY_TAG in r.data.tags and r.info.status == "FINISHED"}
 
 
+def close_stale_children(client: MlflowClient, experiment_id: str, parent_run_id: str,
+                         keys: list[str] | None = None) -> int:
+    """Mark FAILED the child runs (of `keys`, or all) that a killed trial left RUNNING, so that the UI shows no run
+    that never ends; resume and gather read only FINISHED runs either way. Returns how many were closed."""
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and "
+                              "attributes.status = 'RUNNING'", max_results=50000)
+    stale = [r for r in runs if keys is None or r.data.tags.get(EXAMPLE_KEY_TAG) in keys]
+    for run in stale:
+        client.set_terminated(run.info.run_id, "FAILED")
+    return len(stale)
+
+
 def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, key: str, row: dict,
                 seed: int, extra_params: dict) -> str:
     """One child run: params w_*, seed, epoch, slot; metrics; the adapter as .npy with its sha256."""
@@ -121,6 +133,8 @@ def sweep_trial(config: dict) -> None:
     mlflow.set_tracking_uri(sweep["tracking_uri"])
     client = MlflowClient(sweep["tracking_uri"])
     keys = block_keys(block, adapter)
+    # a retried trial: its killed predecessor's half-logged runs (one trial per block is alive at a time)
+    with_retries(lambda: close_stale_children(client, sweep["experiment_id"], sweep["parent_run_id"], keys))
     done = with_retries(lambda: logged_children(client, sweep["experiment_id"], sweep["parent_run_id"]))
     missing = [k for k in keys if k not in done]
     if missing:
@@ -176,7 +190,8 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     client = MlflowClient(uri)
     backbone, extra = load_backbone(resolve_backbone_file(config.backbone_run_id))
     data = DataSpec(**extra.get("data", {}))
-    if parent_run_id is None:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
+    resuming = parent_run_id is not None
+    if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
         if not config.adapter.scales and config.adapter.objective_scale != "none":
             print(f"sweep: putting the objectives on one scale ({config.adapter.objective_scale})")
         config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
@@ -184,6 +199,8 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     parent = client.get_run(parent_run_id)
     experiment_id = parent.info.experiment_id
     adapter = config.adapter
+    if resuming and (closed := close_stale_children(client, experiment_id, parent_run_id)):
+        print(f"sweep {parent_run_id}: marked {closed} adapter run(s) left RUNNING by dead trials as FAILED")
     done = logged_children(client, experiment_id, parent_run_id)
     blocks = [b for b in config.blocks() if any(k not in done for k in block_keys(b, adapter))]
     print(f"sweep {parent_run_id}: {len(config.blocks())} blocks of ≤{config.pack_size} weights, "
