@@ -41,7 +41,8 @@ def main() -> None:
               flags={"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories"})
     parser.add_argument("--backbone", required=True, help="backbone.pt (pretrained and saved there if missing)")
     parser.add_argument("--pretrain-epochs", type=int, default=200, help="cap when pretraining (patience 5)")
-    parser.add_argument("--variants", default="none,initial,range", help="comma-separated scale[:keep[:topk]]")
+    parser.add_argument("--variants", default="none,initial,range",
+                        help="comma-separated scale[:keep[:topk]]; scale: none|range|initial|even")
     add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr", "seed",
                                                                     "diversity_topk", "scale_epochs"],
               section="adapter")
@@ -73,7 +74,10 @@ def main() -> None:
         started = time.time()
         result = train_adapters(backbone, data, weights, config, progress=False)
         ndcg, alpha = result.metrics["test_ndcg10"][-1], result.metrics["test_alpha_ndcg10"][-1]
-        print(f"| {name} | {', '.join(f'{s:.3g}' for s in result.scales)} | {spearman(w_acc, ndcg):.3f} | "
+        scales = ", ".join(f"{s:.3g}" for s in result.scales)
+        if result.weight_map:
+            scales += "; map " + " ".join(f"{v:.3g}" for v in result.weight_map)
+        print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "
               f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
               f"{' '.join(f'{v:.4f}' for v in ndcg)} | {' '.join(f'{v:.3f}' for v in alpha)} | "
               f"{time.time() - started:.0f} |", flush=True)

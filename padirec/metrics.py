@@ -82,6 +82,14 @@ def minmax_bounds(ndcg, alpha_ndcg) -> tuple[float, float, float, float]:
     return float(np.nanmin(ndcg)), float(np.nanmax(ndcg)), float(np.nanmin(alpha_ndcg)), float(np.nanmax(alpha_ndcg))
 
 
+def curve_gaps(ndcg, alpha_ndcg) -> np.ndarray:
+    """Distances between consecutive points of a curve in min–max normalised (NDCG@10, α-NDCG@10) space."""
+    a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha_ndcg)
+    points = np.stack([(np.asarray(ndcg, dtype=float) - a_lo) / max(a_hi - a_lo, 1e-12),
+                       (np.asarray(alpha_ndcg, dtype=float) - d_lo) / max(d_hi - d_lo, 1e-12)], axis=1)
+    return np.linalg.norm(np.diff(points, axis=0), axis=1)
+
+
 def w_utility(w, ndcg, alpha_ndcg, bounds: tuple[float, float, float, float]) -> np.ndarray:
     """How well points serve their tasks: `w · (NDCG@10, α-NDCG@10)`, each metric min–max normalised by `bounds`.
 

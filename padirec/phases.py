@@ -79,11 +79,11 @@ def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), 
     tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
     with tracking.start_run(f"adapter-w{w_acc:.2f}", experiment, tags=tags) as run:
         mlflow.log_params({"w_acc": w_acc, "w_div": 1.0 - w_acc, "backbone_run_id": backbone,
-                           **{k: v for k, v in asdict(config).items() if k != "scales"}})
+                           **{k: v for k, v in asdict(config).items() if k not in ("scales", "weight_map")}})
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]
         log_adapter(final)
-        mlflow.log_params(scale_params(result.scales))
+        mlflow.log_params(scale_params(result.scales, result.weight_map))
         metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
     return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)

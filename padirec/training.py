@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from padirec.data import Instances, SequenceData, sample_negatives
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics, to_tensors
-from padirec.metrics import minmax_bounds, w_utility
+from padirec.metrics import curve_gaps, minmax_bounds, w_utility
 from padirec.models import (
     Backbone,
     BackboneConfig,
@@ -31,7 +31,7 @@ from padirec.models import (
     init_adapter_flat,
     unflatten,
 )
-from padirec.objectives import OBJECTIVES, bce_loss, diversity_loss, objective_losses, weighted_loss
+from padirec.objectives import OBJECTIVES, CategoryTable, bce_loss, diversity_loss, objective_losses, weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ class AdapterConfig:
     epochs: int = 20
     keep_last: int = 5  # adapters kept per weight as separate examples (see `keep`)
     keep: Literal["last", "best"] = "last"  # the last keep_last epochs, or those of best validation w-utility
-    objective_scale: Literal["none", "range", "initial"] = "none"  # none: the paper's raw w·losses; see calibrate
+    objective_scale: Literal["none", "range", "initial", "even"] = "none"  # none: the paper's raw w·losses; calibrate
     scales: list[float] = field(default_factory=list)  # per-objective loss divisors; empty: computed from the data
+    weight_map: list[float] = field(default_factory=list)  # "even": accuracy loss weight at w_acc = 0, 1/(n-1), …, 1
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
-    scale_epochs: int = 5  # "range": epochs of the two single-objective adapters that measure it
+    scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
@@ -74,6 +75,9 @@ class AdapterConfig:
             raise ValueError(f"keep_last must be in [1, epochs={self.epochs}], got {self.keep_last}")
         if self.scales and (len(self.scales) != len(OBJECTIVES) or min(self.scales) <= 0):
             raise ValueError(f"scales must be {len(OBJECTIVES)} positive numbers, got {self.scales}")
+        if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
+                                or np.any(np.diff(self.weight_map) < 0)):
+            raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
         if self.utility_bounds and len(self.utility_bounds) != 4:
             raise ValueError(f"utility_bounds must be (ndcg lo, hi, alpha lo, hi), got {self.utility_bounds}")
 
@@ -83,6 +87,22 @@ class AdapterConfig:
         if self.keep == "last":
             return [f"epoch={e}" for e in range(self.epochs - self.keep_last, self.epochs)]
         return [f"rank={r}" for r in reversed(range(self.keep_last))]
+
+
+EVEN_PILOT = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
+EVEN_KNOTS = 11  # user weights w_acc = 0, 0.1, …, 1 at which the "even" map is recorded
+
+
+def loss_weights(weights, config: AdapterConfig) -> np.ndarray:
+    """What the per-objective losses are multiplied by for the user's weights `[..., 2]`: w itself, or, with a
+    calibrated `weight_map`, the accuracy loss weight interpolated at w_acc (and its complement)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if not config.weight_map:
+        return weights
+    if weights.shape[-1] != 2:
+        raise ValueError(f"weight_map is defined for two objectives, got weights of shape {weights.shape}")
+    v = np.interp(weights[..., 0], np.linspace(0, 1, len(config.weight_map)), config.weight_map)
+    return np.stack([v, 1 - v], axis=-1).astype(np.float32)
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -160,6 +180,7 @@ class AdapterResult:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [E, K]
     train_loss: list[float] = field(default_factory=list)  # mean weighted loss per epoch (summed over K)
     scales: list[float] = field(default_factory=list)  # the per-objective loss divisors used
+    weight_map: list[float] = field(default_factory=list)  # the calibrated map from w to the loss weights, if any
     seconds: float = 0.0
 
     def examples(self) -> list[dict]:
@@ -174,7 +195,7 @@ class AdapterResult:
         return rows
 
 
-def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone, categories: torch.Tensor,
+def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone, categories: CategoryTable,
                    config: AdapterConfig) -> torch.Tensor:
     """Per-objective losses `[K, 2]` of K adapted states `h [K, B, ..., d]` on each instance's candidates,
     scored by the (frozen) backbone.
@@ -186,15 +207,14 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     """
     scores = backbone.score(h, candidates)
     if config.diversity_topk <= 0:
-        losses = objective_losses(scores, categories[candidates], config.alpha, config.temperature)
+        losses = objective_losses(scores, *categories.overlap(candidates), config.alpha, config.temperature)
     else:
         with torch.no_grad():
             top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
-        top_scores = backbone.score(h, top)
-        div_scores = torch.cat([scores, top_scores], dim=-1)
-        div_categories = torch.cat([categories[candidates].expand(h.shape[0], -1, -1, -1), categories[top]], dim=-2)
-        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, div_categories, config.alpha,
-                                                                config.temperature)], dim=-1)
+        div_scores = torch.cat([scores, backbone.score(h, top)], dim=-1)
+        div_items = torch.cat([candidates.expand(*top.shape[:-1], -1), top], dim=-1)
+        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, *categories.overlap(div_items),
+                                                                config.alpha, config.temperature)], dim=-1)
     if config.scales:
         losses = losses / torch.as_tensor(config.scales, dtype=losses.dtype, device=losses.device)
     return losses
@@ -202,7 +222,7 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
 
 @torch.no_grad()
 def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, instances, backbone: Backbone,
-                categories: torch.Tensor, config: AdapterConfig) -> np.ndarray:
+                categories: CategoryTable, config: AdapterConfig) -> np.ndarray:
     """Per-objective losses `[K, p]` of adapters `params [K, 1096]`, unscaled, averaged over one pass over the
     instances with negatives drawn from `config.seed`."""
     raw = replace(config, scales=[])
@@ -224,6 +244,8 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
     The utility bounds are those two adapters' validation metrics: the ends of the Retrain front.
     """
+    if config.objective_scale == "even":
+        return config if config.weight_map else even_weight_map(backbone, data, config)
     if config.scales and (config.utility_bounds or config.objective_scale != "range"):
         return config
     if config.objective_scale == "none":
@@ -231,7 +253,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     backbone = backbone.to(config.device).eval()
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    categories = torch.as_tensor(data.item_categories, dtype=torch.float32, device=config.device)
+    categories = CategoryTable.from_multi_hot(data.item_categories, config.device)
     init = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device)[None]
     at_init = np.abs(mean_losses(init, states, data, train, backbone, categories, config)[0])
     if config.objective_scale == "initial":
@@ -250,9 +272,35 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     return replace(config, scales=scales, utility_bounds=bounds)
 
 
-def scale_params(scales: list[float]) -> dict[str, str]:
-    """The objective scales as the MLflow params a sweep or adapter run records (`scale.accuracy`, ...)."""
-    return {f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, scales, strict=True)}
+def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> AdapterConfig:
+    """`config` with a `weight_map` under which equal steps of w_acc move the trade-off by equal steps.
+
+    A pilot of adapters at the loss weights `EVEN_PILOT` (dense near both ends, where one objective alone takes
+    over) is trained `scale_epochs` from the shared initial adapter; their validation metrics, min–max
+    normalised, give the curve's arc length as a function of the loss weight, and the map sends w_acc to the
+    loss weight at the fraction w_acc of that length. A rescaling of the losses can only shift a curve's
+    change towards one end; this spreads it evenly whichever end it piles up at.
+    """
+    pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
+    single = replace(config, objective_scale="none", scales=[], weight_map=[], keep="last", keep_last=1,
+                     epochs=min(config.scale_epochs, config.epochs))
+    result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1), single, progress=False,
+                            eval_splits=("valid",))
+    ndcg, alpha = result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1]
+    arc = np.concatenate([[0.0], np.cumsum(curve_gaps(ndcg, alpha) + 1e-9)])
+    weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], pilot)
+    weight_map[0], weight_map[-1] = 0.0, 1.0
+    return replace(config, scales=[1.0] * len(OBJECTIVES), weight_map=[round(float(v), 6) for v in weight_map],
+                   utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
+
+
+def scale_params(scales: list[float], weight_map: list[float] = ()) -> dict[str, str]:
+    """The objective scales (and the "even" weight map) as the MLflow params a sweep or adapter run records
+    (`scale.accuracy`, ..., `weight_map` = the accuracy loss weights at w_acc = 0, 0.1, …, 1)."""
+    params = {f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, scales, strict=True)}
+    if weight_map:
+        params["weight_map"] = ",".join(f"{v:.4g}" for v in weight_map)
+    return params
 
 
 def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
@@ -276,8 +324,8 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    categories = torch.as_tensor(data.item_categories, dtype=torch.float32, device=config.device)
-    w = torch.as_tensor(weights, device=config.device)
+    categories = CategoryTable.from_multi_hot(data.item_categories, config.device)
+    w = torch.as_tensor(loss_weights(weights, config), device=config.device)
     K = len(weights)
     params = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device).repeat(K, 1)
     params.requires_grad_(True)
@@ -332,4 +380,5 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
             for name, values in rank_metrics(backbone, eval_sets[split], flat, eval_states[split]).items():
                 metrics[f"test_{name}"] = values.reshape(config.keep_last, K)
     return AdapterResult(weights=weights, epochs=epochs, slots=config.slots(), params=all_params, metrics=metrics,
-                         train_loss=losses, scales=list(config.scales), seconds=time.perf_counter() - started)
+                         train_loss=losses, scales=list(config.scales), weight_map=list(config.weight_map),
+                         seconds=time.perf_counter() - started)

@@ -10,7 +10,16 @@ from padirec.data import SyntheticConfig, make_synthetic, preprocess
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.metrics import w_utility
 from padirec.models import BackboneConfig, build_backbone, load_backbone, save_backbone
-from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
+from padirec.objectives import CategoryTable
+from padirec.training import (
+    AdapterConfig,
+    AdapterResult,
+    PretrainConfig,
+    calibrate,
+    loss_weights,
+    pretrain_backbone,
+    train_adapters,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +80,7 @@ def test_diversity_topk_adds_each_adapters_top_items_to_the_diversity_term_only(
     torch.manual_seed(0)
     backbone = build_backbone(BackboneConfig(n_items=30, hidden=8)).requires_grad_(False)
     backbone.i_embeddings.weight.normal_()
-    categories = (torch.rand(31, 4) < 0.4).float()
+    categories = CategoryTable.from_multi_hot(torch.rand(31, 4) < 0.4)
     h = torch.randn(3, 5, 8, requires_grad=True)  # K=3 adapters, batch 5
     candidates = torch.randint(1, 31, (5, 10))
     plain = adapter_losses(h, candidates, backbone, categories, AdapterConfig())
@@ -114,3 +123,42 @@ def test_objective_scales_put_the_losses_on_one_scale(data, backbone):
     assert result.scales == initial
     with pytest.raises(ValueError, match="scales must be 2 positive"):
         AdapterConfig(scales=[1.0, -1.0])
+
+
+def test_a_weight_map_trains_each_w_at_its_mapped_loss_weight(data, backbone):
+    """With `weight_map` the adapter for w_acc is the one raw weighting trains at the mapped weight."""
+    squared = [round((k / 10) ** 2, 6) for k in range(11)]
+    config = AdapterConfig(epochs=2, keep_last=1, seed=4)
+    mapped = train_adapters(backbone, data, np.array([[0.5, 0.5], [0.9, 0.1]]), replace(config, weight_map=squared),
+                            progress=False, eval_splits=())
+    raw = train_adapters(backbone, data, np.array([[0.25, 0.75], [0.81, 0.19]]), config, progress=False,
+                         eval_splits=())
+    np.testing.assert_allclose(mapped.params, raw.params, atol=2e-5)
+    np.testing.assert_allclose(mapped.weights, [[0.5, 0.5], [0.9, 0.1]])  # the dataset keeps w as asked
+    assert mapped.weight_map == squared
+    np.testing.assert_allclose(loss_weights([[0.55, 0.45]], replace(config, weight_map=squared)),
+                               [[0.305, 0.695]], atol=1e-6)  # linear between the knots 0.25 and 0.36
+    np.testing.assert_array_equal(loss_weights([[0.3, 0.7]], config), np.float32([[0.3, 0.7]]))  # no map: w
+    with pytest.raises(ValueError, match="weight_map must rise from 0 to 1"):
+        AdapterConfig(weight_map=[0.0, 0.6, 0.5, 1.0])
+
+
+def test_the_even_map_spreads_a_curve_whose_change_piles_up_at_one_end(data, backbone, monkeypatch):
+    """The arithmetic of `even_weight_map` on a pilot curve that moves only between loss weights 0.98 and 1:
+    equal steps of w_acc must then be equal steps of the curve, so the map puts w_acc 0.1 … 0.9 inside them."""
+    import padirec.training as training
+
+    def pilot(backbone, data, weights, config, **kwargs):
+        v = np.asarray(weights)[:, 0]
+        moved = np.clip((v - 0.98) / 0.02, 0, 1)  # the curve's position along its (straight) path
+        metrics = {"val_ndcg10": (0.1 + 0.1 * moved)[None], "val_alpha_ndcg10": (0.9 - 0.4 * moved)[None]}
+        assert config.epochs == 2 and not config.weight_map  # scale_epochs, raw weighting
+        return AdapterResult(weights=weights, epochs=np.zeros((1, len(v)), int), slots=["epoch=1"],
+                             params=np.zeros((1, len(v), 1096), np.float32), metrics=metrics)
+
+    monkeypatch.setattr(training, "train_adapters", pilot)
+    config = calibrate(backbone, data, AdapterConfig(objective_scale="even", scale_epochs=2))
+    assert config.weight_map[0] == 0.0 and config.weight_map[-1] == 1.0 and config.scales == [1.0, 1.0]
+    np.testing.assert_allclose(config.weight_map[1:-1], 0.98 + 0.02 * np.arange(1, 10) / 10, atol=1e-4)
+    assert config.utility_bounds == pytest.approx([0.1, 0.2, 0.5, 0.9])
+    assert calibrate(backbone, data, config) == config  # calibrated once: kept as is

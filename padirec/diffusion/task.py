@@ -20,8 +20,8 @@ from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.data import sample_negatives
 from padirec.evaluation.ranking import encode_instances
 from padirec.models import Backbone, ParamNormalizer, apply_adapters, from_tokens, load_backbone, unflatten
-from padirec.objectives import weighted_loss
-from padirec.training import AdapterConfig, adapter_losses, calibrate
+from padirec.objectives import CategoryTable, weighted_loss
+from padirec.training import AdapterConfig, adapter_losses, calibrate, loss_weights
 
 
 @dataclass
@@ -41,7 +41,7 @@ class AdapterTaskLoss:
     """Per-row loss `[B]` of x̂0 tokens `[B, 137, 8]` (normalised) for weights `w [B, p]`: clamped to the training
     range, denormalised, applied to a random batch of the pool's user states, `w · (BCE, L_div)`."""
 
-    def __init__(self, backbone: Backbone, states: Tensor, candidates: Tensor, categories: Tensor,
+    def __init__(self, backbone: Backbone, states: Tensor, candidates: Tensor, categories: CategoryTable,
                  normalizer: ParamNormalizer, config: TaskLossConfig):
         self.backbone = backbone.eval().requires_grad_(False)
         self.states, self.candidates, self.categories = states, candidates, categories
@@ -62,7 +62,8 @@ class AdapterTaskLoss:
                               generator=generator)
         h = apply_adapters(self.states[index], unflatten(flat))  # [B, batch, ..., d]: one adapter per DiT row
         per_objective = adapter_losses(h, self.candidates[index], self.backbone, self.categories, self.adapter_config)
-        return weighted_loss(per_objective, w.float())
+        weights = torch.as_tensor(loss_weights(w.detach().float().cpu().numpy(), self.adapter_config), device=w.device)
+        return weighted_loss(per_objective, weights)
 
 
 def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,
@@ -73,7 +74,7 @@ def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,
     pool = train.subset(np.sort(rng.choice(len(train), size=min(config.instances, len(train)), replace=False)))
     negatives = sample_negatives(data, pool, config.adapter.n_negatives, rng)
     candidates = torch.as_tensor(np.concatenate([pool.targets[:, None], negatives], axis=1))
-    categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
+    categories = CategoryTable.from_multi_hot(data.item_categories)
     backbone = backbone.cpu().eval().requires_grad_(False)
     config = replace(config, adapter=calibrate(backbone, data, config.adapter))
     return AdapterTaskLoss(backbone, encode_instances(backbone, pool), candidates, categories, normalizer, config)

@@ -32,7 +32,7 @@ from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics
 from padirec.evaluation.rerank import dpp_rerank, mmr_rerank
 from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
 from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
-from padirec.objectives import weighted_loss
+from padirec.objectives import CategoryTable, weighted_loss
 from padirec.sweep.report import chosen_adapters
 from padirec.training import (
     AdapterConfig,
@@ -40,6 +40,7 @@ from padirec.training import (
     adapter_losses,
     calibrate,
     candidate_batches,
+    loss_weights,
     train_adapters,
 )
 
@@ -277,23 +278,25 @@ class CMR(HypernetworkMethod):
     @classmethod
     def fit(cls, backbone: Backbone, data: SequenceData, adapter: AdapterConfig = AdapterConfig(),
             config: CMRConfig = CMRConfig(), progress: bool = True) -> CMR:
-        """Train on the sweep's objective (`adapter_losses` with its settings), a fresh batch of w per step."""
+        """Train on the sweep's objective (`adapter_losses` and `loss_weights` with its settings), a fresh batch of
+        w per step."""
         torch.manual_seed(config.seed)
         adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
         rng = np.random.default_rng(config.seed)
         train = data.train_instances()
         states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
-        categories = torch.as_tensor(data.item_categories, dtype=torch.float32)
+        categories = CategoryTable.from_multi_hot(data.item_categories)
         model = WeightToAdapter(hidden=config.hidden, init=init_adapter_flat(adapter.init_seed, backbone.config.hidden))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         bar = tqdm(range(config.epochs), desc="CMR hypernetwork", disable=not progress)
         for _ in bar:
             losses = []
             for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
-                w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
-                w = torch.stack([w_acc, 1 - w_acc], dim=1)
+                w_acc = rng.random(config.weights_per_batch)
+                w = torch.as_tensor(np.stack([w_acc, 1 - w_acc], axis=1), dtype=torch.float32)
                 h = apply_adapters(states[torch.as_tensor(index)], unflatten(model(w)))
-                loss = weighted_loss(adapter_losses(h, candidates, backbone, categories, adapter), w).mean()
+                per_objective = adapter_losses(h, candidates, backbone, categories, adapter)
+                loss = weighted_loss(per_objective, torch.as_tensor(loss_weights(w, adapter))).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
-from padirec.metrics import minmax_bounds, spearman
+from padirec.metrics import curve_gaps, spearman
 
 TASKS = np.round(np.linspace(0.0, 1.0, 11), 4)
 
@@ -31,10 +31,7 @@ def chosen_adapters(arrays: dict[str, np.ndarray]) -> np.ndarray:
 def curve_evenness(ndcg: np.ndarray, alpha_ndcg: np.ndarray) -> float:
     """Largest gap between consecutive points of a curve over the mean gap, in min–max normalised metric space:
     1 is perfectly even; a large value means w jumps (DESIGN §6 asks ≤ 2)."""
-    a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha_ndcg)
-    points = np.stack([(np.asarray(ndcg) - a_lo) / max(a_hi - a_lo, 1e-12),
-                       (np.asarray(alpha_ndcg) - d_lo) / max(d_hi - d_lo, 1e-12)], axis=1)
-    gaps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    gaps = curve_gaps(ndcg, alpha_ndcg)
     return float(gaps.max() / max(gaps.mean(), 1e-12)) if len(gaps) else float("nan")
 
 

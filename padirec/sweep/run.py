@@ -157,7 +157,7 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
     tracking.setup(experiment)
     tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
-        mlflow.log_params(scale_params(config.adapter.scales))
+        mlflow.log_params(scale_params(config.adapter.scales, config.adapter.weight_map))
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
                            "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
@@ -192,8 +192,8 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     data = DataSpec(**extra.get("data", {}))
     resuming = parent_run_id is not None
     if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
-        if not config.adapter.scales and config.adapter.objective_scale != "none":
-            print(f"sweep: putting the objectives on one scale ({config.adapter.objective_scale})")
+        if not (config.adapter.scales or config.adapter.weight_map) and config.adapter.objective_scale != "none":
+            print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale})")
         config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
         parent_run_id = start_sweep(config, experiment)
     parent = client.get_run(parent_run_id)
