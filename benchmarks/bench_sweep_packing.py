@@ -44,7 +44,7 @@ def naive_epoch(backbone, data, device: str, batch_size: int, rng) -> float:
             state = backbone.encode(histories[index], times[index])
         h = apply_adapters(state, unflatten(params))
         scores = torch.einsum("kbd,bcd->kbc", h, backbone.i_embeddings.weight[candidates])
-        loss = weighted_loss(objective_losses(scores, *categories.overlap(candidates)), w).sum()
+        loss = weighted_loss(objective_losses(scores, candidates, categories), w).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -207,13 +207,13 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     """
     scores = backbone.score(h, candidates)
     if config.diversity_topk <= 0:
-        losses = objective_losses(scores, *categories.overlap(candidates), config.alpha, config.temperature)
+        losses = objective_losses(scores, candidates, categories, config.alpha, config.temperature)
     else:
         with torch.no_grad():
             top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
         div_scores = torch.cat([scores, backbone.score(h, top)], dim=-1)
         div_items = torch.cat([candidates.expand(*top.shape[:-1], -1), top], dim=-1)
-        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, *categories.overlap(div_items),
+        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, div_items, categories,
                                                                 config.alpha, config.temperature)], dim=-1)
     if config.scales:
         losses = losses / torch.as_tensor(config.scales, dtype=losses.dtype, device=losses.device)

@@ -17,9 +17,10 @@ A, B = [1.0, 0.0], [0.0, 1.0]
 
 
 def overlap(categories):
-    """`CategoryTable.overlap` of the list of all items of a `[C, M]` multi-hot (or `[B, C, M]`: one list per row)."""
+    """(items, table) for the lists of a `[C, M]` multi-hot (or `[B, C, M]`: one list per row), in the padded-id
+    form (the dense one is checked against it below)."""
     items = torch.arange(categories.shape[:-1].numel()).reshape(categories.shape[:-1])
-    return CategoryTable.from_multi_hot(categories.reshape(-1, categories.shape[-1])).overlap(items)
+    return items, CategoryTable.from_multi_hot(categories.reshape(-1, categories.shape[-1]), sparse=True)
 
 
 def dense_soft_alpha_dcg(scores, categories, alpha=0.5, temperature=0.1):
@@ -50,9 +51,9 @@ def test_soft_alpha_dcg_approaches_exact_as_temperature_goes_to_zero():
     scores = torch.randn(8)
     categories = (torch.rand(8, 4) < 0.4).float()
     exact = exact_alpha_dcg(scores, categories)
-    shared, present = overlap(categories)
+    items, table = overlap(categories)
     temperatures = (1.0, 0.1, 0.01, 1e-4)
-    errors = [abs(float(soft_alpha_dcg(scores, shared, present, temperature=t)) - exact) for t in temperatures]
+    errors = [abs(float(soft_alpha_dcg(scores, items, table, temperature=t)) - exact) for t in temperatures]
     assert errors[-1] < 1e-4
     assert all(a >= b - 1e-9 for a, b in itertools.pairwise(errors))
 
@@ -91,12 +92,14 @@ def test_padded_category_ids_give_the_dense_loss_on_a_large_sparse_catalogue():
         multi_hot[item, torch.randperm(600)[: int(torch.randint(1, 9, ()))]] = 1.0
     multi_hot[7] = 0.0  # an item without categories
     table = CategoryTable.from_multi_hot(multi_hot)
-    assert table.ids.shape == (51, 8)
+    assert table.ids.shape == (51, 8) and table.sparse  # 600 > 16 x 8: the padded ids
+    dense_table = CategoryTable.from_multi_hot(multi_hot, sparse=False)
     candidates = torch.randint(0, 51, (4, 12))  # 4 lists of 12, repeats allowed
     scores = torch.randn(3, 4, 12, requires_grad=True)  # 3 packed adapters
-    dense = dense_soft_alpha_dcg(scores, multi_hot[candidates])
-    sparse = soft_alpha_dcg(scores, *table.overlap(candidates))
-    assert torch.allclose(sparse, dense, atol=1e-5)
-    (g_sparse,) = torch.autograd.grad(sparse.sum(), scores)
-    (g_dense,) = torch.autograd.grad(dense.sum(), scores)
-    assert torch.allclose(g_sparse, g_dense, atol=1e-5)
+    reference = dense_soft_alpha_dcg(scores, multi_hot[candidates])
+    (g_reference,) = torch.autograd.grad(reference.sum(), scores)
+    for form in (table, dense_table):
+        value = soft_alpha_dcg(scores, candidates, form)
+        (gradient,) = torch.autograd.grad(value.sum(), scores)
+        assert torch.allclose(value, reference, atol=1e-5) and torch.allclose(gradient, g_reference, atol=1e-5)
+    assert not CategoryTable.from_multi_hot(multi_hot[:, :16]).sparse  # few categories: the dense product

@@ -9,6 +9,7 @@ from collections import Counter
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -80,6 +81,15 @@ def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_clust
     assert pq.read_metadata(again["path"]).num_rows == expected
     curve = retrain_curve(arrays, tasks=np.array([0.0, 0.25, 0.5, 0.75, 1.0]))
     assert curve["w_acc"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and (curve["n"] == 2).all()
+    # each trial reported every epoch to Tune before its final counts: progress shows while it trains
+    progress = sorted((tmp_path / "ray_results").rglob("progress.csv"))
+    assert len(progress) == len(config.blocks())
+    finals = []
+    for path in progress:
+        rows = pd.read_csv(path)
+        assert rows["epochs_done"].tolist()[:3] == [1, 2, 3] and (rows["eta_s"].iloc[:3] >= 0).all()
+        finals.append(rows["adapters_logged"].iloc[-1])
+    assert sum(finals) == expected
 
 
 @pytest.fixture

@@ -61,10 +61,12 @@ def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
     return [example_key(w, block.seed, slot) for w in block.weights for slot in adapter.slots()]
 
 
-def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: bool = False) -> AdapterResult:
+def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: bool = False,
+                on_epoch=None) -> AdapterResult:
     """Plain function: the block's K adapters, trained together on one frozen backbone."""
     config = replace(adapter, seed=block.seed)
-    return train_adapters(backbone, data, np.array(block.weights, dtype=np.float32), config, progress=progress)
+    return train_adapters(backbone, data, np.array(block.weights, dtype=np.float32), config, progress=progress,
+                          on_epoch=on_epoch)
 
 
 def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, mlflow.entities.Run]:
@@ -137,19 +139,32 @@ def sweep_trial(config: dict) -> None:
     with_retries(lambda: close_stale_children(client, sweep["experiment_id"], sweep["parent_run_id"], keys))
     done = with_retries(lambda: logged_children(client, sweep["experiment_id"], sweep["parent_run_id"]))
     missing = [k for k in keys if k not in done]
+    # one set of keys in every report: Tune's progress.csv takes its columns from the first
+    status = {"block_id": block.block_id, "epochs_done": 0, "epochs": adapter.epochs, "eta_s": float("nan"),
+              "loss": float("nan"), "val_ndcg10": float("nan"), "val_alpha_ndcg10": float("nan"),
+              "adapters_logged": 0, "adapters_skipped": len(keys) - len(missing)}
     if missing:
         # each trial fetches the backbone itself: on a cluster its node may not see the driver's files
         backbone, _ = load_backbone(resolve_backbone_file(sweep["backbone_run_id"]))
         data = load_data(DataSpec(**sweep["data"]))
-        result = train_block(block, backbone, data, adapter)
+        started = time.time()
+
+        def report_epoch(epoch: int, metrics: dict) -> None:
+            """Tune's status table (and each trial's progress.csv) show the block's epochs as they pass."""
+            done = epoch + 1
+            status.update({k: metrics.get(k, float("nan")) for k in ("loss", "val_ndcg10", "val_alpha_ndcg10")})
+            status.update(epochs_done=done, eta_s=round((time.time() - started) / done * (adapter.epochs - done), 1))
+            tune.report(dict(status))
+
+        result = train_block(block, backbone, data, adapter, on_epoch=report_epoch)
         extra = {"backbone_run_id": sweep["backbone_run_id"], "block_id": block.block_id}
         for row in result.examples():
             key = example_key(row["w"], block.seed, row["slot"])
             if key in missing:
                 with_retries(lambda row=row, key=key: log_example(
                     client, sweep["experiment_id"], sweep["parent_run_id"], key, row, block.seed, extra))
-    tune.report({"block_id": block.block_id, "adapters_logged": len(missing),
-                 "adapters_skipped": len(keys) - len(missing)})
+    status.update(epochs_done=adapter.epochs, eta_s=0.0, adapters_logged=len(missing))
+    tune.report(status)
 
 
 def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
