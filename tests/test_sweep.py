@@ -90,6 +90,8 @@ def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_clust
         assert rows["epochs_done"].tolist()[:3] == [1, 2, 3] and (rows["eta_s"].iloc[:3] >= 0).all()
         finals.append(rows["adapters_logged"].iloc[-1])
     assert sum(finals) == expected
+    history = client.get_metric_history(parent.info.run_id, "epochs_done.block_0")
+    assert [m.value for m in history] == [1, 2, 3]
 
 
 @pytest.fixture

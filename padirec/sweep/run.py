@@ -155,6 +155,8 @@ def sweep_trial(config: dict) -> None:
             status.update({k: metrics.get(k, float("nan")) for k in ("loss", "val_ndcg10", "val_alpha_ndcg10")})
             status.update(epochs_done=done, eta_s=round((time.time() - started) / done * (adapter.epochs - done), 1))
             tune.report(dict(status))
+            with_retries(lambda: client.log_metric(sweep["parent_run_id"], f"epochs_done.block_{block.block_id}",
+                                                   done, step=done))  # the parent run shows it in the MLflow UI
 
         result = train_block(block, backbone, data, adapter, on_epoch=report_epoch)
         extra = {"backbone_run_id": sweep["backbone_run_id"], "block_id": block.block_id}
