@@ -55,7 +55,8 @@ class AdapterConfig:
     epochs: int = 20
     keep_last: int = 5  # adapters kept per weight as separate examples (see `keep`)
     keep: Literal["last", "best"] = "last"  # the last keep_last epochs, or those of best validation w-utility
-    objective_scale: Literal["none", "range", "initial", "even"] = "none"  # none: the paper's raw w·losses; calibrate
+    # none: the paper's raw w·losses; range, initial: loss divisors; even: a map from w to the loss weights
+    objective_scale: Literal["none", "range", "initial", "even"] = "none"
     scales: list[float] = field(default_factory=list)  # per-objective loss divisors; empty: computed from the data
     weight_map: list[float] = field(default_factory=list)  # "even": accuracy loss weight at w_acc = 0, 1/(n-1), …, 1
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)

@@ -25,6 +25,7 @@ class Outer:
     rate: float = 0.5
     mode: Literal["fast", "slow"] = "fast"  # pick one
     seeds: list[int] = field(default_factory=lambda: [0, 1])
+    # say more on the line above when it does not fit after the field
     verbose: bool = False
     inner: Inner = field(default_factory=Inner)
 
@@ -43,6 +44,8 @@ def test_flags_carry_the_dataclass_defaults_only_in_their_help():
     assert "how many (default: 3)" in text and "pick one (default: fast)" in text and "(default: 0,1)" in text
     assert "hidden units (default: 8)" in text
     assert field_comments(Outer)["mode"] == "pick one"
+    assert field_comments(Outer)["verbose"] == "say more on the line above when it does not fit after the field"
+    assert field_comments(Outer)["rate"] == ""  # the comment above belongs to the field it sits on
 
 
 def test_given_flags_nest_by_section_and_build_the_config():

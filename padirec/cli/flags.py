@@ -2,9 +2,9 @@
 
 `add_flags(parser, Config, ["epochs", "lr"])` adds `--epochs` and `--lr` with the field's type (`Literal`
 fields get choices, `list[int]` fields take comma-separated values, `bool` fields get `--x/--no-x`), the
-field's trailing `# comment` as help and its default shown, not set: a flag left out is None, so a YAML
-section or the dataclass's default decides. `flag_values(args)` returns what was given, nested by section
-(`{"dit": {"conditioning": "pre"}}`), ready for `config.build`.
+field's trailing `# comment` (or a comment on the line above it) as help and its default shown, not set: a flag
+left out is None, so a YAML section or the dataclass's default decides. `flag_values(args)` returns what was
+given, nested by section (`{"dit": {"conditioning": "pre"}}`), ready for `config.build`.
 """
 
 from __future__ import annotations
@@ -25,19 +25,22 @@ FLAGS_KEY = "_padirec_flags"  # the parser default that records (dest, section p
 
 @functools.cache
 def field_comments(cls: type) -> dict[str, str]:
-    """`name -> comment` for fields written `name: type = default  # comment` (the comment on the last line)."""
+    """`name -> comment` for fields written `name: type = default  # comment` (the comment on the last line), or
+    with the comment alone on the line above (for help too long to trail)."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    comments: dict[int, str] = {}
-    lines: dict[int, str] = {}
+    comments: dict[int, str] = {}  # line -> a trailing comment
+    alone: dict[int, str] = {}  # line -> a comment with nothing else on its line
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT:
-            comments[token.start[0]] = token.string.lstrip("#").strip()
+            text = token.string.lstrip("#").strip()
+            (alone if token.line.lstrip().startswith("#") else comments)[token.start[0]] = text
+    lines: dict[int, str] = {}
     for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            lines[node.target.id] = comments.get(node.end_lineno, "")
+            lines[node.target.id] = comments.get(node.end_lineno) or alone.get(node.lineno - 1, "")
     return lines
 
 
