@@ -22,6 +22,7 @@ from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.train import DiTTrainConfig
 from padirec.evaluation.baselines import CMRConfig, HypernetworkConfig
 from padirec.evaluation.report import EvaluateConfig, run_report
+from padirec.evaluation.stage import lineage_tags
 from padirec.models import load_backbone
 from padirec.phases import pretrain
 from padirec.sweep import SweepConfig, gather, run_sweep, sweep_report
@@ -103,7 +104,8 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     params = {"generator": generator.checkpoint_path, "backbone": str(out / "backbone.pt"),
               "backbone_name": model.config.name}
     report = run_report(model, data, arrays, {"": load_generator(generator.checkpoint_path)}, swept.adapter,
-                        config.evaluate, out / "report", config.experiment, {SWEEP_RUN_TAG: swept.parent_run_id},
+                        config.evaluate, out / "report", config.experiment,
+                        {SWEEP_RUN_TAG: swept.parent_run_id, **lineage_tags(backbone.run_id, {"": generator.run_id})},
                         params, progress)
     summary["controllability"] = report["table"]
     summary["report_run_id"] = report["run_id"]

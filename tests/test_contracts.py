@@ -17,6 +17,7 @@ from support import dataset_row, write_dataset
 
 from padirec import tracking
 from padirec.contracts.artifacts import (
+    generator_lineage,
     load_adapter,
     log_adapter,
     log_checked_file,
@@ -31,6 +32,7 @@ from padirec.contracts.names import (
     BACKBONE_DIR,
     BACKBONE_SHA256_TAG,
     CHECKPOINT_ARTIFACT,
+    GENERATOR_RUN_TAG,
     SWEEP_RUN_TAG,
     tag,
 )
@@ -148,6 +150,9 @@ def test_backbone_and_checkpoint_downloads_are_checked_against_their_logged_sha2
         resolve_generator_file(run_id)
     with pytest.raises(ValueError, match="must be named backbone.pt"):
         log_checked_file(tmp_path / "dit.pt", BACKBONE_ARTIFACT)
+    # lineage of a report: a run id names its run (models:/ and its version: test_pipeline); a file names none
+    assert generator_lineage(run_id) == generator_lineage(f"runs:/{run_id}/checkpoint") == {GENERATOR_RUN_TAG: run_id}
+    assert generator_lineage(tmp_path / "dit.pt") == {}
 
 
 def test_tags_fall_back_to_their_names_before_the_prefix():

@@ -9,7 +9,13 @@ from mlflow.tracking import MlflowClient
 
 from padirec.cli import build_parser
 from padirec.cli.main import deploy_options
-from padirec.contracts.names import DATASET_SHA256_TAG, STAGE_TAG
+from padirec.contracts.names import (
+    BACKBONE_RUN_TAG,
+    DATASET_SHA256_TAG,
+    GENERATOR_RUN_TAG,
+    MODEL_VERSION_TAG,
+    STAGE_TAG,
+)
 
 
 def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
@@ -29,6 +35,11 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
     report = client.get_run(summary["report_run_id"])
     assert report.data.tags[STAGE_TAG] == "report"
+    version = f"padirec-dit/{summary['generator']['version']}"  # lineage: from the model version to its reports
+    assert (report.data.tags[GENERATOR_RUN_TAG], report.data.tags[BACKBONE_RUN_TAG]) == (
+        summary["generator"]["run_id"], summary["backbone_run_id"])
+    found = client.search_runs([report.info.experiment_id], f"tags.`{MODEL_VERSION_TAG}` = '{version}'")
+    assert [r.info.run_id for r in found] == [report.info.run_id]
     assert {"padirec_avg_hv", "padirec_r_a", "retrain_avg_hv", "response_padirec_measured_seconds"} <= set(
         report.data.metrics)
     assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {

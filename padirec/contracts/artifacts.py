@@ -26,6 +26,8 @@ from padirec.contracts.names import (
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_FILE,
     CHECKPOINT_SHA256_TAG,
+    GENERATOR_RUN_TAG,
+    MODEL_VERSION_TAG,
     tag,
 )
 from padirec.models import N_PARAMS
@@ -135,6 +137,31 @@ def resolve_backbone_file(reference: str | os.PathLike, dst: str | None = None) 
     if path.is_file():
         return path
     return _download(str(reference), BACKBONE_ARTIFACT, "backbone", dst)
+
+
+def generator_lineage(reference: str | os.PathLike) -> dict[str, str]:
+    """The lineage tags of a generator reference: its run id, and its registered "name/version" (a `models:/`
+    reference, or the first version registered from that run). A local file has none."""
+    reference = str(reference)
+    if not reference.startswith(("models:/", "runs:/")) and (Path(reference).exists() or "/" in reference
+                                                             or reference.endswith(".pt")):
+        return {}
+    client = MlflowClient(tracking.tracking_uri())
+    tags = {GENERATOR_RUN_TAG: _source_run_id(reference)}
+    if reference.startswith("models:/"):
+        name, _, rest = reference.removeprefix("models:/").partition("/")
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            version = rest.split("/")[0]
+        tags[MODEL_VERSION_TAG] = f"{name}/{version}"
+    else:
+        versions = client.search_model_versions(f"run_id = '{tags[GENERATOR_RUN_TAG]}'")
+        if versions:
+            first = min(versions, key=lambda v: int(v.version))
+            tags[MODEL_VERSION_TAG] = f"{first.name}/{first.version}"
+    return tags
 
 
 def resolve_generator_file(reference: str | os.PathLike, dst: str | None = None) -> Path:

@@ -4,6 +4,7 @@ and `evaluate_adapter` (full-ranking metrics of one adapter beside the backbone 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -11,9 +12,15 @@ import torch
 
 from padirec import tracking
 from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import check_adapter_shape, load_adapter, resolve_backbone_file, resolve_generator_file
+from padirec.contracts.artifacts import (
+    check_adapter_shape,
+    generator_lineage,
+    load_adapter,
+    resolve_backbone_file,
+    resolve_generator_file,
+)
 from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
-from padirec.contracts.names import SWEEP_RUN_TAG
+from padirec.contracts.names import BACKBONE_RUN_TAG, SWEEP_RUN_TAG
 from padirec.diffusion.generator import load_generator
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.evaluation.report import EvaluateConfig, run_report
@@ -52,9 +59,19 @@ def evaluate(sweep_run_id: str, config: EvaluateConfig = EvaluateConfig(), gener
     params = {"sweep_run_id": sweep_run_id, "backbone": backbone_ref, "backbone_name": model.config.name,
               "data": f"{spec.kind} {spec.path or ''}".strip(), "users": data.n_users, "items": data.n_items,
               **{f"generator{'.' + n if n else ''}": ref for n, ref in references.items()}}
+    tags = {SWEEP_RUN_TAG: sweep_run_id, **lineage_tags(backbone_ref, references)}
     result = run_report(model, data, arrays, loaded, sweep.adapter, config, output, experiment,
-                        tags={SWEEP_RUN_TAG: sweep_run_id}, params=params, progress=progress)
+                        tags=tags, params=params, progress=progress)
     return ReportRun(result["run_id"], result["output_dir"], result["table"])
+
+
+def lineage_tags(backbone: str, generators: dict[str, str]) -> dict[str, str]:
+    """A report's lineage: the backbone run (when it is one) and each generator's run and model version (tag names
+    suffixed `.label` when several generators are compared)."""
+    tags = {} if Path(backbone).exists() else {BACKBONE_RUN_TAG: backbone}
+    for label, reference in generators.items():
+        tags.update({f"{k}.{label}" if label else k: v for k, v in generator_lineage(reference).items()})
+    return tags
 
 
 def evaluate_adapter(backbone: str, adapter: str = "", adapter_run: str = "", split: str = "test",
