@@ -174,7 +174,7 @@ def test_backbone_from_the_generator_run(artifacts, mlflow_store, tmp_path):
         backbone_reference(str(artifacts["checkpoint"]))
 
 
-def test_app_arguments_and_config_file():
+def test_app_arguments_and_config_file(artifacts):
     config = yaml.safe_load(CONFIG_FILE.read_text())
     from ray.serve.schema import ServeDeploySchema
 
@@ -184,9 +184,13 @@ def test_app_arguments_and_config_file():
     assert args.checkpoint == "models:/padirec-dit@champion" and args.cache_size == 1024 and args.precision == 3
     # `serve run ... key=value` passes strings
     assert AppArgs.model_validate({"cache_size": "16", "num_gpus": "0.25"}).num_gpus == 0.25
-    for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 0}):
+    for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 0}, {"guidance": 1e9},
+                {"guidance": -1.0}, {"max_body_bytes": 10}):
         with pytest.raises(ValidationError):
             build_app(bad)
+    # checked against the model before Ray starts: DDIM cannot take more steps than the model's T (100 here)
+    with pytest.raises(ValueError, match="steps=1000000 is more than the model's 100 diffusion steps"):
+        build_app({"checkpoint": str(artifacts["checkpoint"]), "steps": 1_000_000})
 
 
 # ------------------------------------------------------------------------------ the app on Ray Serve
@@ -309,6 +313,20 @@ REASONS = {"unknown item ids": "999", "wrong content type": "application/json", 
            "nan weight (raw JSON)": "finite"}
 
 
+def test_oversize_bodies_get_413_before_parsing_and_errors_quote_a_short_prefix(server):
+    huge = json.dumps({"history": list(range(1, 30000)), "weights": [1, 0]})  # ~200 KB, over the 64 KB limit
+    response = post(server, "/v1/recommendations", huge)
+    assert response.status_code == 413 and "limit of 65536 bytes" in response.json()["detail"]
+    long_name = "x" * 20000
+    response = post(server, "/v1/adapters", {"weights": [0.5, 0.5], long_name: 1})  # an unknown 20 KB field name
+    assert response.status_code == 422 and len(response.content) < 2000, len(response.content)
+    assert "(20000 characters)" in response.text
+    chunked = requests.post(server + "/v1/adapters", data=iter([b'{"weights": [0.5, 0.5]}']),
+                            headers={"Content-Type": "application/json"}, timeout=60)  # no Content-Length
+    assert chunked.status_code == 411
+    assert post(server, "/v1/adapters", {"weights": [0.5, 0.5]}).status_code == 200
+
+
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_requests_get_4xx_with_a_reason(server, case):
     path, body, content_type = BAD_REQUESTS[case]
@@ -320,3 +338,45 @@ def test_bad_requests_get_4xx_with_a_reason(server, case):
     # and the server keeps serving
     valid = post(server, "/v1/adapters", {"weights": [0.5, 0.5]})
     assert valid.status_code == 200 and len(valid.json()["params"]) == N_PARAMS
+
+
+def test_sigterm_stops_padirec_serve_cleanly(artifacts, free_port, tmp_path):
+    """`kill` (SIGTERM) ends `padirec serve` like Ctrl-C: exit 0, its local Ray cluster gone with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "padirec.cli", "serve", "--model", str(artifacts["checkpoint"]), "--backbone",
+             str(artifacts["backbone"]), "--port", str(port), "--steps", "5", "--num-cpus", "0.5"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert process.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or the app still starting behind the proxy
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("padirec serve did not come up\n" + log.read_text()[-3000:])
+        ray_processes = psutil.Process(process.pid).children(recursive=True)
+        assert ray_processes  # the local cluster it started
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+        gone, alive = psutil.wait_procs(ray_processes, timeout=30)
+        assert not alive, [p.cmdline()[:2] for p in alive]
+        assert "stopping" in log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -72,6 +72,9 @@ from padirec.serving.schemas import (
 log = logging.getLogger(__name__)
 
 APP_NAME = "padirec"
+MAX_GUIDANCE = 10.0  # beyond a few units CFG only pushes adapters off the training range (BENCHMARKS §5)
+DEFAULT_MAX_BODY_BYTES = 64 * 1024  # a 200-item history with times is under 8 KB
+ECHO_CHARS = 80  # an error message quotes at most this much of what was sent
 
 
 class AppArgs(BaseModel):
@@ -85,7 +88,8 @@ class AppArgs(BaseModel):
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
     sampler: Literal["ddim", "ddpm"] = "ddim"
     steps: int = Field(50, ge=1, description="ddim steps (1 = one x0 prediction from noise; ddpm always runs all T)")
-    guidance: float = Field(0.0, allow_inf_nan=False, description="classifier-free guidance gamma")
+    guidance: float = Field(0.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
+                            description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
     seed: int = Field(0, description="seed of the initial noise, the same for every w")
     num_replicas: int = Field(1, ge=1, description="replicas of the generator and of the recommender")
@@ -96,6 +100,8 @@ class AppArgs(BaseModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0.0)
     max_ongoing_requests: int = Field(128, ge=1, description="per replica; raised to max_batch_size if lower")
     max_history: int = Field(DEFAULT_MAX_HISTORY, ge=1, description="longest accepted history")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024,
+                                description="larger request bodies get a 413 before they are read")
     tracking_uri: str | None = Field(None, description="MLflow store (default: MLFLOW_TRACKING_URI, ./mlflow.db)")
 
 
@@ -232,20 +238,44 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _short(value: Any) -> Any:
+    """`value` as an error may quote it: scalars, strings cut to `ECHO_CHARS`."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return value[:ECHO_CHARS] + f"… ({len(value)} characters)"
+    return value
+
+
+@api.middleware("http")
+async def _limit_body(request: Request, call_next):
+    """A 413 for a body over the limit, decided from Content-Length before any of it is read or parsed; a body
+    without a length (chunked) is refused with 411, so nothing unbounded is ever parsed."""
+    limit = getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    if request.method in ("POST", "PUT", "PATCH"):
+        length = request.headers.get("content-length")
+        if length is None:
+            if request.headers.get("transfer-encoding"):
+                return JSONResponse(status_code=411, content={"detail": "a Content-Length header is required"})
+        elif not length.isdigit() or int(length) > limit:
+            return JSONResponse(status_code=413, content={
+                "detail": f"request body of {_short(length)} bytes is over the limit of {limit} bytes"})
+    return await call_next(request)
+
+
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, made JSON-safe: a NaN in the request is echoed back as the string 'nan', not a 500.
-    A body that is not declared as JSON gets a 415 instead."""
+    """FastAPI's 422, made JSON-safe: a NaN in the request is echoed back as the string 'nan', not a 500, and no
+    more than `ECHO_CHARS` of any string is quoted. A body that is not declared as JSON gets a 415 instead."""
     content_type = request.headers.get("content-type", "")
     if request.method == "POST" and content_type and not _is_json(content_type):
         return JSONResponse(status_code=415, content={
             "detail": f"Content-Type must be application/json, got {content_type.split(';')[0].strip()!r}"})
     errors = []
     for error in exc.errors():
-        entry = {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        entry = {"loc": [_short(x) for x in error.get("loc", ())], "msg": _short(error.get("msg", "")),
+                 "type": error.get("type", "")}
         value = error.get("input")
         if value is None or isinstance(value, str | int | float | bool):
-            entry["input"] = value
+            entry["input"] = _short(value)
         errors.append(entry)
     return JSONResponse(status_code=422, content={"detail": json_safe(errors)})
 
@@ -254,7 +284,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 @serve.ingress(api)
 class PaDiRecAPI:
     def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
-                 max_history: int = DEFAULT_MAX_HISTORY):
+                 max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+        api.state.max_body_bytes = max_body_bytes
         self.generator, self.recommender = generator, recommender
         self.max_history = max_history
         self._limits: ModelLimits | None = None
@@ -315,7 +346,12 @@ def build_app(args: dict | None = None) -> Application:
     """The Serve application builder (`serve run padirec.serving.app:build_app key=value ...`)."""
     config = AppArgs.model_validate(dict(args or {}))
     checkpoint, backbone = _absolute(config.checkpoint), _absolute(config.backbone)
+    _use_tracking(config.tracking_uri)
     uri = config.tracking_uri or tracking.tracking_uri()
+    steps = load_checkpoint(resolve_generator_file(checkpoint)).schedule_config.get("steps")
+    if config.sampler == "ddim" and steps and config.steps > steps:
+        raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
+                         f"DDIM takes 1..{steps}")
     ongoing = max(config.max_ongoing_requests, config.max_batch_size)  # else batches never fill
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
@@ -329,4 +365,5 @@ def build_app(args: dict | None = None) -> Application:
         ray_actor_options={"num_cpus": config.recommender_num_cpus},
     ).bind(checkpoint, backbone, tracking_uri=uri, **batching)
     return PaDiRecAPI.options(max_ongoing_requests=ongoing * config.num_replicas,
-                              ray_actor_options={"num_cpus": 0.1}).bind(generator, recommender, config.max_history)
+                              ray_actor_options={"num_cpus": 0.1}).bind(generator, recommender, config.max_history,
+                                                                        config.max_body_bytes)

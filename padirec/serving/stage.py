@@ -4,6 +4,8 @@ RAY_ADDRESS. `padirec serve`, `pipeline --deploy` and `jobs/deploy.py` call `ser
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -41,8 +43,20 @@ def examples(url: str) -> list[str]:
     ]
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _disarm_abort_alarm() -> None:
+    """Ray's native failure-signal handler sees SIGTERM first and arms a 3 s SIGALRM abort before chaining to a
+    Python handler (ray-project/ray#64830); a clean shutdown takes longer, so cancel it."""
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+
+
 def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
-    """Start the app; block until Ctrl-C (then take it down) unless `options.blocking` is False."""
+    """Start the app; block until Ctrl-C or SIGTERM (then take it down and return) unless `options.blocking` is
+    False."""
     application = build_app(app.model_dump())  # validates the arguments before Ray starts
     joined = bool(os.environ.get("RAY_ADDRESS"))
     started_ray = False
@@ -59,9 +73,13 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
         print("\n".join(examples(result.url)), flush=True)
         if not options.blocking:
             return result
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a container stop: the same clean exit as Ctrl-C
         while True:
             time.sleep(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM (ours, or Ray's handler: sys.exit)
+        if threading.current_thread() is threading.main_thread():
+            _disarm_abort_alarm()
         print("\nstopping", flush=True)
     finally:
         if options.blocking:  # Ctrl-C (or a failed start): take the app down again
