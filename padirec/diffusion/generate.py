@@ -54,7 +54,7 @@ class GenerateConfig:
     w_acc: list[float] = field(default_factory=lambda: [0.5])  # accuracy weights in [0, 1]; w_div = 1 - w_acc
     model: str = DEFAULT_MODEL_URI  # models:/name@alias, models:/name/version, a training run id or a dit.pt path
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int | None = None  # ddim steps (default 50; 1 = one x0 prediction from noise); ddpm always runs all T
+    steps: int | None = None  # ddim steps (default 1: one x0 prediction from noise); ddpm always runs all T
     spacing: Literal["linspace", "trailing"] = "linspace"  # ddim step spacing (trailing suits 2-4 steps)
     eta: float = 0.0  # ddim noise (0 deterministic)
     guidance: float = 0.0  # classifier-free guidance gamma

@@ -13,7 +13,7 @@ from padirec.diffusion.schedule import DiffusionSchedule
 from padirec.models import ParamNormalizer
 
 METHODS = ("ddpm", "ddim")
-DEFAULT_DDIM_STEPS = 50
+DEFAULT_DDIM_STEPS = 1  # one x0 prediction from x_T: within 1% of 500 steps' Avg.HV (BENCHMARKS §6), 50x faster
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SamplerConfig:
 def make_sampler(method: str = "ddim", steps: int | None = None, num_steps: int | None = None,
                  spacing: str = "linspace", eta: float = 0.0, guidance: float = 0.0) -> SamplerConfig:
     """The one builder of a sampler from user input: ddpm runs all T steps (asking for fewer is an error); ddim
-    takes 1..T steps (default 50). `num_steps` is the generator's T when known."""
+    takes 1..T steps (default `DEFAULT_DDIM_STEPS`). `num_steps` is the generator's T when known."""
     if method not in METHODS:
         raise ValueError(f"unknown sampler {method!r}; expected one of {', '.join(METHODS)}")
     if method == "ddpm":

@@ -65,7 +65,7 @@ class EvaluateConfig:
         default_factory=lambda: list(METHODS))  # Retrain is always evaluated
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
     split: Literal["valid", "test"] = "test"
-    samplers: list[str] = field(default_factory=lambda: ["ddim:50"])  # "ddim:STEPS" | "ddpm" (all T steps)
+    samplers: list[str] = field(default_factory=lambda: ["ddim:1"])  # "ddim:STEPS" | "ddpm" (all T steps)
     guidance: list[float] = field(default_factory=lambda: [0.0])  # classifier-free guidance γ values
     samples: int = 3  # generated adapters per task; a task's metrics are their mean
     seed: int = 0

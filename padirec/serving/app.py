@@ -50,7 +50,7 @@ from padirec.contracts.artifacts import resolve_backbone_file, resolve_generator
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.names import DEFAULT_MODEL_URI
 from padirec.diffusion.generator import load_generator
-from padirec.diffusion.sampling import make_sampler
+from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
 from padirec.models import load_backbone
 from padirec.models.adapter import HIDDEN_SIZE, layout_dict
 from padirec.objectives import OBJECTIVES
@@ -87,7 +87,8 @@ class AppArgs(BaseModel):
     cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = Field(50, ge=1, description="ddim steps (1 = one x0 prediction from noise; ddpm always runs all T)")
+    steps: int = Field(DEFAULT_DDIM_STEPS, ge=1,
+                       description="ddim steps (1 = one x0 prediction from noise; ddpm always runs all T)")
     guidance: float = Field(0.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
                             description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
@@ -135,8 +136,8 @@ def load_serving_backbone(reference: str, device: str = "cpu"):
 @serve.deployment(name="generator")
 class GeneratorDeployment:
     def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, cache_size: int = 1024, precision: int = 3,
-                 sampler: str = "ddim", steps: int = 50, guidance: float = 0.0, eta: float = 0.0, seed: int = 0,
-                 max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
+                 sampler: str = "ddim", steps: int = DEFAULT_DDIM_STEPS, guidance: float = 0.0, eta: float = 0.0,
+                 seed: int = 0, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
                  tracking_uri: str | None = None):
         import ray
 
