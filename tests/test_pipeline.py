@@ -24,6 +24,7 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     done = subprocess.run([sys.executable, "-m", "padirec.cli", "pipeline", "--small", "--quiet"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Downloading artifacts" not in done.stdout + done.stderr  # --quiet: no per-artifact progress bars
     summary = json.loads((tmp_path / "padirec-output" / "summary.json").read_text())
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert client.get_run(summary["backbone_run_id"]).info.status == "FINISHED"
