@@ -26,7 +26,9 @@ MAX_K = 100
 DEFAULT_MAX_HISTORY = 200
 MAX_REPORTED_IDS = 20  # unknown item ids named in an error message
 
-Weight = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+# each weight at most 1 (+ the tolerance): weights summing to 1 cannot be larger, and huge ones would overflow
+# the sum (schemathesis found 8.7e307 + 9.3e307 -> OverflowError -> 500)
+Weight = Annotated[float, Field(strict=True, ge=0.0, le=1.0 + SUM_TOLERANCE, allow_inf_nan=False)]
 
 WEIGHTS_DOC = ("preference weights: {\"accuracy\": 0.3, \"diversity\": 0.7} or [0.3, 0.7] in the order "
                f"{list(OBJECTIVES)}; finite, non-negative, summing to 1 (within {SUM_TOLERANCE})")
