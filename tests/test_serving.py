@@ -190,7 +190,7 @@ def test_app_arguments_and_config_file(artifacts):
             build_app(bad)
     # checked against the model before Ray starts: DDIM cannot take more steps than the model's T (100 here)
     with pytest.raises(ValueError, match="steps=1000000 is more than the model's 100 diffusion steps"):
-        build_app({"checkpoint": str(artifacts["checkpoint"]), "steps": 1_000_000})
+        serve_app(AppArgs(checkpoint=str(artifacts["checkpoint"]), steps=1_000_000))  # fails before Ray starts
 
 
 # ------------------------------------------------------------------------------ the app on Ray Serve

@@ -343,16 +343,21 @@ def _absolute(reference: str | None) -> str | None:
     return reference
 
 
+def check_against_model(config: AppArgs) -> None:
+    """What can only be checked against the model, before any replica starts: DDIM takes at most the model's T
+    steps. (`serve()` calls it; under `serve run` the generator replica raises the same error.)"""
+    _use_tracking(config.tracking_uri)
+    steps = load_checkpoint(resolve_generator_file(_absolute(config.checkpoint))).schedule_config.get("steps")
+    if config.sampler == "ddim" and steps and config.steps > steps:
+        raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
+                         f"DDIM takes 1..{steps}")
+
+
 def build_app(args: dict | None = None) -> Application:
     """The Serve application builder (`serve run padirec.serving.app:build_app key=value ...`)."""
     config = AppArgs.model_validate(dict(args or {}))
     checkpoint, backbone = _absolute(config.checkpoint), _absolute(config.backbone)
-    _use_tracking(config.tracking_uri)
     uri = config.tracking_uri or tracking.tracking_uri()
-    steps = load_checkpoint(resolve_generator_file(checkpoint)).schedule_config.get("steps")
-    if config.sampler == "ddim" and steps and config.steps > steps:
-        raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
-                         f"DDIM takes 1..{steps}")
     ongoing = max(config.max_ongoing_requests, config.max_batch_size)  # else batches never fill
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve as ray_serve
 
-from padirec.serving.app import APP_NAME, AppArgs, build_app
+from padirec.serving.app import APP_NAME, AppArgs, build_app, check_against_model
 
 
 @dataclass
@@ -58,6 +58,7 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     """Start the app; block until Ctrl-C or SIGTERM (then take it down and return) unless `options.blocking` is
     False."""
     application = build_app(app.model_dump())  # validates the arguments before Ray starts
+    check_against_model(app)
     joined = bool(os.environ.get("RAY_ADDRESS"))
     started_ray = False
     if not ray.is_initialized():
