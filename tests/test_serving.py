@@ -273,6 +273,9 @@ def test_health_and_openapi(server):
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert health.json()["recommender"]["n_items"] == N_ITEMS
     assert {"hits", "misses", "size", "capacity"} <= health.json()["cache"].keys()
+    generator = health.json()["generator"]  # what is served: objectives, lineage (none for a local file)
+    assert generator["objectives"] == ["accuracy", "diversity"] and generator["model_version"] is None
+    assert generator["backbone_run_id"] is not None and "generator_run_id" in generator
     schema = requests.get(server + "/openapi.json", timeout=30).json()
     assert {"/v1/adapters", "/v1/recommendations", "/healthz"} <= schema["paths"].keys()
     assert "post" in schema["paths"]["/v1/adapters"] and "post" in schema["paths"]["/v1/recommendations"]

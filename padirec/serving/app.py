@@ -46,9 +46,9 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from padirec import tracking
-from padirec.contracts.artifacts import resolve_backbone_file, resolve_generator_file
+from padirec.contracts.artifacts import generator_lineage, resolve_backbone_file, resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
-from padirec.contracts.names import DEFAULT_MODEL_URI
+from padirec.contracts.names import DEFAULT_MODEL_URI, GENERATOR_RUN_TAG, MODEL_VERSION_TAG
 from padirec.diffusion.generator import load_generator
 from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
 from padirec.models import load_backbone
@@ -158,7 +158,10 @@ class GeneratorDeployment:
         self.batches = self.generated = 0
         self.largest_batch = 0
         meta = self.generator.metadata
-        self.info = {"checkpoint": checkpoint, "epoch": meta.get("epoch"), "dataset_sha256": meta.get("dataset_sha256"),
+        lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
+        self.info = {"checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
+                     "model_version": lineage.get(MODEL_VERSION_TAG),
+                     "epoch": meta.get("epoch"), "dataset_sha256": meta.get("dataset_sha256"),
                      "backbone_run_id": meta.get("backbone_run_id"), "sweep_run_id": meta.get("sweep_run_id"),
                      "cond_dim": self.generator.cond_dim, "objectives": list(OBJECTIVES)[: self.generator.cond_dim],
                      "sampler": asdict(self.sampler), "seed": seed, "device": device, "precision": precision}
