@@ -34,6 +34,14 @@ SEPARATOR_NAMES = {"\t": "tab", "|": "pipe", "::": "'::'", ",": "comma"}
 # small parsing helpers: each failure names the file and the line
 
 
+def _parsed(cast, text: str):
+    """`cast(text)`, or None where it does not parse."""
+    try:
+        return cast(text)
+    except ValueError:
+        return None
+
+
 def _require_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -202,16 +210,9 @@ def read_rechorus(directory: str | os.PathLike) -> RawData:
     for line, fields in rows:
         item = _int(fields[item_col], "item id", meta_path, line)
         values = [(header[k], fields[k].strip()) for k in category_cols]
-        categories[item] = [f"{c}={v}" for c, v in values if v and not _is_zero(v)]
+        categories[item] = [f"{c}={v}" for c, v in values if v and _parsed(float, v) != 0]
     return RawData(np.array(users, np.int64), np.array(items, np.int64), np.array(times, np.float64),
                    categories, f"ReChorus dataset at {directory}")
-
-
-def _is_zero(text: str) -> bool:
-    try:
-        return float(text) == 0
-    except ValueError:
-        return False
 
 
 # -------------------------------------------------------------------------------------------------
@@ -271,38 +272,19 @@ def _table_ids(table: _Table, name: str, as_int: bool | None = None) -> np.ndarr
                             column=name)
         values = [str(v) for v in values.to_pylist()]
     values = [v.strip() for v in values]
+    ints = []
     for k, v in enumerate(values):
         if not v:
             raise table.fail(k, name, f"empty {name} id")
-        if _is_int(v):
-            if int(v) < 0:
-                raise table.fail(k, name, f"{name} id {v!r} is negative")
-        elif _is_number(v):
+        number = _parsed(int, v)
+        if number is None and (as_int or _parsed(float, v) is not None):
             raise table.fail(k, name, f"{name} id {v!r} is not an integer")
-    if as_int is not False:
-        try:
-            return np.array([int(v) for v in values], np.int64)
-        except ValueError:
-            if as_int:
-                bad = next(k for k, v in enumerate(values) if not _is_int(v))
-                raise table.fail(bad, name, f"{name} id {values[bad]!r} is not an integer") from None
+        if number is not None and number < 0:
+            raise table.fail(k, name, f"{name} id {v!r} is negative")
+        ints.append(number)
+    if as_int is not False and None not in ints:
+        return np.array(ints, np.int64)
     return np.array(values, dtype=object)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _table_times(table: _Table, name: str) -> np.ndarray:
