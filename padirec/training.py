@@ -94,16 +94,20 @@ EVEN_PILOT = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9,
 EVEN_KNOTS = 11  # user weights w_acc = 0, 0.1, …, 1 at which the "even" map is recorded
 
 
-def loss_weights(weights, config: AdapterConfig) -> np.ndarray:
-    """What the per-objective losses are multiplied by for the user's weights `[..., 2]`: w itself, or, with a
-    calibrated `weight_map`, the accuracy loss weight interpolated at w_acc (and its complement)."""
-    weights = np.asarray(weights, dtype=np.float32)
+def loss_weights(weights, config: AdapterConfig) -> torch.Tensor:
+    """What the per-objective losses are multiplied by for the user's weights `[..., 2]` (on their device): w
+    itself, or, with a calibrated `weight_map`, the accuracy loss weight interpolated at w_acc (and its
+    complement)."""
+    weights = torch.as_tensor(weights, dtype=torch.float32)
     if not config.weight_map:
         return weights
     if weights.shape[-1] != 2:
-        raise ValueError(f"weight_map is defined for two objectives, got weights of shape {weights.shape}")
-    v = np.interp(weights[..., 0], np.linspace(0, 1, len(config.weight_map)), config.weight_map)
-    return np.stack([v, 1 - v], axis=-1).astype(np.float32)
+        raise ValueError(f"weight_map is defined for two objectives, got weights of shape {tuple(weights.shape)}")
+    knots = torch.as_tensor(config.weight_map, dtype=weights.dtype, device=weights.device)
+    position = weights[..., 0].clamp(0, 1) * (len(knots) - 1)  # the knots sit at w_acc = 0, 1/(n-1), ..., 1
+    low = position.floor().long().clamp(max=len(knots) - 2)
+    v = knots[low] + (position - low) * (knots[low + 1] - knots[low])
+    return torch.stack([v, 1 - v], dim=-1)
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -326,7 +330,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     train = data.train_instances()
     states = encode_instances(backbone, train)
     categories = CategoryTable.from_multi_hot(data.item_categories, config.device)
-    w = torch.as_tensor(loss_weights(weights, config), device=config.device)
+    w = loss_weights(weights, config).to(config.device)
     K = len(weights)
     params = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device).repeat(K, 1)
     params.requires_grad_(True)

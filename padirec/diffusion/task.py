@@ -62,8 +62,7 @@ class AdapterTaskLoss:
                               generator=generator)
         h = apply_adapters(self.states[index], unflatten(flat))  # [B, batch, ..., d]: one adapter per DiT row
         per_objective = adapter_losses(h, self.candidates[index], self.backbone, self.categories, self.adapter_config)
-        weights = torch.as_tensor(loss_weights(w.detach().float().cpu().numpy(), self.adapter_config), device=w.device)
-        return weighted_loss(per_objective, weights)
+        return weighted_loss(per_objective, loss_weights(w, self.adapter_config))
 
 
 def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,

@@ -292,11 +292,11 @@ class CMR(HypernetworkMethod):
         for _ in bar:
             losses = []
             for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
-                w_acc = rng.random(config.weights_per_batch)
-                w = torch.as_tensor(np.stack([w_acc, 1 - w_acc], axis=1), dtype=torch.float32)
+                w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
+                w = torch.stack([w_acc, 1 - w_acc], dim=1)
                 h = apply_adapters(states[torch.as_tensor(index)], unflatten(model(w)))
                 per_objective = adapter_losses(h, candidates, backbone, categories, adapter)
-                loss = weighted_loss(per_objective, torch.as_tensor(loss_weights(w, adapter))).mean()
+                loss = weighted_loss(per_objective, loss_weights(w, adapter)).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
