@@ -47,24 +47,37 @@ def log_checked_file(path: str | os.PathLike, artifact: str) -> str:
     return digest
 
 
-def _source_run_id(reference: str) -> str:
-    """The run that holds what a run id, `runs:/<id>/...` or `models:/name/version|name@alias` points at."""
+def _is_local(reference: str) -> bool:
+    """A file path (existing or not) rather than an MLflow run id, `runs:/` or `models:/` reference."""
+    return not reference.startswith(("models:/", "runs:/")) and (
+        Path(reference).exists() or "/" in reference or reference.endswith(".pt"))
+
+
+def _model_version(reference: str):
+    """The registered model version `models:/name/version` or `models:/name@alias` names."""
+    name, _, rest = reference.removeprefix("models:/").partition("/")
+    client = MlflowClient(tracking.tracking_uri())
+    if "@" in name:
+        return client.get_model_version_by_alias(*name.split("@", 1))
+    return client.get_model_version(name, rest.split("/")[0])
+
+
+def source_run_id(reference: str | os.PathLike) -> str | None:
+    """The run that holds what a run id, `runs:/<id>/...` or `models:/...` points at; None for a local file."""
+    reference = str(reference)
+    if _is_local(reference):
+        return None
     if reference.startswith("runs:/"):
         return reference.removeprefix("runs:/").split("/")[0]
     if reference.startswith("models:/"):
-        name, _, version = reference.removeprefix("models:/").partition("/")
-        client = MlflowClient(tracking.tracking_uri())
-        if "@" in name:
-            name, alias = name.split("@", 1)
-            return client.get_model_version_by_alias(name, alias).run_id
-        return client.get_model_version(name, version.split("/")[0]).run_id
+        return _model_version(reference).run_id
     return reference
 
 
 def _check_digest(local: Path, reference: str, artifact: str, what: str) -> Path:
     """`local` after checking it against the sha256 its run recorded; runs logged before digests were recorded
     pass with a warning."""
-    run_id = _source_run_id(reference)
+    run_id = source_run_id(reference)
     expected = MlflowClient(tracking.tracking_uri()).get_run(run_id).data.tags.get(DIGEST_TAGS[artifact], "")
     if not expected:
         log.warning("%s of run %s has no recorded sha256 (%s): not verified", what, run_id, DIGEST_TAGS[artifact])
@@ -119,7 +132,7 @@ def _download(reference: str, artifact: str, what: str, dst: str | None) -> Path
                 raise FileNotFoundError(f"{reference} holds no {Path(artifact).name}")
             local = found[0]
         return _check_digest(local, reference, artifact, what)
-    if "/" in reference or reference.endswith(".pt"):
+    if _is_local(reference):
         raise FileNotFoundError(f"{what} {reference} does not exist")
     try:
         local = tracking.download(reference, artifact, dst)
@@ -143,24 +156,18 @@ def generator_lineage(reference: str | os.PathLike) -> dict[str, str]:
     """The lineage tags of a generator reference: its run id, and its registered "name/version" (a `models:/`
     reference, or the first version registered from that run). A local file has none."""
     reference = str(reference)
-    if not reference.startswith(("models:/", "runs:/")) and (Path(reference).exists() or "/" in reference
-                                                             or reference.endswith(".pt")):
-        return {}
-    client = MlflowClient(tracking.tracking_uri())
-    tags = {GENERATOR_RUN_TAG: _source_run_id(reference)}
     if reference.startswith("models:/"):
-        name, _, rest = reference.removeprefix("models:/").partition("/")
-        if "@" in name:
-            name, alias = name.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
-        else:
-            version = rest.split("/")[0]
-        tags[MODEL_VERSION_TAG] = f"{name}/{version}"
+        version = _model_version(reference)
+        run_id = version.run_id
     else:
-        versions = client.search_model_versions(f"run_id = '{tags[GENERATOR_RUN_TAG]}'")
-        if versions:
-            first = min(versions, key=lambda v: int(v.version))
-            tags[MODEL_VERSION_TAG] = f"{first.name}/{first.version}"
+        run_id = source_run_id(reference)
+        if run_id is None:
+            return {}
+        versions = MlflowClient(tracking.tracking_uri()).search_model_versions(f"run_id = '{run_id}'")
+        version = min(versions, key=lambda v: int(v.version)) if versions else None
+    tags = {GENERATOR_RUN_TAG: run_id}
+    if version is not None:
+        tags[MODEL_VERSION_TAG] = f"{version.name}/{version.version}"
     return tags
 
 

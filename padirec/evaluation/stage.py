@@ -4,7 +4,6 @@ and `evaluate_adapter` (full-ranking metrics of one adapter beside the backbone 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -18,6 +17,7 @@ from padirec.contracts.artifacts import (
     load_adapter,
     resolve_backbone_file,
     resolve_generator_file,
+    source_run_id,
 )
 from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
 from padirec.contracts.names import BACKBONE_RUN_TAG, SWEEP_RUN_TAG
@@ -68,7 +68,8 @@ def evaluate(sweep_run_id: str, config: EvaluateConfig = EvaluateConfig(), gener
 def lineage_tags(backbone: str, generators: dict[str, str]) -> dict[str, str]:
     """A report's lineage: the backbone run (when it is one) and each generator's run and model version (tag names
     suffixed `.label` when several generators are compared)."""
-    tags = {} if Path(backbone).exists() else {BACKBONE_RUN_TAG: backbone}
+    run_id = source_run_id(backbone)
+    tags = {BACKBONE_RUN_TAG: run_id} if run_id else {}
     for label, reference in generators.items():
         tags.update({f"{k}.{label}" if label else k: v for k, v in generator_lineage(reference).items()})
     return tags
