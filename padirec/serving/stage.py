@@ -60,6 +60,7 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     application = build_app(app.model_dump())  # validates the arguments before Ray starts
     check_against_model(app)
     joined = bool(os.environ.get("RAY_ADDRESS"))
+    handles_signals = threading.current_thread() is threading.main_thread()  # Python allows no other thread
     started_ray = False
     if not ray.is_initialized():
         ray.init()  # joins RAY_ADDRESS if set, else starts a local cluster
@@ -74,12 +75,12 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
         print("\n".join(examples(result.url)), flush=True)
         if not options.blocking:
             return result
-        if threading.current_thread() is threading.main_thread():
+        if handles_signals:
             signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a container stop: the same clean exit as Ctrl-C
         while True:
             time.sleep(1)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM (ours, or Ray's handler: sys.exit)
-        if threading.current_thread() is threading.main_thread():
+        if handles_signals:
             _disarm_abort_alarm()
         print("\nstopping", flush=True)
     finally:
