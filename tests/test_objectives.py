@@ -16,7 +16,7 @@ from padirec.objectives import (
 A, B = [1.0, 0.0], [0.0, 1.0]
 
 
-def overlap(categories):
+def as_lists(categories):
     """(items, table) for the lists of a `[C, M]` multi-hot (or `[B, C, M]`: one list per row), in the padded-id
     form (the dense one is checked against it below)."""
     items = torch.arange(categories.shape[:-1].numel()).reshape(categories.shape[:-1])
@@ -42,7 +42,7 @@ def test_alpha_dcg_counts_repeats_above_not_below():
     scores = torch.tensor([3.0, 2.0, 1.0])
     categories = torch.tensor([A, A, B])
     expected = torch.tensor(1 + 0.5 / math.log2(3) + 1 / 2)
-    assert torch.isclose(soft_alpha_dcg(scores, *overlap(categories), temperature=1e-3), expected, atol=1e-4)
+    assert torch.isclose(soft_alpha_dcg(scores, *as_lists(categories), temperature=1e-3), expected, atol=1e-4)
     assert abs(exact_alpha_dcg(scores, categories) - float(expected)) < 1e-6
 
 
@@ -51,7 +51,7 @@ def test_soft_alpha_dcg_approaches_exact_as_temperature_goes_to_zero():
     scores = torch.randn(8)
     categories = (torch.rand(8, 4) < 0.4).float()
     exact = exact_alpha_dcg(scores, categories)
-    items, table = overlap(categories)
+    items, table = as_lists(categories)
     temperatures = (1.0, 0.1, 0.01, 1e-4)
     errors = [abs(float(soft_alpha_dcg(scores, items, table, temperature=t)) - exact) for t in temperatures]
     assert errors[-1] < 1e-4
@@ -61,7 +61,7 @@ def test_soft_alpha_dcg_approaches_exact_as_temperature_goes_to_zero():
 def test_diversity_gradient_pushes_a_new_category_above_a_repeat():
     scores = torch.tensor([[3.0, 2.0, 1.9]], requires_grad=True)
     categories = torch.tensor([[A, A, B]])
-    diversity_loss(scores, *overlap(categories), temperature=0.1).backward()
+    diversity_loss(scores, *as_lists(categories), temperature=0.1).backward()
     step = -scores.grad[0]  # gradient descent direction
     assert step[2] > 0 > step[1]  # the B item rises, the repeated A item falls
 
@@ -75,10 +75,10 @@ def test_bce_prefers_positive_first():
 def test_weighted_loss_batches_over_packed_adapters():
     scores = torch.randn(3, 5, 10)  # K=3 adapters, batch 5, 10 candidates
     categories = (torch.rand(5, 10, 4) < 0.3).float()
-    losses = objective_losses(scores, *overlap(categories))
+    losses = objective_losses(scores, *as_lists(categories))
     assert losses.shape == (3, 2)
     for k in range(3):
-        assert torch.allclose(losses[k], objective_losses(scores[k], *overlap(categories)), atol=1e-6)
+        assert torch.allclose(losses[k], objective_losses(scores[k], *as_lists(categories)), atol=1e-6)
     w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
     total = weighted_loss(losses, w)
     assert torch.allclose(total, torch.stack([losses[0, 0], losses[1, 1], 0.3 * losses[2, 0] + 0.7 * losses[2, 1]]))
