@@ -7,8 +7,10 @@ runs unchanged on a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,11 +23,14 @@ from padirec.diffusion.model import DiTConfig
 from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.train import DiTTrainConfig
 from padirec.evaluation.baselines import CMRConfig, HypernetworkConfig
+from padirec.evaluation.controllability import headline
 from padirec.evaluation.report import EvaluateConfig, run_report
 from padirec.evaluation.stage import lineage_tags
 from padirec.models import load_backbone
 from padirec.phases import pretrain
+from padirec.runtime import output_to
 from padirec.sweep import SweepConfig, gather, run_sweep, sweep_report
+from padirec.sweep.report import curve_summary
 from padirec.training import AdapterConfig, PretrainConfig
 
 
@@ -63,54 +68,97 @@ def pipeline_config(path: str | None = None, *overrides: dict | None) -> Pipelin
     return build(PipelineConfig, load_yaml(path) if path else None, *overrides)
 
 
+@dataclass
+class StageLine:
+    """What a stage says in one line when the pipeline runs quietly."""
+
+    text: str = ""
+
+
+class Console:
+    """The pipeline's console. Verbose: a header per stage, then all it prints (progress bars, tables). Quiet: one
+    line per stage saying what it made, and everything the stage printed (Ray's, Tune's and MLflow's output
+    included) in `logs/N-name.log` under the output directory."""
+
+    def __init__(self, total: int, log_dir: Path, quiet: bool):
+        self.total, self.log_dir, self.quiet, self.count = total, log_dir, quiet, 0
+
+    @contextlib.contextmanager
+    def stage(self, name: str, title: str) -> Iterator[StageLine]:
+        self.count += 1
+        line, started = StageLine(), time.perf_counter()
+        if not self.quiet:
+            print(f"== {self.count}/{self.total} {title}")
+            yield line
+            return
+        with output_to(self.log_dir / f"{self.count}-{name}.log"):
+            yield line
+        print(f"[{self.count}/{self.total}] {title}: {line.text} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
 def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
     """Run every stage in order and return the run ids and headline numbers (also in `summary.json`)."""
     started = time.perf_counter()
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    console = Console(6, out / "logs", quiet=not progress)
     spec = data_spec(asdict(config.data))
-    summary: dict = {"tracking_uri": tracking.setup(config.experiment)}
+    summary: dict = {}
 
-    print("== 1/6 data")
-    data = load_data(spec)
-    summary["data"] = data.stats()
-    print(json.dumps(summary["data"]))
+    with console.stage("data", "data") as said:
+        summary["tracking_uri"] = tracking.setup(config.experiment)
+        data = load_data(spec)
+        summary["data"] = stats = data.stats()
+        print(json.dumps(stats))
+        said.text = (f"{stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, "
+                     f"{stats['categories']} categories")
 
-    print("== 2/6 backbone")
-    backbone = pretrain(spec, config.pretrain, config.experiment, out / "backbone.pt", progress)
-    summary["backbone_run_id"], summary["backbone"] = backbone.run_id, backbone.metrics
-    print(json.dumps(backbone.metrics))
+    with console.stage("backbone", "backbone") as said:
+        backbone = pretrain(spec, config.pretrain, config.experiment, out / "backbone.pt", progress)
+        summary["backbone_run_id"], summary["backbone"] = backbone.run_id, backbone.metrics
+        print(json.dumps(backbone.metrics))
+        said.text = (f"{config.pretrain.backbone} run {backbone.run_id}, test NDCG@10 "
+                     f"{backbone.metrics['test_ndcg10']:.4f} (most popular "
+                     f"{backbone.metrics['most_popular_test_ndcg10']:.4f})")
 
-    print("== 3/6 adapter sweep (Ray Tune) and gather")
-    sweep = replace(config.sweep, backbone_run_id=backbone.run_id, adapter=config.adapter,
-                    storage_path=str(out / "ray_results"))
-    swept = run_sweep(sweep, experiment=config.experiment, progress=progress)
-    summary["sweep_run_id"] = swept.parent_run_id
-    summary["dataset"] = gather(swept.parent_run_id, str(out / "dataset"))
+    with console.stage("sweep", "adapter sweep (Ray Tune) and gather") as said:
+        sweep = replace(config.sweep, backbone_run_id=backbone.run_id, adapter=config.adapter,
+                        storage_path=str(out / "ray_results"))
+        swept = run_sweep(sweep, experiment=config.experiment, progress=progress)
+        summary["sweep_run_id"] = swept.parent_run_id
+        summary["dataset"] = gather(swept.parent_run_id, str(out / "dataset"))
+        said.text = (f"sweep run {swept.parent_run_id}, {swept.adapters}/{swept.expected} adapters gathered "
+                     f"(sha256 {summary['dataset']['sha256'][:12]})")
 
-    print("== 4/6 Retrain curve")
-    summary["retrain_curve_png"] = sweep_report(swept.parent_run_id, str(out / "report"))["png"]
+    with console.stage("curve", "Retrain curve") as said:
+        curve = sweep_report(swept.parent_run_id, str(out / "report"))
+        summary["retrain_curve_png"] = curve["png"]
+        said.text = curve_summary(curve["curve"])
 
-    print("== 5/6 DiT generator (Ray Train DDP), registered in MLflow")
-    generator = train_generator(summary["dataset"]["path"], config.dit_train,
-                                GeneratorRunConfig(workers=config.dit_workers, experiment=config.experiment,
-                                                   storage_path=str(out / "ray_results")))
-    summary["generator"] = generator.to_dict()
-    print(json.dumps(summary["generator"]))
+    with console.stage("generator", "DiT generator (Ray Train DDP), registered in MLflow") as said:
+        generator = train_generator(summary["dataset"]["path"], config.dit_train,
+                                    GeneratorRunConfig(workers=config.dit_workers, experiment=config.experiment,
+                                                       storage_path=str(out / "ray_results")))
+        summary["generator"] = generator.to_dict()
+        print(json.dumps(summary["generator"]))
+        said.text = f"run {generator.run_id}, {generator.model_uri}, loss {generator.loss:.4f}"
 
-    print("== 6/6 controllability report: PaDiRec vs Retrain and the baselines")
-    model, _ = load_backbone(out / "backbone.pt")  # stage 1's data, which the backbone was trained on
-    arrays = dataset_arrays(read_dataset(summary["dataset"]["path"])[0])
-    params = {"generator": generator.checkpoint_path, "backbone": str(out / "backbone.pt"),
-              "backbone_name": model.config.name}
-    report = run_report(model, data, arrays, {"": load_generator(generator.checkpoint_path)}, swept.adapter,
-                        config.evaluate, out / "report", config.experiment,
-                        {SWEEP_RUN_TAG: swept.parent_run_id, **lineage_tags(backbone.run_id, {"": generator.run_id})},
-                        params, progress)
-    summary["controllability"] = report["table"]
-    summary["report_run_id"] = report["run_id"]
+    with console.stage("report", "controllability report: PaDiRec vs Retrain and the baselines") as said:
+        model, _ = load_backbone(out / "backbone.pt")  # stage 1's data, which the backbone was trained on
+        arrays = dataset_arrays(read_dataset(summary["dataset"]["path"])[0])
+        params = {"generator": generator.checkpoint_path, "backbone": str(out / "backbone.pt"),
+                  "backbone_name": model.config.name}
+        report = run_report(model, data, arrays, {"": load_generator(generator.checkpoint_path)}, swept.adapter,
+                            config.evaluate, out / "report", config.experiment,
+                            {SWEEP_RUN_TAG: swept.parent_run_id,
+                             **lineage_tags(backbone.run_id, {"": generator.run_id})}, params, progress)
+        summary["controllability"] = report["table"]
+        summary["report_run_id"] = report["run_id"]
+        said.text = f"run {report['run_id']}, {out / 'report' / 'controllability.md'}"
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if console.quiet:  # the report's headline: the best method on each metric
+        print("\n".join(headline(report["table"], report["significance"])))
     print(f"pipeline done in {summary['seconds']} s; summary in {out / 'summary.json'}; "
           f"browse runs with `mlflow ui --backend-store-uri {summary['tracking_uri']}`")
     return summary

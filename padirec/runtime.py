@@ -1,8 +1,11 @@
-"""Joining or starting the Ray cluster every Ray layer runs on."""
+"""Joining or starting the Ray cluster every Ray layer runs on, and keeping a long stage's output off the console."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -30,3 +33,34 @@ def storage_uri(path: str | None, default: str = "ray_results") -> str:
     (workers start in other directories)."""
     path = path or default
     return path if "://" in path else str(Path(path).resolve())
+
+
+@contextlib.contextmanager
+def output_to(path: Path, tail_chars: int = 3000) -> Iterator[Path]:
+    """Send what this process writes to its stdout and stderr while the block runs to `path` (appended).
+
+    At the descriptor level, so Ray's driver-side lines, Tune's tables, MLflow's and C libraries' output go
+    there too, not only Python's `print`; processes started meanwhile inherit it. On an error the log's tail
+    is shown on the real stderr, with the log's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    except BaseException:
+        tail = path.read_text(errors="replace")[-tail_chars:]
+        print(f"{tail}\n(the last {len(tail)} characters of {path})", file=sys.stderr, flush=True)
+        raise
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])

@@ -39,13 +39,22 @@ def setup(experiment: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
     """Point MLflow at the store and create the experiment (artifacts beside a local store)."""
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if uri.startswith("sqlite:///"):
-            location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        mlflow.create_experiment(experiment, artifact_location=location)
+    ensure_experiment(experiment)
     mlflow.set_experiment(experiment)
     return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment `name` in the current store, created if missing (artifacts beside a local store)."""
+    if (experiment := mlflow.get_experiment_by_name(name)) is not None:
+        return experiment.experiment_id
+    uri, location = mlflow.get_tracking_uri(), None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # another process created it meanwhile
+        return mlflow.get_experiment_by_name(name).experiment_id
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,50 @@ def tiny_sweep(tmp_path_factory) -> dict:
     dataset_path = write_dataset(rows, root / "dataset")["path"]
     return {"data": data, "spec": spec, "backbone": backbone, "backbone_path": backbone_path, "adapter": adapter,
             "dataset_path": dataset_path, "arrays": dataset_arrays(read_dataset(dataset_path)[0])}
+
+
+@pytest.fixture
+def postgres_uri(tmp_path, free_port) -> str:
+    """A PostgreSQL server of its own (`mlflow/postgres.sh`: initdb in a temp dir, loopback only), stopped after.
+    Skipped where Debian's `postgresql` or the psycopg driver is missing (`apt-get install postgresql`,
+    `pip install -e ".[postgres]"`)."""
+    import shutil
+    import subprocess
+
+    from support import ROOT
+
+    if not (shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))):
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the psycopg driver (pip install -e '.[postgres]')")
+    root = Path(tempfile.mkdtemp(prefix="padirec-pg-", dir="/tmp"))  # short: the socket path lives under it
+    root.chmod(0o755)  # under root the cluster belongs to the `postgres` user, who must reach it
+    script = [str(ROOT / "mlflow/postgres.sh")]
+    done = subprocess.run([*script, "start", str(root / "db"), str(free_port())], capture_output=True, text=True)
+    if done.returncode:
+        log = root / "db" / "server.log"
+        pytest.fail(f"postgres.sh start: {done.stderr}\n{log.read_text()[-2000:] if log.exists() else ''}")
+    try:
+        yield done.stdout.strip()
+    finally:
+        subprocess.run([*script, "stop", str(root / "db")], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite"])
+def mlflow_server(request, tmp_path, free_port):
+    """`mlflow/server.sh` on a free loopback port, artifacts proxied into tmp_path; its database is SQLite under
+    tmp_path, or PostgreSQL with `@pytest.mark.parametrize("mlflow_server", ["postgresql"], indirect=True)`."""
+    from support import ROOT, base_env, http_ok, start, stop, wait_for
+
+    port, log = free_port(), tmp_path / "mlflow-server.log"
+    env = {**base_env(), "MLFLOW_DATA_DIR": str(tmp_path / "mlflow"), "MLFLOW_HOST": "127.0.0.1",
+           "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "2"}
+    if request.param == "postgresql":
+        env["MLFLOW_BACKEND_STORE_URI"] = request.getfixturevalue("postgres_uri")
+    proc = start([ROOT / "mlflow/server.sh"], env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_ok(f"{url}/health"), "mlflow server", 120, [proc], log)
+        yield url
+    finally:
+        stop(proc)

@@ -1,4 +1,5 @@
-"""Helpers shared by test modules: a tiny DiT, datasets in `gather`'s format, a config file, the `padirec` CLI.
+"""Helpers shared by test modules: a tiny DiT, datasets in `gather`'s format, a config file, the `padirec` CLI,
+and processes a test starts and stops (servers, Ray nodes) in their own process groups.
 
 Imported as `from support import ...`: there is no tests/__init__.py, so pytest's default (`prepend`) import mode
 puts tests/ on sys.path, under `pytest` and `python -m pytest` alike. Test modules never import each other.
@@ -10,14 +11,23 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from padirec.cli.generator import add_commands
 from padirec.contracts.dataset import write_dataset as write_gathered
 
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
 
 
@@ -54,3 +64,58 @@ def cli(argv: list[str]) -> dict:
         args.func(args)
     text = out.getvalue()
     return json.loads(text[text.index("{\n"):])
+
+
+def wait_for(check, what: str, timeout: float, procs=(), log: Path | None = None):
+    """Poll `check()` until it returns a truthy value; fail early if a process we started has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except OSError:
+            pass
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(1)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"{what} not ready after {timeout:.0f} s\n{tail}")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
+
+
+def start(cmd: list, env: dict, log: Path) -> subprocess.Popen:
+    """A process in its own process group (its children too), output to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(c) for c in cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, marker: str | None = None) -> None:
+    """SIGTERM then SIGKILL the process group; then any process left whose command line holds `marker`."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    if marker:  # Ray workers that left the group: ours by their unique temp dir
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if marker in cmdline.read_bytes().decode(errors="replace"):
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+
+def base_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
+            "PYTHONUNBUFFERED": "1"}

@@ -211,11 +211,11 @@ def test_mlflow_server_script_flags_are_accepted_by_mlflow(tmp_path):
     deployment = next(doc for doc in KUBERAY["mlflow.yaml"] if doc["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == [IMAGE_ROOT + "mlflow/server.sh"]
-    env = {e["name"]: e.get("value", "postgresql://mlflow:secret@db:5432/mlflow") for e in container["env"]}
+    env = {e["name"]: e.get("value", "postgresql+psycopg://mlflow:secret@db:5432/mlflow") for e in container["env"]}
     assert set(env) <= set(re.findall(r"\b(MLFLOW_[A-Z_]+)", script.read_text()))
     done = run_check({**env, "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/padirec"})
     assert done.returncode == 0, done.stderr
-    assert "--backend-store-uri postgresql://mlflow:***@db:5432/mlflow" in done.stdout  # password masked
+    assert "--backend-store-uri postgresql+psycopg://mlflow:***@db:5432/mlflow" in done.stdout  # password masked
     assert "secret" not in done.stdout + done.stderr
     assert "--artifacts-destination s3://bucket/padirec" in done.stdout and "--host 0.0.0.0" in done.stdout
     bad = run_check({"MLFLOW_PORT": "not-a-port"})

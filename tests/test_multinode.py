@@ -1,10 +1,11 @@
 """The pipeline as a Ray job on a real two-node Ray cluster, logging to a real MLflow tracking server; then deployed.
 
 Both run on loopback: `ray start --head` plus a second `ray start --address` node (each its own raylet, object
-store and dashboard agent on one host), and `mlflow/server.sh` with SQLite and artifacts in a temp dir. The test
-submits `jobs/pipeline.py --small` with `JobSubmissionClient` (working_dir = this repository, MLFLOW_TRACKING_URI =
-the server) and finds the sweep, its Parquet dataset, the registered DiT and the report through the server; then
-`jobs/deploy.py` puts the generation API on the same cluster and it answers over HTTP.
+store and dashboard agent on one host), and `mlflow/server.sh` with artifacts in a temp dir, its database SQLite
+or PostgreSQL (`mlflow/postgres.sh`; the test runs once on each). The test submits `jobs/pipeline.py --small`
+with `JobSubmissionClient` (working_dir = this repository, MLFLOW_TRACKING_URI = the server) and finds the
+sweep, its Parquet dataset, the registered DiT and the report through the server; then `jobs/deploy.py` puts
+the generation API on the same cluster and it answers over HTTP.
 
 Two nodes on one host share its ports: Ray's fixed defaults (GCS 6379, dashboard 8265, client server 10001,
 dashboard agent 52365, worker ports 10002-19999) would collide with each other and with other Ray clusters on this
@@ -20,94 +21,19 @@ left under its temp dir (never `ray stop`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import BIN, ROOT, base_env, http_ok, start, stop, wait_for
 
-from padirec.contracts.names import DATASET_SHA256_TAG, STAGE_TAG
+from padirec.contracts.names import ADAPTER_EXPERIMENT_TAG, DATASET_SHA256_TAG, STAGE_TAG
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 # 9 min here (2 cores, shared): the whole pipeline plus a cluster and a server start; run with -m slow
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check, what: str, timeout: float, procs=(), log: Path | None = None):
-    """Poll `check()` until it returns a truthy value; fail early if a process we started has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except OSError:
-            pass
-        if any(p.poll() is not None for p in procs):
-            break
-        time.sleep(1)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    pytest.fail(f"{what} not ready after {timeout:.0f} s\n{tail}")
-
-
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status == 200
-
-
-def start(cmd: list, env: dict, log: Path) -> subprocess.Popen:
-    """A process in its own process group (its children too), output to `log`."""
-    with open(log, "ab") as out:
-        return subprocess.Popen([str(c) for c in cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def stop(proc: subprocess.Popen, marker: str | None = None) -> None:
-    """SIGTERM then SIGKILL the process group; then any process left whose command line holds `marker`."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    if marker:  # Ray workers that left the group: ours by their unique temp dir
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if marker in cmdline.read_bytes().decode(errors="replace"):
-                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-
-
-def base_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
-            "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture
-def mlflow_server(tmp_path, free_port):
-    """`mlflow/server.sh` on a free loopback port: SQLite + artifact root under tmp_path."""
-    port, log = free_port(), tmp_path / "mlflow-server.log"
-    env = {**base_env(), "MLFLOW_DATA_DIR": str(tmp_path / "mlflow"), "MLFLOW_HOST": "127.0.0.1",
-           "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "1"}
-    proc = start([ROOT / "mlflow/server.sh"], env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_ok(f"{url}/health"), "mlflow server", 120, [proc], log)
-        yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture
@@ -159,6 +85,7 @@ def run_job(client, entrypoint: str, env_vars: dict, timeout: float) -> str:
     return logs
 
 
+@pytest.mark.parametrize("mlflow_server", ["sqlite", "postgresql"], indirect=True)
 def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, mlflow_server, two_node_cluster,
                                                                        free_port):
     from mlflow.tracking import MlflowClient
@@ -180,7 +107,8 @@ def test_pipeline_job_on_two_nodes_logs_to_mlflow_server_and_deploys(tmp_path, m
     manifest = json.loads(Path(store.download_artifacts(sweep.info.run_id, "dataset/manifest.json", str(tmp_path)))
                           .read_text())
     assert manifest["sha256"] == sweep.data.tags[DATASET_SHA256_TAG] == summary["dataset"]["sha256"]
-    children = store.search_runs([sweep.info.experiment_id], f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
+    children = store.search_runs([sweep.data.tags[ADAPTER_EXPERIMENT_TAG]],
+                                 f"tags.mlflow.parentRunId = '{sweep.info.run_id}'")
     assert children and all(run.info.status == "FINISHED" for run in children)  # logged by Tune trials
 
     champion = store.get_model_version_by_alias("padirec-dit", "champion")

@@ -24,7 +24,17 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     done = subprocess.run([sys.executable, "-m", "padirec.cli", "pipeline", "--small", "--quiet"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "Downloading artifacts" not in done.stdout + done.stderr  # --quiet: no per-artifact progress bars
+    # --quiet: one line per stage, the report's headline and the closing line; Ray's, Tune's and MLflow's output
+    # (and the per-artifact progress bars) only in the stages' logs
+    lines = done.stdout.splitlines()
+    assert [line.split("]")[0] for line in lines[:6]] == [f"[{i}/6" for i in range(1, 7)], done.stdout
+    assert any(line.startswith("- w-utility regret: ") for line in lines[6:]) and "pipeline done" in lines[-1]
+    for noise in ("Downloading artifacts", "(raylet)", "Configuration for experiment", "INFO", "View run"):
+        assert noise not in done.stdout + done.stderr
+    logs = sorted(p.name for p in (tmp_path / "padirec-output" / "logs").iterdir())
+    assert logs == ["1-data.log", "2-backbone.log", "3-sweep.log", "4-curve.log", "5-generator.log", "6-report.log",
+                    "ray-shutdown.log"]
+    assert "Configuration for experiment" in (tmp_path / "padirec-output" / "logs" / "3-sweep.log").read_text()
     summary = json.loads((tmp_path / "padirec-output" / "summary.json").read_text())
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert client.get_run(summary["backbone_run_id"]).info.status == "FINISHED"

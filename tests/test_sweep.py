@@ -17,10 +17,10 @@ from mlflow.tracking import MlflowClient
 from padirec import tracking
 from padirec.cli import main
 from padirec.contracts.dataset import dataset_arrays, read_dataset
-from padirec.contracts.names import ADAPTER_SHA256_TAG, EXAMPLE_KEY_TAG
+from padirec.contracts.names import ADAPTER_SHA256_TAG, EXAMPLE_KEY_TAG, STAGE_TAG
 from padirec.sweep import SweepConfig, gather, pack_blocks, retrain_curve, run_sweep, simplex_grid
 from padirec.sweep.grid import example_key
-from padirec.sweep.run import logged_children
+from padirec.sweep.run import adapter_experiment_id, logged_children
 from padirec.training import AdapterConfig
 
 SYNTHETIC = ["--dataset", "synthetic"]
@@ -58,12 +58,15 @@ def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_clust
 
     client = MlflowClient(mlflow_store)
     parent = client.get_run(summary.parent_run_id)
-    children = logged_children(client, parent.info.experiment_id, parent.info.run_id)
+    adapters = client.get_experiment_by_name("padirec-adapters").experiment_id
+    assert adapter_experiment_id(parent) == adapters != parent.info.experiment_id
+    children = logged_children(client, adapters, parent.info.run_id)
     assert len(children) == expected
     assert all(sha_matches(client, run) for run in children.values())
-    all_children = client.search_runs([parent.info.experiment_id],
-                                      f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    all_children = client.search_runs([adapters], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(all_children) == expected  # no duplicates hidden behind the key map
+    # the sweep's own experiment keeps only stage runs: the UI lists them on its first page
+    assert {r.data.tags[STAGE_TAG] for r in client.search_runs([parent.info.experiment_id])} == {"backbone", "sweep"}
 
     manifest = gather(parent.info.run_id, str(tmp_path / "dataset"))
     table, metadata = read_dataset(manifest["path"])
@@ -127,7 +130,7 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, s
             sweeps = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'sweep'")
             if len(sweeps):
                 parent_id = sweeps.iloc[0]["run_id"]
-                experiment_id = sweeps.iloc[0]["experiment_id"]
+                experiment_id = adapter_experiment_id(client.get_run(parent_id))
                 if 2 <= len(logged_children(client, experiment_id, parent_id)) < 10:
                     break
             assert process.poll() is None, log_tail()
@@ -157,3 +160,10 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, s
     keys = Counter(r.data.tags[EXAMPLE_KEY_TAG] for r in finished)
     assert len(keys) == 5 * 2 and set(keys.values()) == {1}  # complete, and no key logged twice
     assert gather(parent_id)["rows"] == 10
+
+
+def test_sweeps_logged_before_the_adapter_experiment_tag_find_their_adapters_beside_them(mlflow_store):
+    client = MlflowClient(mlflow_store)
+    experiment_id = tracking.ensure_experiment("padirec")
+    old_sweep = client.get_run(client.create_run(experiment_id, tags={STAGE_TAG: "sweep"}).info.run_id)
+    assert adapter_experiment_id(old_sweep) == experiment_id

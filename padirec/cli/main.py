@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from padirec.data import DataError
 from padirec.evaluation.stage import evaluate_adapter
 from padirec.phases import adapt, pretrain
 from padirec.pipeline import pipeline_config, run_pipeline
+from padirec.runtime import output_to
 from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 from padirec.sweep import SweepConfig, gather, load_sweep_config, run_sweep, sweep_report
@@ -83,9 +85,15 @@ def cmd_gather(args: argparse.Namespace) -> None:
 def cmd_pipeline(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in {"output_dir": args.output_dir, "experiment": args.experiment}.items() if v}
     config = pipeline_config(args.config, {"data": given(args, "data")}, overrides)
-    summary = run_pipeline(config.small() if args.small else config, progress=not args.quiet)
+    config = config.small() if args.small else config
+    summary = run_pipeline(config, progress=not args.quiet)
     if args.deploy:
         print_json(asdict(serve(*deploy_options(summary))))
+    elif args.quiet:  # Ray's driver prints late warnings (e.g. the worker pool's size) until it shuts down
+        import ray
+
+        with output_to(Path(config.output_dir).resolve() / "logs" / "ray-shutdown.log"):
+            ray.shutdown()
 
 
 def deploy_options(summary: dict) -> tuple[AppArgs, ServeOptions]:

@@ -89,18 +89,19 @@ def _check_digest(local: Path, reference: str, artifact: str, what: str) -> Path
     return local
 
 
-def log_adapter(adapter: np.ndarray, run_id: str | None = None, client: MlflowClient | None = None) -> str:
-    """Log `adapter.npy` (float32) to a run (the active one by default) with its sha256 tag; returns the digest."""
+def write_adapter(adapter: np.ndarray, directory: str | os.PathLike) -> tuple[Path, str]:
+    """`adapter.npy` (float32) in `directory` and its sha256: what a run logs under `ADAPTER_DIR`, with the tag."""
+    path = Path(directory) / ADAPTER_FILE
+    np.save(path, np.asarray(adapter, dtype=np.float32))
+    return path, tracking.sha256_file(path)
+
+
+def log_adapter(adapter: np.ndarray) -> str:
+    """Log `adapter.npy` to the active run with its sha256 tag; returns the digest."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ADAPTER_FILE
-        np.save(path, np.asarray(adapter, dtype=np.float32))
-        digest = tracking.sha256_file(path)
-        if client is None:
-            mlflow.set_tag(ADAPTER_SHA256_TAG, digest)
-            mlflow.log_artifact(str(path), ADAPTER_DIR)
-        else:
-            client.set_tag(run_id, ADAPTER_SHA256_TAG, digest)
-            client.log_artifact(run_id, str(path), ADAPTER_DIR)
+        path, digest = write_adapter(adapter, tmp)
+        mlflow.set_tag(ADAPTER_SHA256_TAG, digest)
+        mlflow.log_artifact(str(path), ADAPTER_DIR)
     return digest
 
 

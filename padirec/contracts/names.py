@@ -8,6 +8,7 @@ from __future__ import annotations
 # -- MLflow tags ---------------------------------------------------------------------------------------------
 STAGE_TAG = "padirec.stage"  # what a run is: one of STAGES
 EXAMPLE_KEY_TAG = "padirec.example_key"  # a sweep child run's (w, seed, epoch) key: what makes resume exact
+ADAPTER_EXPERIMENT_TAG = "padirec.adapter_experiment_id"  # on a sweep run: the experiment its adapter runs are in
 ADAPTER_SHA256_TAG = "padirec.adapter_sha256"  # digest of the run's adapter.npy, checked when it is read
 BACKBONE_SHA256_TAG = "padirec.backbone_sha256"  # digest of the run's backbone/backbone.pt, checked when downloaded
 CHECKPOINT_SHA256_TAG = "padirec.checkpoint_sha256"  # digest of the run's checkpoint/dit.pt, checked when downloaded
@@ -29,6 +30,11 @@ STAGE_SWEEP = "sweep"
 STAGE_GENERATOR = "generator"
 STAGE_GENERATE = "generate"
 STAGE_REPORT = "report"
+
+# A sweep in experiment E logs its adapter runs (hundreds) to experiment "E-adapters", as children of the sweep run:
+# in E itself they would fill the MLflow UI's first pages (runs are listed newest first, 100 at a time, children
+# too) and bury the backbone, sweep, generator and report runs behind "Load more".
+ADAPTER_EXPERIMENT_SUFFIX = "-adapters"
 
 # -- artifact paths inside a run ------------------------------------------------------------------------------
 BACKBONE_DIR, BACKBONE_FILE = "backbone", "backbone.pt"

@@ -13,7 +13,7 @@ from padirec.contracts.artifacts import load_adapter
 from padirec.contracts.dataset import write_dataset
 from padirec.contracts.names import DATASET_DIR, DATASET_SHA256_TAG, MANIFEST_FILE
 from padirec.models import N_PARAMS
-from padirec.sweep.run import logged_children
+from padirec.sweep.run import adapter_experiment_id, logged_children
 
 MAX_ABS_PARAM = 1e3  # adapters beyond this are treated as diverged and dropped
 
@@ -24,7 +24,7 @@ def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> d
     uri = tracking.setup()
     client = MlflowClient(uri)
     parent = client.get_run(parent_run_id)
-    children = logged_children(client, parent.info.experiment_id, parent_run_id)
+    children = logged_children(client, adapter_experiment_id(parent), parent_run_id)
     if not children:
         raise ValueError(f"sweep {parent_run_id} has no finished adapter runs to gather")
     rows, dropped = [], []

@@ -78,11 +78,15 @@ def curve_markdown(curve: dict[str, np.ndarray]) -> str:
     lines = ["| w_acc | test NDCG@10 | test α-NDCG@10 | adapters |", "| --- | --- | --- | --- |"]
     for a, n, d, k in zip(curve["w_acc"], curve["ndcg10"], curve["alpha_ndcg10"], curve["n"]):
         lines.append(f"| {a:.1f} | {n:.4f} | {d:.4f} | {k} |")
-    lines.append("")
-    lines.append(f"Spearman(w_acc, NDCG@10) = {spearman(curve['w_acc'], curve['ndcg10']):.3f}; "
-                 f"Spearman(w_acc, α-NDCG@10) = {spearman(curve['w_acc'], curve['alpha_ndcg10']):.3f}; "
-                 f"evenness (largest gap / mean gap) = {curve_evenness(curve['ndcg10'], curve['alpha_ndcg10']):.2f}")
+    lines += ["", curve_summary(curve)]
     return "\n".join(lines)
+
+
+def curve_summary(curve: dict[str, np.ndarray]) -> str:
+    """One line: how monotone (Spearman with w_acc) and how even the curve is."""
+    return (f"Spearman(w_acc, NDCG@10) = {spearman(curve['w_acc'], curve['ndcg10']):.3f}; "
+            f"Spearman(w_acc, α-NDCG@10) = {spearman(curve['w_acc'], curve['alpha_ndcg10']):.3f}; "
+            f"evenness (largest gap / mean gap) = {curve_evenness(curve['ndcg10'], curve['alpha_ndcg10']):.2f}")
 
 
 def sweep_report(parent_run_id: str, output_dir: str | None = None, log: bool = True) -> dict:

@@ -9,18 +9,24 @@ trial skips keys that are already logged, so retries and resumes neither lose no
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.config import DataSpec, build, load_data
-from padirec.contracts.artifacts import log_adapter, resolve_backbone_file
+from padirec.contracts.artifacts import resolve_backbone_file, write_adapter
 from padirec.contracts.names import (
+    ADAPTER_DIR,
+    ADAPTER_EXPERIMENT_SUFFIX,
+    ADAPTER_EXPERIMENT_TAG,
+    ADAPTER_SHA256_TAG,
     BACKBONE_RUN_TAG,
     EXAMPLE_KEY_TAG,
     GRID_FILE,
@@ -69,6 +75,11 @@ def train_block(block: Block, backbone, data, adapter: AdapterConfig, progress: 
                           on_epoch=on_epoch)
 
 
+def adapter_experiment_id(sweep_run: mlflow.entities.Run) -> str:
+    """Where a sweep's adapter runs are: its tag, or the sweep's own experiment for sweeps logged before the tag."""
+    return sweep_run.data.tags.get(ADAPTER_EXPERIMENT_TAG, sweep_run.info.experiment_id)
+
+
 def logged_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, mlflow.entities.Run]:
     """Finished child runs of a sweep by example key (the newest wins if a key repeats)."""
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
@@ -91,24 +102,28 @@ def close_stale_children(client: MlflowClient, experiment_id: str, parent_run_id
 
 def log_example(client: MlflowClient, experiment_id: str, parent_run_id: str, key: str, row: dict,
                 seed: int, extra_params: dict) -> str:
-    """One child run: params w_*, seed, epoch, slot; metrics; the adapter as .npy with its sha256."""
-    run = client.create_run(experiment_id, run_name=key, tags={
-        "mlflow.parentRunId": parent_run_id, EXAMPLE_KEY_TAG: key, STAGE_TAG: STAGE_ADAPTER,
-        BACKBONE_RUN_TAG: extra_params.get("backbone_run_id", "")})
-    run_id = run.info.run_id
-    try:
-        params = {f"w_{i}": f"{x:.4f}" for i, x in enumerate(row["w"])}
-        params.update({"seed": seed, "epoch": row["epoch"], "slot": row.get("slot", ""), **extra_params})
-        for name, value in params.items():
-            client.log_param(run_id, name, value)
-        for name, value in row.items():
-            if name not in ("w", "epoch", "slot", "params"):
-                client.log_metric(run_id, name, float(value))
-        log_adapter(row["params"], run_id, client)
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
+    """One child run: params w_*, seed, epoch, slot; metrics; the adapter as .npy with its sha256.
+
+    Four requests per adapter (create with tags, one batch of params and metrics, the file, the end): a trial logs
+    its K x keep_last adapters in a burst, and each request is a round trip to the tracking server."""
+    params = {f"w_{i}": f"{x:.4f}" for i, x in enumerate(row["w"])}
+    params.update({"seed": seed, "epoch": row["epoch"], "slot": row.get("slot", ""), **extra_params})
+    now = int(time.time() * 1000)
+    metrics = [Metric(name, float(value), now, 0) for name, value in row.items()
+               if name not in ("w", "epoch", "slot", "params")]
+    with tempfile.TemporaryDirectory() as tmp:
+        path, digest = write_adapter(row["params"], tmp)
+        run = client.create_run(experiment_id, run_name=key, tags={
+            "mlflow.parentRunId": parent_run_id, EXAMPLE_KEY_TAG: key, STAGE_TAG: STAGE_ADAPTER,
+            BACKBONE_RUN_TAG: extra_params.get("backbone_run_id", ""), ADAPTER_SHA256_TAG: digest})
+        run_id = run.info.run_id
+        try:
+            client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+            client.log_artifact(run_id, str(path), ADAPTER_DIR)
+            client.set_terminated(run_id, "FINISHED")
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
     return run_id
 
 
@@ -172,7 +187,8 @@ def sweep_trial(config: dict) -> None:
 def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIMENT) -> str:
     """Create the parent run (config, backbone, grid) before any trial writes to the store."""
     tracking.setup(experiment)
-    tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id}
+    tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id,
+            ADAPTER_EXPERIMENT_TAG: tracking.ensure_experiment(experiment + ADAPTER_EXPERIMENT_SUFFIX)}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
         mlflow.log_params(scale_params(config.adapter.scales, config.adapter.weight_map))
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
@@ -213,8 +229,7 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
             print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale})")
         config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
         parent_run_id = start_sweep(config, experiment)
-    parent = client.get_run(parent_run_id)
-    experiment_id = parent.info.experiment_id
+    experiment_id = adapter_experiment_id(client.get_run(parent_run_id))
     adapter = config.adapter
     if resuming and (closed := close_stale_children(client, experiment_id, parent_run_id)):
         print(f"sweep {parent_run_id}: marked {closed} adapter run(s) left RUNNING by dead trials as FAILED")
