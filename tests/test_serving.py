@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 import math
+import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -197,12 +199,20 @@ def test_app_arguments_and_config_file(artifacts):
 
 
 @pytest.fixture(scope="module")
-def server(artifacts, free_port):
-    """Ray (4 logical CPUs) + Serve on a free loopback port, the app started by `padirec serve --no-block`."""
+def metrics_port(free_port) -> int:
+    """The Prometheus port of the `server` fixture's Ray cluster."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(artifacts, free_port, metrics_port):
+    """Ray (4 logical CPUs, metrics every second on `metrics_port`) + Serve on a free loopback port, the app
+    started by `padirec serve --no-block`."""
     import ray
     from ray import serve
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=metrics_port, _system_config={"metrics_report_interval_ms": 1000})
     try:
         parser = argparse.ArgumentParser()
         add_commands(parser.add_subparsers(dest="command"))
@@ -314,6 +324,25 @@ BAD_REQUESTS = {
 REASONS = {"unknown item ids": "999", "wrong content type": "application/json", "wrong length": "2 weights",
            "unknown objective": "novelty", "k > items left": "left", "oversize history": "200",
            "nan weight (raw JSON)": "finite"}
+
+
+def test_prometheus_metrics_count_cache_hits_timings_and_rejections(server, metrics_port):
+    for _ in range(2):  # a miss, then a hit
+        assert post(server, "/v1/adapters", {"weights": [0.123, 0.877]}).status_code == 200
+    assert post(server, "/v1/recommendations", {"weights": [0.123, 0.877], "history": [1, 2, 3]}).status_code == 200
+    assert post(server, "/v1/adapters", {"weights": [2.0, -1.0]}).status_code == 422
+    wanted = {"hits": r'padirec_adapter_requests_total\{[^}]*cached="true"[^}]*\} [1-9]',
+              "misses": r'padirec_adapter_requests_total\{[^}]*cached="false"[^}]*\} [1-9]',
+              "generation": r"padirec_generation_seconds_count\{[^}]*\} [1-9]",
+              "scoring": r"padirec_scoring_seconds_count\{[^}]*\} [1-9]",
+              "rejected": r'padirec_rejected_requests_total\{[^}]*route="/v1/adapters"[^}]*status="422"[^}]*\} [1-9]',
+              "Ray Serve's own": r"ray_serve_num_http_requests_total\{"}
+    deadline, missing = time.monotonic() + 90, wanted
+    while missing and time.monotonic() < deadline:  # Ray's agent exports what replicas recorded, every second here
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        missing = {name: pattern for name, pattern in wanted.items() if not re.search(pattern, text)}
+        time.sleep(1)
+    assert not missing, f"not on /metrics: {sorted(missing)}" + "\n".join(line[:300] for line in text.splitlines() if "ray_padirec" in line)
 
 
 def test_oversize_bodies_get_413_before_parsing_and_errors_quote_a_short_prefix(server):

@@ -22,7 +22,8 @@ def add_commands(commands) -> None:
                     "POST /v1/adapters, POST /v1/recommendations, GET /healthz, /docs. Blocks until Ctrl-C "
                     "unless --no-block.")
     add_flags(parser, AppArgs, APP_FIELDS, section="app", flags={"checkpoint": "--model"})
-    add_flags(parser, ServeOptions, ["host", "port", "blocking"], section="options", flags={"blocking": "--block"})
+    add_flags(parser, ServeOptions, ["host", "port", "blocking", "metrics_port"], section="options",
+              flags={"blocking": "--block"})
     parser.set_defaults(func=cmd_serve)
 
 

@@ -42,7 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, metrics
 from ray.serve.handle import DeploymentHandle
 
 from padirec import tracking
@@ -75,6 +75,8 @@ APP_NAME = "padirec"
 MAX_GUIDANCE = 10.0  # beyond a few units CFG only pushes adapters off the training range (BENCHMARKS §5)
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # a 200-item history with times is under 8 KB
 ECHO_CHARS = 80  # an error message quotes at most this much of what was sent
+SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+ROUTES = ("/v1/adapters", "/v1/recommendations", "/healthz")  # rejected requests are counted by these, else "other"
 
 
 class AppArgs(BaseModel):
@@ -157,6 +159,13 @@ class GeneratorDeployment:
         self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batches = self.generated = 0
         self.largest_batch = 0
+        # Prometheus series on Ray's metrics endpoint, tagged with deployment and replica (BENCHMARKS §4 ties them)
+        self.requests_metric = metrics.Counter("padirec_adapter_requests", "adapters asked of this replica, by "
+                                               "whether its cache had them", tag_keys=("cached",))
+        self.generation_metric = metrics.Histogram("padirec_generation_seconds", "sampler time of one batch of "
+                                                   "adapters", boundaries=SECONDS_BUCKETS)
+        self.batch_metric = metrics.Histogram("padirec_generation_batch_size", "adapters generated per sampler call",
+                                              boundaries=[1, 2, 4, 8, 16, 32, 64])
         meta = self.generator.metadata
         lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
         self.info = {"checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
@@ -176,6 +185,7 @@ class GeneratorDeployment:
         """`{"weights": rounded w, "params": float32 [1096], "cached": bool}` for one w."""
         key = self.cache.key(weights)
         params = self.cache.get(key)
+        self.requests_metric.inc(tags={"cached": str(params is not None).lower()})
         if params is not None:
             return {"weights": list(key), "params": params, "cached": True}
         pending = self._pending.get(key)
@@ -196,6 +206,8 @@ class GeneratorDeployment:
         w = np.asarray(keys, dtype=np.float32)
         started = time.perf_counter()
         flat = await asyncio.to_thread(generate_adapters, self.generator, w, self.sampler, self.seed)
+        self.generation_metric.observe(time.perf_counter() - started)
+        self.batch_metric.observe(len(keys))
         self.batches += 1
         self.generated += len(keys)
         self.largest_batch = max(self.largest_batch, len(keys))
@@ -213,6 +225,8 @@ class RecommenderDeployment:
         self.backbone = load_serving_backbone(self.reference)
         self._rank.set_max_batch_size(max_batch_size)
         self._rank.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.scoring_metric = metrics.Histogram("padirec_scoring_seconds", "full-catalogue ranking time of one batch "
+                                                "of (history, adapter) rows", boundaries=SECONDS_BUCKETS)
         config = self.backbone.config
         self.info = {"backbone": self.reference, "name": config.name, "n_items": config.n_items,
                      "max_len": config.max_len, "hidden": config.hidden}
@@ -227,8 +241,11 @@ class RecommenderDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _rank(self, rows: list[tuple]) -> list[dict]:
         histories, params, ks, times = zip(*rows)
-        return await asyncio.to_thread(recommend_batch, self.backbone, list(histories), np.stack(params),
-                                       list(ks), list(times))
+        started = time.perf_counter()
+        ranked = await asyncio.to_thread(recommend_batch, self.backbone, list(histories), np.stack(params),
+                                         list(ks), list(times))
+        self.scoring_metric.observe(time.perf_counter() - started)
+        return ranked
 
 
 # -------------------------------------------------------------------------------------------- ingress
@@ -252,8 +269,28 @@ def _short(value: Any) -> Any:
 @api.middleware("http")
 async def _limit_body(request: Request, call_next):
     """A 413 for a body over the limit, decided from Content-Length before any of it is read or parsed; a body
-    without a length (chunked) is refused with 411, so nothing unbounded is ever parsed."""
-    limit = getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    without a length (chunked) is refused with 411, so nothing unbounded is ever parsed. Every 4xx, these and
+    the routes' own, is counted in `padirec_rejected_requests` by status and route."""
+    response = _refuse_body(request, getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    if response is None:
+        response = await call_next(request)
+    rejected = getattr(api.state, "rejected_metric", None)
+    if rejected is not None and 400 <= response.status_code < 500:
+        route = request.url.path if request.url.path in ROUTES else "other"
+        rejected.inc(tags={"status": str(response.status_code), "route": route})
+    return response
+
+
+def configure_ingress(max_body_bytes: int) -> None:
+    """Settings and metrics of the middleware, on this module's `api`. A function of the module, called by the
+    ingress replica: Serve ships the ingress class by value, and a global its methods read would be a copy, not
+    the `api` whose middleware runs."""
+    api.state.max_body_bytes = max_body_bytes
+    api.state.rejected_metric = metrics.Counter("padirec_rejected_requests", "requests answered with a 4xx, by "
+                                                "status and route", tag_keys=("status", "route"))
+
+
+def _refuse_body(request: Request, limit: int) -> JSONResponse | None:
     if request.method in ("POST", "PUT", "PATCH"):
         length = request.headers.get("content-length")
         if length is None:
@@ -262,7 +299,7 @@ async def _limit_body(request: Request, call_next):
         elif not length.isdigit() or int(length) > limit:
             return JSONResponse(status_code=413, content={
                 "detail": f"request body of {_short(length)} bytes is over the limit of {limit} bytes"})
-    return await call_next(request)
+    return None
 
 
 @api.exception_handler(RequestValidationError)
@@ -289,7 +326,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 class PaDiRecAPI:
     def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
                  max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
-        api.state.max_body_bytes = max_body_bytes
+        configure_ingress(max_body_bytes)
         self.generator, self.recommender = generator, recommender
         self.max_history = max_history
         self._limits: ModelLimits | None = None

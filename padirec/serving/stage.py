@@ -22,6 +22,9 @@ class ServeOptions:
     host: str = "127.0.0.1"  # HTTP host (0.0.0.0 to listen on all interfaces)
     port: int = 8000
     blocking: bool = True  # serve until Ctrl-C; --no-block returns once up (the app outlives it only with RAY_ADDRESS)
+    # Prometheus endpoint of a local Ray cluster (Ray Serve's ray_serve_* series and PaDiRec's padirec_*); a joined
+    # cluster exports on its own `ray start --metrics-export-port`
+    metrics_port: int = 8080
 
 
 @dataclass
@@ -63,7 +66,8 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     handles_signals = threading.current_thread() is threading.main_thread()  # Python allows no other thread
     started_ray = False
     if not ray.is_initialized():
-        ray.init()  # joins RAY_ADDRESS if set, else starts a local cluster
+        # joins RAY_ADDRESS if set, else starts a local cluster that exports metrics on the port asked for
+        ray.init(**({} if joined else {"_metrics_export_port": options.metrics_port}))
         started_ray = True
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
     result = ServeResult(f"http://{host}:{options.port}", APP_NAME, app.checkpoint)
@@ -72,6 +76,8 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
         ray_serve.run(application, name=APP_NAME, route_prefix="/")
         where = f"Ray cluster {os.environ['RAY_ADDRESS']}" if joined else "local Ray"
         print(f"PaDiRec serving {app.checkpoint} at {result.url} ({where})")
+        if started_ray and not joined:
+            print(f"Prometheus metrics: http://{host}:{options.metrics_port}/metrics")
         print("\n".join(examples(result.url)), flush=True)
         if not options.blocking:
             return result
