@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from tqdm import tqdm
 
 from padirec import tracking
 from padirec.config import DataSpec, build, data_spec, load_data, load_yaml
@@ -68,40 +74,88 @@ def pipeline_config(path: str | None = None, *overrides: dict | None) -> Pipelin
     return build(PipelineConfig, load_yaml(path) if path else None, *overrides)
 
 
+CONSOLE_MODES = ("verbose", "bar", "quiet")
+
+
 @dataclass
 class StageLine:
-    """What a stage says in one line when the pipeline runs quietly."""
+    """What a stage says in one line when it ends."""
 
     text: str = ""
 
 
 class Console:
-    """The pipeline's console. Verbose: a header per stage, then all it prints (progress bars, tables). Quiet: one
-    line per stage saying what it made, and everything the stage printed (Ray's, Tune's and MLflow's output
-    included) in `logs/N-name.log` under the output directory."""
+    """The pipeline's console, in one of `CONSOLE_MODES`:
 
-    def __init__(self, total: int, log_dir: Path, quiet: bool):
-        self.total, self.log_dir, self.quiet, self.count = total, log_dir, quiet, 0
+    - "verbose": a header per stage, then everything it prints (progress bars, Tune's tables, Ray's worker lines);
+    - "bar" (the default): one live line per stage on a terminal (elapsed time and the stage log's latest line),
+      then the stage's one-line result; what the stage printed goes to `logs/N-name.log` under the output directory;
+    - "quiet": the same without the live line (what a job log or CI gets: also "bar" when stderr is no terminal).
+    """
+
+    def __init__(self, total: int, log_dir: Path, mode: str = "bar"):
+        if mode not in CONSOLE_MODES:
+            raise ValueError(f"console mode {mode!r}: expected one of {CONSOLE_MODES}")
+        self.total, self.log_dir, self.mode, self.count = total, log_dir, mode, 0
+
+    @property
+    def quiet(self) -> bool:
+        return self.mode != "verbose"
 
     @contextlib.contextmanager
     def stage(self, name: str, title: str) -> Iterator[StageLine]:
         self.count += 1
-        line, started = StageLine(), time.perf_counter()
+        line, started, label = StageLine(), time.perf_counter(), f"[{self.count}/{self.total}] {title}"
         if not self.quiet:
             print(f"== {self.count}/{self.total} {title}")
             yield line
             return
-        with output_to(self.log_dir / f"{self.count}-{name}.log"):
+        log = self.log_dir / f"{self.count}-{name}.log"
+        live = LiveLine(label, log) if self.mode == "bar" and sys.stderr.isatty() else contextlib.nullcontext()
+        with live, output_to(log):
             yield line
-        print(f"[{self.count}/{self.total}] {title}: {line.text} ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"{label}: {line.text} ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def run_pipeline(config: PipelineConfig, progress: bool = True) -> dict:
-    """Run every stage in order and return the run ids and headline numbers (also in `summary.json`)."""
+class LiveLine:
+    """One tqdm line on the terminal while a stage runs: its elapsed time and the last line its log got."""
+
+    def __init__(self, label: str, log: Path, every_s: float = 0.5):
+        self.label, self.log, self.every_s = label, log, every_s
+        self.stop = threading.Event()
+
+    def __enter__(self) -> LiveLine:
+        # the terminal as it is now: the stage's own output is about to go to its log (fd 2 included)
+        self.terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+        self.bar = tqdm(desc=self.label, file=self.terminal, bar_format="{desc} {elapsed}{postfix}", leave=False)
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+        return self
+
+    def _follow(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                text = self.log.read_bytes()[-2000:].decode(errors="replace")
+            except OSError:
+                text = ""
+            last = next((t for t in reversed(re.split(r"[\r\n]", text)) if t.strip()), "")
+            self.bar.set_postfix_str(re.sub(r"\x1b\[[0-9;]*m", "", last).strip()[:80], refresh=True)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.bar.close()
+        self.terminal.close()
+
+
+def run_pipeline(config: PipelineConfig, console_mode: str = "bar") -> dict:
+    """Run every stage in order and return the run ids and headline numbers (also in `summary.json`).
+    `console_mode`: what the console shows (`Console`)."""
     started = time.perf_counter()
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    console = Console(6, out / "logs", quiet=not progress)
+    console = Console(6, out / "logs", console_mode)
+    progress = console_mode == "verbose"  # the stages' own bars and tables; else they would fill the logs
     spec = data_spec(asdict(config.data))
     summary: dict = {}
 

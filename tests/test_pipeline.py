@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from padirec.cli import build_parser
@@ -66,3 +67,50 @@ def test_pipeline_deploy_serves_the_version_it_registered(monkeypatch):
     app, options = deploy_options(summary)
     assert (app.checkpoint, options.blocking, options.host) == ("models:/padirec-dit/7", False, "0.0.0.0")
     assert build_parser().parse_args(["pipeline", "--deploy"]).deploy
+
+
+CONSOLE_DEMO = """
+import sys, time
+from pathlib import Path
+from padirec.pipeline import Console
+
+console = Console(2, Path(sys.argv[1]), sys.argv[2])
+with console.stage("first", "first stage") as said:
+    print("step 1 of 3: reading", flush=True)
+    time.sleep(1.5)
+    said.text = "made 3 things"
+with console.stage("second", "second stage") as said:
+    said.text = "made nothing"
+"""
+
+
+@pytest.mark.parametrize("mode", ["bar", "quiet", "verbose"])
+def test_console_shows_one_line_per_stage_and_keeps_the_stage_output_in_its_log(tmp_path, mode):
+    """On a terminal (a pty here): "bar" follows the stage's log on a live line, "quiet" does not, "verbose"
+    streams everything and keeps no logs."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    done = subprocess.run([sys.executable, "-c", CONSOLE_DEMO, str(tmp_path / "logs"), mode], stdin=child_fd,
+                          stdout=child_fd, stderr=child_fd, timeout=60)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the pty is closed once the child is gone and everything is read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert done.returncode == 0, shown
+    if mode == "verbose":
+        assert "== 1/2 first stage" in shown and "step 1 of 3: reading" in shown
+        assert not (tmp_path / "logs").exists()
+        return
+    assert "[1/2] first stage: made 3 things (" in shown and "[2/2] second stage: made nothing (" in shown
+    assert (tmp_path / "logs" / "1-first.log").read_text() == "step 1 of 3: reading\n"
+    # the stage's own output reaches the terminal only on the live line of "bar"
+    assert ("step 1 of 3: reading" in shown) == (mode == "bar")

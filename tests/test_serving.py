@@ -342,7 +342,8 @@ def test_prometheus_metrics_count_cache_hits_timings_and_rejections(server, metr
         text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         missing = {name: pattern for name, pattern in wanted.items() if not re.search(pattern, text)}
         time.sleep(1)
-    assert not missing, f"not on /metrics: {sorted(missing)}" + "\n".join(line[:300] for line in text.splitlines() if "ray_padirec" in line)
+    ours = "\n".join(line[:300] for line in text.splitlines() if "ray_padirec" in line)
+    assert not missing, f"not on /metrics: {sorted(missing)}\n{ours}"
 
 
 def test_oversize_bodies_get_413_before_parsing_and_errors_quote_a_short_prefix(server):

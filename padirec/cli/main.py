@@ -83,13 +83,15 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
+    if not args.verbose:  # MLflow draws a bar per downloaded artifact: hundreds of lines in the gather's log
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     overrides = {k: v for k, v in {"output_dir": args.output_dir, "experiment": args.experiment}.items() if v}
     config = pipeline_config(args.config, {"data": given(args, "data")}, overrides)
     config = config.small() if args.small else config
-    summary = run_pipeline(config, progress=not args.quiet)
+    summary = run_pipeline(config, "quiet" if args.quiet else "verbose" if args.verbose else "bar")
     if args.deploy:
         print_json(asdict(serve(*deploy_options(summary))))
-    elif args.quiet:  # Ray's driver prints late warnings (e.g. the worker pool's size) until it shuts down
+    elif not args.verbose:  # Ray's driver prints late warnings (e.g. the worker pool's size) until it shuts down
         import ray
 
         with output_to(Path(config.output_dir).resolve() / "logs" / "ray-shutdown.log"):
@@ -184,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--experiment", help="MLflow experiment (default: padirec)")
     pipeline.add_argument("--output-dir", help="local copies of the backbone, dataset and report")
     pipeline.add_argument("--small", action="store_true", help="a smoke-test size (used by the tests)")
-    pipeline.add_argument("--quiet", action="store_true", help="no progress bars")
+    output = pipeline.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="one line per stage (no live line on a terminal)")
+    output.add_argument("--verbose", action="store_true", help="everything the stages print (default: one live "
+                                                                "line per stage; their output in OUTPUT_DIR/logs)")
     pipeline.add_argument("--deploy", action="store_true",
                           help="end by serving the new generator (`padirec serve`; returns at once with RAY_ADDRESS)")
     pipeline.set_defaults(func=cmd_pipeline)

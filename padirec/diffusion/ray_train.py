@@ -85,9 +85,13 @@ def _ray_train_loop(loop_config: dict) -> None:
 
 
 def _ray_dataset(path: str):
-    """The Parquet file as a Ray Dataset; read by the driver instead when other nodes cannot see the path."""
+    """The Parquet file as a Ray Dataset; read by the driver instead when other nodes cannot see the path.
+
+    Without Ray Data's progress bars: the dataset is a few MB, streamed to the workers every epoch, and its bars
+    (one per operator, redrawn each epoch) were most of the pipeline's console output."""
     import ray
 
+    ray.data.DataContext.get_current().enable_progress_bars = False
     alive = [n for n in ray.nodes() if n.get("Alive")]
     if "://" not in path and len(alive) > 1:
         import pyarrow.parquet as pq
