@@ -365,6 +365,11 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                 for name, values in rank_metrics(backbone, eval_sets[split], snapshot, eval_states[split]).items():
                     history.setdefault(prefix + name, []).append(values)
                     epoch_metrics[prefix + name] = float(values.mean())
+            epoch_metrics["adapters_kept"] = min(len(evaluated), config.keep_last) * K
+            if config.utility_bounds:  # fixed bounds: a validation w-utility comparable from epoch to epoch
+                epoch_metrics["val_utility"] = float(w_utility(weights, history["val_ndcg10"][-1],
+                                                               history["val_alpha_ndcg10"][-1],
+                                                               config.utility_bounds).mean())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if on_epoch:
             on_epoch(epoch, epoch_metrics)

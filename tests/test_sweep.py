@@ -91,6 +91,9 @@ def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_clust
     for path in progress:
         rows = pd.read_csv(path)
         assert rows["epochs_done"].tolist()[:3] == [1, 2, 3] and (rows["eta_s"].iloc[:3] >= 0).all()
+        # the last 2 of 3 epochs are kept: none after the first epoch, all of them (then logged) after the third
+        assert rows["adapters_kept"].iloc[0] == 0 < rows["adapters_kept"].iloc[1] < rows["adapters_kept"].iloc[2]
+        assert rows["adapters_kept"].iloc[2] == rows["adapters_logged"].iloc[-1] and "val_utility" in rows
         finals.append(rows["adapters_logged"].iloc[-1])
     assert sum(finals) == expected
     history = client.get_metric_history(parent.info.run_id, "epochs_done.block_0")

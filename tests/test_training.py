@@ -109,6 +109,22 @@ def test_best_keeps_the_epochs_of_highest_validation_utility(data, backbone):
     assert best.metrics["test_ndcg10"].shape == (2, 3)
 
 
+def test_each_epoch_reports_adapters_kept_and_the_validation_utility_under_fixed_bounds(data, backbone):
+    weights = np.array([[1.0, 0.0], [0.0, 1.0]])
+    reports = []
+    config = AdapterConfig(epochs=3, keep_last=2, utility_bounds=[0.0, 1.0, 0.0, 1.0])
+    result = train_adapters(backbone, data, weights, config, progress=False, eval_splits=("valid",),
+                            on_epoch=lambda epoch, metrics: reports.append(metrics))
+    assert [r.get("adapters_kept", 0) for r in reports] == [0, 2, 4]
+    expected = w_utility(weights, result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1],
+                         (0.0, 1.0, 0.0, 1.0)).mean()
+    assert reports[-1]["val_utility"] == pytest.approx(expected)
+    unbounded = []  # without fixed bounds a per-epoch utility would change meaning from epoch to epoch
+    train_adapters(backbone, data, weights, replace(config, utility_bounds=[]), progress=False,
+                   eval_splits=("valid",), on_epoch=lambda epoch, metrics: unbounded.append(metrics))
+    assert not any("val_utility" in r for r in unbounded)
+
+
 def test_objective_scales_put_the_losses_on_one_scale(data, backbone):
     none = calibrate(backbone, data, AdapterConfig(objective_scale="none")).scales
     initial = calibrate(backbone, data, AdapterConfig(objective_scale="initial")).scales

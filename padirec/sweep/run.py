@@ -157,7 +157,8 @@ def sweep_trial(config: dict) -> None:
     # one set of keys in every report: Tune's progress.csv takes its columns from the first
     status = {"block_id": block.block_id, "epochs_done": 0, "epochs": adapter.epochs, "eta_s": float("nan"),
               "loss": float("nan"), "val_ndcg10": float("nan"), "val_alpha_ndcg10": float("nan"),
-              "adapters_logged": 0, "adapters_skipped": len(keys) - len(missing)}
+              "val_utility": float("nan"), "adapters_kept": 0, "adapters_logged": 0,
+              "adapters_skipped": len(keys) - len(missing)}
     if missing:
         # each trial fetches the backbone itself: on a cluster its node may not see the driver's files
         backbone, _ = load_backbone(resolve_backbone_file(sweep["backbone_run_id"]))
@@ -167,7 +168,9 @@ def sweep_trial(config: dict) -> None:
         def report_epoch(epoch: int, metrics: dict) -> None:
             """Tune's status table (and each trial's progress.csv) show the block's epochs as they pass."""
             done = epoch + 1
-            status.update({k: metrics.get(k, float("nan")) for k in ("loss", "val_ndcg10", "val_alpha_ndcg10")})
+            status.update({k: metrics.get(k, float("nan")) for k in ("loss", "val_ndcg10", "val_alpha_ndcg10",
+                                                                      "val_utility")})
+            status["adapters_kept"] = metrics.get("adapters_kept", status["adapters_kept"])
             status.update(epochs_done=done, eta_s=round((time.time() - started) / done * (adapter.epochs - done), 1))
             tune.report(dict(status))
             with_retries(lambda: client.log_metric(sweep["parent_run_id"], f"epochs_done.block_{block.block_id}",
