@@ -4,6 +4,7 @@ Ray cluster (started once for the module through `padirec serve --no-block`) ove
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import contextlib
 import io
@@ -250,7 +251,14 @@ def test_adapters_are_generated_then_cached(server):
     for weights in ([0.123, 0.877], [0.12304, 0.87696]):  # the same w, and one in the same rounding cell
         again = post(server, "/v1/adapters", {"weights": weights})
         assert again.status_code == 200 and again.json()["cached"] is True
-        assert again.json()["params"] == body["params"]
+        assert again.json()["params"] == body["params"] and again.json()["weights"] == [0.123, 0.877]
+    compact = post(server, "/v1/adapters", {"weights": [0.123, 0.877], "encoding": "base64"}).json()
+    assert "params" not in compact and compact["cached"] is True
+    decoded = np.frombuffer(base64.b64decode(compact["params_base64"]), dtype="<f4")
+    assert decoded.tolist() == np.asarray(body["params"], dtype=np.float32).tolist()
+    # answered by the ingress from its own cache: the generator saw the first request only
+    cache = requests.get(server + "/healthz", timeout=30).json()["cache"]
+    assert cache["ingress"]["hits"] >= 2 and cache["ingress"]["precision"] == cache["precision"]
 
 
 def test_concurrent_requests_are_batched(server):
@@ -331,7 +339,7 @@ def test_prometheus_metrics_count_cache_hits_timings_and_rejections(server, metr
         assert post(server, "/v1/adapters", {"weights": [0.123, 0.877]}).status_code == 200
     assert post(server, "/v1/recommendations", {"weights": [0.123, 0.877], "history": [1, 2, 3]}).status_code == 200
     assert post(server, "/v1/adapters", {"weights": [2.0, -1.0]}).status_code == 422
-    wanted = {"hits": r'padirec_adapter_requests_total\{[^}]*cached="true"[^}]*\} [1-9]',
+    wanted = {"hits": r"padirec_ingress_cache_hits_total\{[^}]*\} [1-9]",
               "misses": r'padirec_adapter_requests_total\{[^}]*cached="false"[^}]*\} [1-9]',
               "generation": r"padirec_generation_seconds_count\{[^}]*\} [1-9]",
               "scoring": r"padirec_scoring_seconds_count\{[^}]*\} [1-9]",

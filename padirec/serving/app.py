@@ -28,6 +28,7 @@ Cache statistics are per generator replica (`/healthz` reports the replica that 
 # no `from __future__ import annotations`: FastAPI reads the route signatures of the Serve ingress class, whose
 # string annotations it cannot resolve (a body model would turn into a query parameter)
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application, metrics
@@ -266,19 +267,36 @@ def _short(value: Any) -> Any:
     return value
 
 
-@api.middleware("http")
-async def _limit_body(request: Request, call_next):
+class RequestGuard:
     """A 413 for a body over the limit, decided from Content-Length before any of it is read or parsed; a body
     without a length (chunked) is refused with 411, so nothing unbounded is ever parsed. Every 4xx, these and
-    the routes' own, is counted in `padirec_rejected_requests` by status and route."""
-    response = _refuse_body(request, getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-    if response is None:
-        response = await call_next(request)
-    rejected = getattr(api.state, "rejected_metric", None)
-    if rejected is not None and 400 <= response.status_code < 500:
-        route = request.url.path if request.url.path in ROUTES else "other"
-        rejected.inc(tags={"status": str(response.status_code), "route": route})
-    return response
+    the routes' own, is counted in `padirec_rejected_requests` by status and route. Plain ASGI: Starlette's
+    `BaseHTTPMiddleware` (`@app.middleware`) costs a task and a stream per request, on every cache hit."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        status = 0
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        refused = _refuse_body(request, getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        await (refused or self.app)(scope, receive, send_and_note)
+        rejected = getattr(api.state, "rejected_metric", None)
+        if rejected is not None and 400 <= status < 500:
+            route = request.url.path if request.url.path in ROUTES else "other"
+            rejected.inc(tags={"status": str(status), "route": route})
+
+
+api.add_middleware(RequestGuard)
 
 
 def configure_ingress(max_body_bytes: int) -> None:
@@ -325,12 +343,18 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 @serve.ingress(api)
 class PaDiRecAPI:
     def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
-                 max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+                 max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 cache_size: int = 1024):
         configure_ingress(max_body_bytes)
         self.generator, self.recommender = generator, recommender
-        self.max_history = max_history
+        self.max_history, self.cache_size = max_history, cache_size
         self._limits: ModelLimits | None = None
         self._generator_info: dict = {}
+        # adapters this replica has returned, by rounded w: (params, the JSON of a cached answer). A hit is answered
+        # here, without the hop to the generator or encoding 1,096 floats again (BENCHMARKS §4: the hit path's cost)
+        self.answers: AdapterCache | None = None
+        self.hits_metric = metrics.Counter("padirec_ingress_cache_hits", "adapters the ingress answered from its "
+                                           "own cache, without asking the generator")
 
     async def limits(self) -> ModelLimits:
         if self._limits is None:
@@ -338,26 +362,49 @@ class PaDiRecAPI:
             recommender = await self.recommender.describe.remote()
             self._generator_info = generator["generator"]
             self._limits = ModelLimits(generator["generator"]["cond_dim"], recommender["n_items"], self.max_history)
+            self.answers = AdapterCache(self.cache_size, generator["generator"]["precision"])
         return self._limits
+
+    async def adapter_for(self, w: np.ndarray, encoding: str = "json"
+                          ) -> tuple[np.ndarray, tuple[float, ...], bool, bytes | None]:
+        """(params, rounded w, cached, the JSON of `/v1/adapters`'s answer in `encoding` when this replica already
+        had the adapter)."""
+        key = self.answers.key(w)
+        known = self.answers.get(key)
+        if known is not None:
+            self.hits_metric.inc()
+            if encoding not in known[1]:  # encoded at the first hit, not on every miss
+                known[1][encoding] = self._answer(key, known[0], True, encoding)
+            return known[0], key, True, known[1][encoding]
+        result = await self.generator.adapter.remote(w.tolist())
+        params = result["params"]
+        self.answers.put(key, (params, {}))
+        return params, tuple(result["weights"]), result["cached"], None
+
+    def _answer(self, key: tuple[float, ...], params: np.ndarray, cached: bool, encoding: str) -> bytes:
+        values = ({"params_base64": base64.b64encode(params.astype("<f4").tobytes()).decode()}
+                  if encoding == "base64" else {"params": params.tolist()})
+        return AdapterResponse(weights=list(key), layout=layout_dict(), cached=cached, generator=self._generator_info,
+                               **values).model_dump_json(exclude_none=True).encode()
 
     @api.get("/healthz", response_model=HealthResponse)
     async def healthz(self) -> dict[str, Any]:
         generator = await self.generator.describe.remote()
         recommender = await self.recommender.describe.remote()
-        return {"status": "ok", "generator": generator["generator"], "cache": generator["cache"],
-                "recommender": recommender}
+        ingress = self.answers.stats() if self.answers else {}
+        return {"status": "ok", "generator": generator["generator"],
+                "cache": {**generator["cache"], "ingress": ingress}, "recommender": recommender}
 
     @api.post("/v1/adapters", response_model=AdapterResponse)
-    async def adapters(self, request: AdapterRequest) -> AdapterResponse:
+    async def adapters(self, request: AdapterRequest) -> Response:
         """The generated adapter (1096 floats in `layout` order) for a preference weight."""
         limits = await self.limits()
         try:
             w = check_weights(request.weights, limits)
         except RequestError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        result = await self.generator.adapter.remote(w.tolist())
-        return AdapterResponse(weights=result["weights"], params=result["params"].tolist(), layout=layout_dict(),
-                               cached=result["cached"], generator=self._generator_info)
+        params, key, cached, answer = await self.adapter_for(w, request.encoding)
+        return Response(answer or self._answer(key, params, cached, request.encoding), media_type="application/json")
 
     @api.post("/v1/recommendations", response_model=RecommendationResponse)
     async def recommendations(self, request: RecommendationRequest) -> RecommendationResponse:
@@ -367,10 +414,10 @@ class PaDiRecAPI:
             w = check_recommendation(request, limits)
         except RequestError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        adapter = await self.generator.adapter.remote(w.tolist())
-        ranked = await self.recommender.recommend.remote(request.history, adapter["params"], request.k, request.times)
-        return RecommendationResponse(items=ranked["items"], scores=ranked["scores"], weights=adapter["weights"],
-                                      cached=adapter["cached"])
+        params, key, cached, _ = await self.adapter_for(w)
+        ranked = await self.recommender.recommend.remote(request.history, params, request.k, request.times)
+        return RecommendationResponse(items=ranked["items"], scores=ranked["scores"], weights=list(key),
+                                      cached=cached)
 
 
 # -------------------------------------------------------------------------------------------- builder
@@ -412,4 +459,4 @@ def build_app(args: dict | None = None) -> Application:
     ).bind(checkpoint, backbone, tracking_uri=uri, **batching)
     return PaDiRecAPI.options(max_ongoing_requests=ongoing * config.num_replicas,
                               ray_actor_options={"num_cpus": 0.1}).bind(generator, recommender, config.max_history,
-                                                                        config.max_body_bytes)
+                                                                        config.max_body_bytes, config.cache_size)

@@ -74,6 +74,9 @@ class AdapterRequest(BaseModel):
         "examples": [{"weights": {"accuracy": 0.3, "diversity": 0.7}}, {"weights": [0.3, 0.7]}]})
 
     weights: Weights = Field(description=WEIGHTS_DOC)
+    encoding: Literal["json", "base64"] = Field(
+        "json", description="how `params` comes back: a JSON list of floats, or `params_base64` (the float32 "
+                            "little-endian bytes, base64: 5,848 characters instead of about 20,000)")
 
 
 class RecommendationRequest(BaseModel):
@@ -102,7 +105,9 @@ class LayoutEntry(BaseModel):
 
 class AdapterResponse(BaseModel):
     weights: list[float] = Field(description="the weights the adapter was generated for (normalised, rounded)")
-    params: list[float] = Field(description="the flat adapter (layout order)")
+    params: list[float] | None = Field(None, description="the flat adapter (layout order); with encoding=json")
+    params_base64: str | None = Field(None, description="the same as float32 little-endian, base64; with "
+                                                        "encoding=base64")
     layout: list[LayoutEntry]
     cached: bool = Field(description="served from the replica's adapter cache")
     generator: dict[str, Any]
