@@ -9,9 +9,9 @@ weights stay fresh) at `/`, and the floor at `/floor`: a FastAPI ingress that re
 floats, what Ray Serve costs on this machine before any of PaDiRec's work. Then, for each number of clients,
 runs locust (`benchmarks/locustfile.py`) for `--seconds` per scenario: floor, cache hits (one w; JSON, and
 the compact base64 encoding), fresh weights (`/v1/adapters`), recommendations (fresh w, 20-item history,
-top-10). Prints a Markdown table: requests/s, p50 and p99 from locust's own statistics, each scenario's req/s
-as a share of the floor's at the same client count, and the cache hits and misses the server counted. The load generator runs on the same
-cores as the server, as the floor does.
+top-10). Prints a Markdown table: requests/s, p50 and p99 from locust's own statistics, each scenario's
+req/s as a share of the floor's at the same client count, and the cache hits and misses the server counted.
+The load generator runs on the same cores as the server, as the floor does.
 """
 
 from __future__ import annotations
