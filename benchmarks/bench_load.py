@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from bench_serve import free_port  # benchmarks/ is on sys.path when a script here runs
 from fastapi import FastAPI, Response
 
 HERE = Path(__file__).resolve().parent
@@ -51,12 +51,6 @@ def floor_app():
             return Response(FIXED, media_type="application/json")
 
     return Floor.bind()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(args: argparse.Namespace) -> str:

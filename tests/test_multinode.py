@@ -32,7 +32,7 @@ from support import BIN, ROOT, base_env, http_ok, start, stop, wait_for
 
 from padirec.contracts.names import ADAPTER_EXPERIMENT_TAG, DATASET_SHA256_TAG, STAGE_TAG
 
-# 9 min here (2 cores, shared): the whole pipeline plus a cluster and a server start; run with -m slow
+# about 3 min per database here (2 cores): the whole pipeline plus a cluster and a server start; run with -m slow
 pytestmark = pytest.mark.slow
 
 

@@ -15,7 +15,9 @@ Three deployments:
   ranks all items for (history, adapter) rows, batched, with `apply_adapters_per_row`; history items are
   never recommended.
 - `PaDiRecAPI`, the FastAPI ingress: `POST /v1/adapters`, `POST /v1/recommendations`, `GET /healthz`, and
-  FastAPI's `/openapi.json` and `/docs`. Bad requests get a 4xx with a reason (`schemas.py`), never a 500.
+  FastAPI's `/openapi.json` and `/docs`. Bad requests get a 4xx with a reason (`schemas.py`), never a 500; the
+  body-size limit and the count of rejected requests are `http.py`'s. The ingress keeps the adapters it returned
+  (its own LRU by rounded w, with the encoded answer), so a cache hit never reaches the generator.
 
 `build_app(args)` is the Serve application builder:
 
@@ -38,9 +40,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import HTTPException
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application, metrics
@@ -56,6 +57,7 @@ from padirec.models import load_backbone
 from padirec.models.adapter import HIDDEN_SIZE, layout_dict
 from padirec.objectives import OBJECTIVES
 from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
+from padirec.serving.http import DEFAULT_MAX_BODY_BYTES, api, configure_ingress
 from padirec.serving.schemas import (
     DEFAULT_MAX_HISTORY,
     AdapterRequest,
@@ -67,17 +69,13 @@ from padirec.serving.schemas import (
     RequestError,
     check_recommendation,
     check_weights,
-    json_safe,
 )
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "padirec"
 MAX_GUIDANCE = 10.0  # beyond a few units CFG only pushes adapters off the training range (BENCHMARKS §5)
-DEFAULT_MAX_BODY_BYTES = 64 * 1024  # a 200-item history with times is under 8 KB
-ECHO_CHARS = 80  # an error message quotes at most this much of what was sent
 SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-ROUTES = ("/v1/adapters", "/v1/recommendations", "/healthz")  # rejected requests are counted by these, else "other"
 
 
 class AppArgs(BaseModel):
@@ -250,94 +248,6 @@ class RecommenderDeployment:
 
 
 # -------------------------------------------------------------------------------------------- ingress
-
-api = FastAPI(title="PaDiRec", version="1.0",
-              description="Preference weights -> a generated adapter -> recommendations from a frozen backbone.")
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-def _short(value: Any) -> Any:
-    """`value` as an error may quote it: scalars, strings cut to `ECHO_CHARS`."""
-    if isinstance(value, str) and len(value) > ECHO_CHARS:
-        return value[:ECHO_CHARS] + f"… ({len(value)} characters)"
-    return value
-
-
-class RequestGuard:
-    """A 413 for a body over the limit, decided from Content-Length before any of it is read or parsed; a body
-    without a length (chunked) is refused with 411, so nothing unbounded is ever parsed. Every 4xx, these and
-    the routes' own, is counted in `padirec_rejected_requests` by status and route. Plain ASGI: Starlette's
-    `BaseHTTPMiddleware` (`@app.middleware`) costs a task and a stream per request, on every cache hit."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        request = Request(scope)
-        status = 0
-
-        async def send_and_note(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        refused = _refuse_body(request, getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-        await (refused or self.app)(scope, receive, send_and_note)
-        rejected = getattr(api.state, "rejected_metric", None)
-        if rejected is not None and 400 <= status < 500:
-            route = request.url.path if request.url.path in ROUTES else "other"
-            rejected.inc(tags={"status": str(status), "route": route})
-
-
-api.add_middleware(RequestGuard)
-
-
-def configure_ingress(max_body_bytes: int) -> None:
-    """Settings and metrics of the middleware, on this module's `api`. A function of the module, called by the
-    ingress replica: Serve ships the ingress class by value, and a global its methods read would be a copy, not
-    the `api` whose middleware runs."""
-    api.state.max_body_bytes = max_body_bytes
-    api.state.rejected_metric = metrics.Counter("padirec_rejected_requests", "requests answered with a 4xx, by "
-                                                "status and route", tag_keys=("status", "route"))
-
-
-def _refuse_body(request: Request, limit: int) -> JSONResponse | None:
-    if request.method in ("POST", "PUT", "PATCH"):
-        length = request.headers.get("content-length")
-        if length is None:
-            if request.headers.get("transfer-encoding"):
-                return JSONResponse(status_code=411, content={"detail": "a Content-Length header is required"})
-        elif not length.isdigit() or int(length) > limit:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body of {_short(length)} bytes is over the limit of {limit} bytes"})
-    return None
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, made JSON-safe: a NaN in the request is echoed back as the string 'nan', not a 500, and no
-    more than `ECHO_CHARS` of any string is quoted. A body that is not declared as JSON gets a 415 instead."""
-    content_type = request.headers.get("content-type", "")
-    if request.method == "POST" and content_type and not _is_json(content_type):
-        return JSONResponse(status_code=415, content={
-            "detail": f"Content-Type must be application/json, got {content_type.split(';')[0].strip()!r}"})
-    errors = []
-    for error in exc.errors():
-        entry = {"loc": [_short(x) for x in error.get("loc", ())], "msg": _short(error.get("msg", "")),
-                 "type": error.get("type", "")}
-        value = error.get("input")
-        if value is None or isinstance(value, str | int | float | bool):
-            entry["input"] = _short(value)
-        errors.append(entry)
-    return JSONResponse(status_code=422, content={"detail": json_safe(errors)})
-
 
 @serve.deployment(name="api")
 @serve.ingress(api)

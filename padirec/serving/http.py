@@ -1,0 +1,106 @@
+"""The ingress's FastAPI app and what guards it: a body-size limit before parsing, 4xx answers that quote at most a
+short prefix of the input, and a count of every rejected request (`padirec_rejected_requests`).
+
+`serving.app`'s `PaDiRecAPI` serves this `api` (`@serve.ingress(api)`) and calls `configure_ingress` from its
+replica: Serve ships the ingress class by value, so settings must be set through this module, whose `api` is the
+one the middleware reads.
+"""
+
+# no `from __future__ import annotations`: FastAPI resolves the handlers' annotations at run time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.serve import metrics
+
+from padirec.serving.schemas import json_safe
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024  # a 200-item history with times is under 8 KB
+ECHO_CHARS = 80  # an error message quotes at most this much of what was sent
+ROUTES = ("/v1/adapters", "/v1/recommendations", "/healthz")  # rejected requests are counted by these, else "other"
+
+api = FastAPI(title="PaDiRec", version="1.0",
+              description="Preference weights -> a generated adapter -> recommendations from a frozen backbone.")
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _short(value: Any) -> Any:
+    """`value` as an error may quote it: scalars, strings cut to `ECHO_CHARS`."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return value[:ECHO_CHARS] + f"… ({len(value)} characters)"
+    return value
+
+
+class RequestGuard:
+    """A 413 for a body over the limit, decided from Content-Length before any of it is read or parsed; a body
+    without a length (chunked) is refused with 411, so nothing unbounded is ever parsed. Every 4xx, these and
+    the routes' own, is counted in `padirec_rejected_requests` by status and route. Plain ASGI: Starlette's
+    `BaseHTTPMiddleware` (`@app.middleware`) costs a task and a stream per request, on every cache hit."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        status = 0
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        refused = _refuse_body(request, getattr(api.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        await (refused or self.app)(scope, receive, send_and_note)
+        rejected = getattr(api.state, "rejected_metric", None)
+        if rejected is not None and 400 <= status < 500:
+            route = request.url.path if request.url.path in ROUTES else "other"
+            rejected.inc(tags={"status": str(status), "route": route})
+
+
+api.add_middleware(RequestGuard)
+
+
+def configure_ingress(max_body_bytes: int) -> None:
+    """Settings and metrics of the middleware, on this module's `api` (called by the ingress replica)."""
+    api.state.max_body_bytes = max_body_bytes
+    api.state.rejected_metric = metrics.Counter("padirec_rejected_requests", "requests answered with a 4xx, by "
+                                                "status and route", tag_keys=("status", "route"))
+
+
+def _refuse_body(request: Request, limit: int) -> JSONResponse | None:
+    if request.method in ("POST", "PUT", "PATCH"):
+        length = request.headers.get("content-length")
+        if length is None:
+            if request.headers.get("transfer-encoding"):
+                return JSONResponse(status_code=411, content={"detail": "a Content-Length header is required"})
+        elif not length.isdigit() or int(length) > limit:
+            return JSONResponse(status_code=413, content={
+                "detail": f"request body of {_short(length)} bytes is over the limit of {limit} bytes"})
+    return None
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, made JSON-safe: a NaN in the request is echoed back as the string 'nan', not a 500, and no
+    more than `ECHO_CHARS` of any string is quoted. A body that is not declared as JSON gets a 415 instead."""
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type and not _is_json(content_type):
+        return JSONResponse(status_code=415, content={
+            "detail": f"Content-Type must be application/json, got {content_type.split(';')[0].strip()!r}"})
+    errors = []
+    for error in exc.errors():
+        entry = {"loc": [_short(x) for x in error.get("loc", ())], "msg": _short(error.get("msg", "")),
+                 "type": error.get("type", "")}
+        value = error.get("input")
+        if value is None or isinstance(value, str | int | float | bool):
+            entry["input"] = _short(value)
+        errors.append(entry)
+    return JSONResponse(status_code=422, content={"detail": json_safe(errors)})
