@@ -43,6 +43,7 @@ from padirec.serving.schemas import (
     check_weights,
     json_safe,
 )
+from padirec.serving.stage import metrics_port_for
 from padirec.serving.stage import serve as serve_app
 
 N_ITEMS = 40
@@ -112,6 +113,17 @@ def test_semantic_checks_against_the_model():
         with pytest.raises(ValidationError, match=reason):
             request(**fields)
     assert json_safe({"a": [float("nan"), float("-inf"), b"x", 1]}) == {"a": ["nan", "-inf", "x", 1]}
+
+
+def test_a_taken_metrics_port_is_a_clear_error_before_ray_starts():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        with pytest.raises(ValueError, match=f"metrics port {taken.getsockname()[1]} is in use"):
+            metrics_port_for(taken.getsockname()[1])
+    assert metrics_port_for(0) > 0
 
 
 def test_cache_rounds_keys_and_evicts_least_recently_used():

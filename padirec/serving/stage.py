@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ class ServeOptions:
     host: str = "127.0.0.1"  # HTTP host (0.0.0.0 to listen on all interfaces)
     port: int = 8000
     blocking: bool = True  # serve until Ctrl-C; --no-block returns once up (the app outlives it only with RAY_ADDRESS)
-    # Prometheus endpoint of a local Ray cluster (Ray Serve's ray_serve_* series and PaDiRec's padirec_*); a joined
-    # cluster exports on its own `ray start --metrics-export-port`
-    metrics_port: int = 8080
+    # Prometheus endpoint of a local Ray cluster (Ray Serve's ray_serve_* series and PaDiRec's padirec_*); 0 = a
+    # free port, printed at start; a joined cluster exports on its own `ray start --metrics-export-port`
+    metrics_port: int = 0
 
 
 @dataclass
@@ -57,6 +58,18 @@ def _disarm_abort_alarm() -> None:
     signal.signal(signal.SIGALRM, signal.SIG_IGN)
 
 
+def metrics_port_for(port: int) -> int:
+    """`port` if it is free, a free one for 0; a taken port is a clear error here, before Ray's node times out on
+    it (30 s and "the current node timed out during startup")."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            raise ValueError(f"metrics port {port} is in use ({err.strerror}): pass --metrics-port with a free "
+                             "port, or 0 for any") from err
+        return probe.getsockname()[1]
+
+
 def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     """Start the app; block until Ctrl-C or SIGTERM (then take it down and return) unless `options.blocking` is
     False."""
@@ -67,7 +80,8 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     started_ray = False
     if not ray.is_initialized():
         # joins RAY_ADDRESS if set, else starts a local cluster that exports metrics on the port asked for
-        ray.init(**({} if joined else {"_metrics_export_port": options.metrics_port}))
+        metrics_port = options.metrics_port if joined else metrics_port_for(options.metrics_port)
+        ray.init(**({} if joined else {"_metrics_export_port": metrics_port}))
         started_ray = True
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
     result = ServeResult(f"http://{host}:{options.port}", APP_NAME, app.checkpoint)
@@ -77,7 +91,7 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
         where = f"Ray cluster {os.environ['RAY_ADDRESS']}" if joined else "local Ray"
         print(f"PaDiRec serving {app.checkpoint} at {result.url} ({where})")
         if started_ray and not joined:
-            print(f"Prometheus metrics: http://{host}:{options.metrics_port}/metrics")
+            print(f"Prometheus metrics: http://{host}:{metrics_port}/metrics")
         print("\n".join(examples(result.url)), flush=True)
         if not options.blocking:
             return result
