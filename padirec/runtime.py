@@ -45,16 +45,17 @@ def output_to(path: Path, tail_chars: int = 3000) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    saved, streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
     try:
-        with open(path, "ab") as log:
+        with open(path, "ab") as log, open(path, "a", buffering=1, errors="replace") as text:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
+            sys.stdout = sys.stderr = text  # also where Python's own streams are not descriptors 1 and 2
             try:
                 yield path
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                text.flush()
+                sys.stdout, sys.stderr = streams
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     except BaseException:

@@ -48,11 +48,15 @@ def sha_matches(client: MlflowClient, run) -> bool:
     return tracking.sha256_file(path) == run.data.tags[ADAPTER_SHA256_TAG]
 
 
-def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_cluster, tmp_path):
+def test_sweep_logs_one_run_per_adapter_and_gathers_them(mlflow_store, ray_cluster, tmp_path, capfd):
     backbone_run = pretrain_tiny_backbone()
     config = SweepConfig(backbone_run_id=backbone_run, grid_step=0.25, seeds=[0, 1], pack_size=3,
                          storage_path=str(tmp_path / "ray_results"), adapter=AdapterConfig(epochs=3, keep_last=2))
+    capfd.readouterr()
     summary = run_sweep(config, progress=False)
+    # without progress, Tune's own printing goes to a log beside its results, not to the console
+    assert "Configuration for experiment" not in capfd.readouterr().out
+    assert "Configuration for experiment" in next((tmp_path / "ray_results").glob("*/driver.log")).read_text()
     expected = 5 * 2 * 2  # grid x seeds x kept epochs
     assert summary.adapters == summary.expected == expected
 

@@ -36,7 +36,7 @@ from padirec.contracts.names import (
     SWEEP_CONFIG_FILE,
 )
 from padirec.models import load_backbone
-from padirec.runtime import init_ray, storage_uri
+from padirec.runtime import init_ray, output_to, storage_uri
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
 from padirec.training import AdapterConfig, AdapterResult, calibrate, scale_params, train_adapters
 
@@ -247,16 +247,22 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
                  "data": asdict(data), "adapter": asdict(adapter)}
         trainable = tune.with_resources(sweep_trial, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
         storage = storage_uri(config.storage_path)
+        tuner_name = config.name or f"sweep-{parent_run_id}-{int(time.time())}"
         tuner = tune.Tuner(
             trainable,
             param_space={"block": tune.grid_search([b.to_dict() for b in blocks]), "sweep": sweep,
                          "threads": max(1, int(config.cpus_per_trial))},
             tune_config=tune.TuneConfig(max_concurrent_trials=config.max_concurrent_trials or None),
-            run_config=tune.RunConfig(name=config.name or f"sweep-{parent_run_id}-{int(time.time())}",
+            run_config=tune.RunConfig(name=tuner_name,
                                       storage_path=storage, verbose=1 if progress else 0,
                                       failure_config=tune.FailureConfig(max_failures=config.max_failures)),
         )
-        results = tuner.fit()
+        if progress:
+            results = tuner.fit()
+        else:  # Tune prints its configuration box and results path at any verbosity: into a log beside its results
+            log = Path(storage) / tuner_name / "driver.log" if "://" not in storage else Path("sweep-driver.log")
+            with output_to(log):
+                results = tuner.fit()
         errors = [r.error for r in results if r.error]
         if errors:
             raise RuntimeError(f"{len(errors)} sweep trial(s) failed after retries; rerun with --resume "
