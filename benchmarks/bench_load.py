@@ -11,7 +11,7 @@ runs locust (`benchmarks/locustfile.py`) for `--seconds` per scenario: floor, ca
 the compact base64 encoding), fresh weights (`/v1/adapters`), recommendations (fresh w, 20-item history,
 top-10). Prints a Markdown table: requests/s, p50 and p99 from locust's own statistics, each scenario's
 req/s as a share of the floor's at the same client count, and the cache hits and misses the server counted.
-The load generator runs on the same cores as the server, as the floor does.
+The load generator runs on the same cores as the server, as the floor does. Needs `pip install locust`.
 """
 
 from __future__ import annotations
