@@ -155,7 +155,7 @@ def run_pipeline(config: PipelineConfig, console_mode: str = "bar") -> dict:
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     console = Console(6, out / "logs", console_mode)
-    progress = console_mode == "verbose"  # the stages' own bars and tables; else they would fill the logs
+    progress = not console.quiet  # the stages' own bars and tables; else they would fill the logs
     spec = data_spec(asdict(config.data))
     summary: dict = {}
 

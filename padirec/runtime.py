@@ -47,14 +47,14 @@ def output_to(path: Path, tail_chars: int = 3000) -> Iterator[Path]:
     sys.stderr.flush()
     saved, streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
     try:
-        with open(path, "ab") as log, open(path, "a", buffering=1, errors="replace") as text:
+        with open(path, "a", buffering=1, errors="replace") as log:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
-            sys.stdout = sys.stderr = text  # also where Python's own streams are not descriptors 1 and 2
+            sys.stdout = sys.stderr = log  # also where Python's own streams are not descriptors 1 and 2
             try:
                 yield path
             finally:
-                text.flush()
+                log.flush()
                 sys.stdout, sys.stderr = streams
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)

@@ -83,8 +83,6 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    if not args.verbose:  # MLflow draws a bar per downloaded artifact: hundreds of lines in the gather's log
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     overrides = {k: v for k, v in {"output_dir": args.output_dir, "experiment": args.experiment}.items() if v}
     config = pipeline_config(args.config, {"data": given(args, "data")}, overrides)
     config = config.small() if args.small else config
@@ -199,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if getattr(args, "quiet", False):  # MLflow draws a bar per downloaded artifact (hundreds in a gather)
+    # MLflow draws a bar per downloaded artifact (hundreds in a gather): off with --quiet, and in the pipeline
+    # unless --verbose (there the stages' output goes to their logs)
+    if getattr(args, "quiet", False) or (args.command == "pipeline" and not args.verbose):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         args.func(args)

@@ -80,8 +80,8 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
     started_ray = False
     if not ray.is_initialized():
         # joins RAY_ADDRESS if set, else starts a local cluster that exports metrics on the port asked for
-        metrics_port = options.metrics_port if joined else metrics_port_for(options.metrics_port)
-        ray.init(**({} if joined else {"_metrics_export_port": metrics_port}))
+        local = {} if joined else {"_metrics_export_port": metrics_port_for(options.metrics_port)}
+        ray.init(**local)
         started_ray = True
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
     result = ServeResult(f"http://{host}:{options.port}", APP_NAME, app.checkpoint)
@@ -91,7 +91,7 @@ def serve(app: AppArgs, options: ServeOptions = ServeOptions()) -> ServeResult:
         where = f"Ray cluster {os.environ['RAY_ADDRESS']}" if joined else "local Ray"
         print(f"PaDiRec serving {app.checkpoint} at {result.url} ({where})")
         if started_ray and not joined:
-            print(f"Prometheus metrics: http://{host}:{metrics_port}/metrics")
+            print(f"Prometheus metrics: http://{host}:{local['_metrics_export_port']}/metrics")
         print("\n".join(examples(result.url)), flush=True)
         if not options.blocking:
             return result
