@@ -67,9 +67,14 @@ def test_round_trip(tmp_path, string_ids):
     data = preprocess(raw, PreprocessConfig(max_len=7))
     back = load_sequence_data(save_sequence_data(data, tmp_path / "entry"))
     assert_same(data, back)
+    assert data.item_titles is None and back.item_titles is None  # synthetic items have no titles
+    raw.item_titles = {i: f"title {i}" for i in raw.items.tolist()[:5]}
+    titled = preprocess(raw, PreprocessConfig(max_len=7))
+    assert load_sequence_data(save_sequence_data(titled, tmp_path / "titled")).item_titles == titled.item_titles
+    assert sum(bool(t) for t in titled.item_titles) == len(set(raw.item_titles))
     assert np.array_equal(data.train_instances().histories, back.train_instances().histories)
     save_sequence_data(data, tmp_path / "entry")  # overwriting works and leaves no temporary folders
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry", "titled"]
 
 
 def test_load_sequence_data_errors(tmp_path):

@@ -39,6 +39,8 @@ def test_movielens_100k_small(tiny_ml100k):
     assert data.n_users == 2 and data.user_ids.tolist() == [1, 2]
     assert data.user_sequence(0).tolist() == [2, 1, 3, 4, 1]
     assert np.all(np.diff(data.seq_times[:5]) > 0)
+    assert raw.item_titles[2] == "Movie 2 (1995)"  # the control page shows titles by dense id
+    assert data.item_titles[data.item_ids.tolist().index(2)] == "Movie 2 (1995)" and data.item_titles[0] == ""
 
 
 def test_movielens_1m_small(tmp_path):
@@ -49,6 +51,7 @@ def test_movielens_1m_small(tmp_path):
     assert raw.users.tolist() == [1, 1, 2] and raw.items.tolist() == [10, 20, 10]
     assert raw.timestamps.tolist() == [300.0, 100.0, 50.0]
     assert raw.item_categories == {10: ["Action", "Crime"], 20: []}
+    assert raw.item_titles == {10: "Heat: The Movie (1995)", 20: "Été (1990)"}  # a title may contain '::'
 
 
 def test_rechorus_small(tmp_path):
@@ -75,19 +78,21 @@ def test_generic_table(tmp_path, fmt):
         inter, cat = tmp_path / "i.parquet", tmp_path / "c.parquet"
         pq.write_table(pa.table({"user": [r[0] for r in rows], "item": [r[1] for r in rows],
                                  "timestamp": [r[2] for r in rows], "rating": [1, 2, 3]}), inter)
-        pq.write_table(pa.table({"item": [c[0] for c in cats],
+        pq.write_table(pa.table({"item": [c[0] for c in cats], "title": ["Ten", None],
                                  "categories": pa.array([c[1] for c in cats], pa.list_(pa.string()))}), cat)
     else:
         sep = "," if fmt == "csv" else "\t"
         inter = write(tmp_path / f"i.{fmt}", f"timestamp{sep}user{sep}item\n"
                       + "".join(f"{t}{sep}{u}{sep}{i}\n" for u, i, t in rows))
-        cat = write(tmp_path / f"c.{fmt}", f"item{sep}categories\n10{sep}a|b\n11{sep}\n")
+        cat = write(tmp_path / f"c.{fmt}", f"item{sep}categories{sep}title\n10{sep}a|b{sep}Ten\n11{sep}{sep}\n")
     raw = read_interactions_table(inter, cat)
     assert raw.users.tolist() == ["u1", "u1", "u2"] and raw.users.dtype == object
     assert raw.items.tolist() == [10, 11, 10] and raw.items.dtype == np.int64
     assert raw.timestamps.tolist() == [3.0, 1.0, 2.0]
     assert raw.item_categories == {10: ["a", "b"], 11: []}
+    assert raw.item_titles == {10: "Ten"}  # the optional title column; an empty one names nothing
     assert read_raw("table", inter, cat).items.tolist() == [10, 11, 10]
+    assert read_interactions_table(inter).item_titles == {}  # no categories table, no titles
 
 
 def test_read_raw_dispatch(tiny_ml100k):

@@ -2,7 +2,8 @@
 
 A cache entry is a folder holding `interactions.parquet` (user, item, time rows in sequence order,
 with the metadata JSON in the schema metadata), `items.parquet` (item, raw id, multi-hot
-categories) and `users.parquet` (user, raw id). It is written to a temporary folder and renamed.
+categories, title: null when the data has none) and `users.parquet` (user, raw id). It is written to a
+temporary folder and renamed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .readers import KINDS, read_raw
 from .synthetic import SyntheticConfig, make_synthetic
 
 log = logging.getLogger(__name__)
-FORMAT, VERSION = "padirec.sequence_data", 1
+FORMAT, VERSION = "padirec.sequence_data", 2  # 2: item titles
 MOVIELENS_MARKER = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
 
 
@@ -79,15 +80,16 @@ def save_sequence_data(data: SequenceData, path: str | os.PathLike) -> Path:
     item_raw, item_kind = _raw_ids(data.item_ids, data.n_items + 1)
     meta = {"format": FORMAT, "version": VERSION, "n_users": data.n_users, "n_items": data.n_items,
             "category_names": list(data.category_names), "max_len": data.max_len,
-            "user_ids": user_kind, "item_ids": item_kind}
+            "user_ids": user_kind, "item_ids": item_kind, "titles": data.item_titles is not None}
     user_of = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.seq_offsets))
     interactions = pa.table({"user": user_of, "item": data.seq_items.astype(np.int64),
                              "time": data.seq_times.astype(np.float64)})
     n_cat = len(data.category_names)
     categories = pa.ListArray.from_arrays(pa.array(np.arange(data.n_items + 2, dtype=np.int32) * n_cat),
                                           pa.array(data.item_categories.astype(np.int8).ravel()))
+    titles = pa.array(data.item_titles if data.item_titles is not None else [None] * (data.n_items + 1), pa.string())
     items = pa.table({"item": np.arange(data.n_items + 1, dtype=np.int64), "raw_id": item_raw,
-                      "categories": categories})
+                      "categories": categories, "title": titles})
     users = pa.table({"user": np.arange(data.n_users, dtype=np.int64), "raw_id": user_raw})
     try:
         pq.write_table(interactions.replace_schema_metadata({"padirec": json.dumps(meta)}),
@@ -144,6 +146,7 @@ def load_sequence_data(path: str | os.PathLike) -> SequenceData:
         max_len=meta["max_len"],
         user_ids=_from_raw(users.column("raw_id"), meta["user_ids"]),
         item_ids=_from_raw(items.column("raw_id"), meta["item_ids"]),
+        item_titles=items.column("title").to_pylist() if meta.get("titles") else None,
     )
 
 

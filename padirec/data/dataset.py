@@ -66,6 +66,7 @@ class SequenceData:
     max_len: int = 20
     user_ids: np.ndarray | None = None  # raw user id per dense id
     item_ids: np.ndarray | None = None  # raw item id per dense id; index 0 is a placeholder (-1 or "")
+    item_titles: list[str] | None = None  # display title per dense id ("" where unknown; index 0 ""); None: no titles
 
     def user_sequence(self, u: int) -> np.ndarray:
         """User u's items in chronological order (train part, then valid and test targets)."""
@@ -183,6 +184,7 @@ def preprocess(raw: RawData, config: PreprocessConfig = PreprocessConfig()) -> S
         max_len=config.max_len,
         user_ids=user_ids[keep],
         item_ids=np.concatenate([placeholder, item_ids]),
+        item_titles=["", *(str(raw.item_titles.get(i, "")) for i in item_ids.tolist())] if raw.item_titles else None,
     )
 
 

@@ -152,15 +152,16 @@ def read_movielens_100k(directory: str | os.PathLike) -> RawData:
     names = [genres[k] for k in range(len(genres))]
 
     item_path = _require_file(directory / "u.item")
-    categories = {}
+    categories, titles = {}, {}
     for line, fields in _split_lines(item_path, "|", 5 + len(names), "latin-1", exact=False):
         flags = fields[-len(names):]
         if any(flag not in ("0", "1") for flag in flags):
             raise DataError(f"genre flags must be 0 or 1, got {'|'.join(flags)}", item_path, line)
         item = _int(fields[0], "item id", item_path, line, positive=True)
         categories[item] = [name for name, flag in zip(names, flags) if flag == "1"]
+        titles[item] = fields[1].strip()
     return RawData(np.array(users, np.int64), np.array(items, np.int64), np.array(times, np.float64),
-                   categories, f"MovieLens 100K at {directory}")
+                   categories, f"MovieLens 100K at {directory}", item_titles=titles)
 
 
 def read_movielens_1m(directory: str | os.PathLike) -> RawData:
@@ -169,13 +170,14 @@ def read_movielens_1m(directory: str | os.PathLike) -> RawData:
     users, items, times = _read_ratings(_require_file(directory / "ratings.dat"), "::")
 
     movies_path = _require_file(directory / "movies.dat")
-    categories = {}
+    categories, titles = {}, {}
     for line, fields in _split_lines(movies_path, "::", 3, "latin-1", exact=False):
         item = _int(fields[0], "item id", movies_path, line, positive=True)
         genres = fields[-1].strip()
         categories[item] = [] if genres in ("", "(no genres listed)") else genres.split("|")
+        titles[item] = "::".join(fields[1:-1]).strip()
     return RawData(np.array(users, np.int64), np.array(items, np.int64), np.array(times, np.float64),
-                   categories, f"MovieLens 1M at {directory}")
+                   categories, f"MovieLens 1M at {directory}", item_titles=titles)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -233,7 +235,8 @@ class _Table:
         return DataError(message, self.path, self.lines[index])
 
 
-def _read_table(path: str | os.PathLike, required: tuple[str, ...]) -> _Table:
+def _read_table(path: str | os.PathLike, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> _Table:
+    """The `required` columns (a missing one is an error naming the file) and those of `optional` it has."""
     path = _require_file(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
@@ -244,9 +247,11 @@ def _read_table(path: str | os.PathLike, required: tuple[str, ...]) -> _Table:
             if name not in table.column_names:
                 raise DataError(f"missing column {name!r}; the table has {table.column_names}", path,
                                 column=name)
-        return _Table(path, {name: table.column(name) for name in required}, None)
+        present = [*required, *(name for name in optional if name in table.column_names)]
+        return _Table(path, {name: table.column(name) for name in present}, None)
     header, rows = _read_csv(path)
     index = {name: _column(header, name, path) for name in required}
+    index.update({name: header.index(name) for name in optional if name in header})
     return _Table(path, {name: [fields[k] for _, fields in rows] for name, k in index.items()},
                   [line for line, _ in rows])
 
@@ -309,15 +314,17 @@ def read_interactions_table(interactions_path: str | os.PathLike,
                             categories_path: str | os.PathLike | None = None) -> RawData:
     """Read a user/item/timestamp table and an item/categories table (CSV or Parquet, by extension).
 
-    In CSV the categories field is '|'-separated; in Parquet it is list<string> (or such a string).
-    Ids stay integers when every id of the column is one, else they are strings.
+    In CSV the categories field is '|'-separated; in Parquet it is list<string> (or such a string). An optional
+    `title` column of the categories table names the items for people (the serving control page). Ids stay
+    integers when every id of the column is one, else they are strings.
     """
     table = _read_table(interactions_path, ("user", "item", "timestamp"))
     users, items = _table_ids(table, "user"), _table_ids(table, "item")
     times = _table_times(table, "timestamp")
     categories: dict = {}
+    titles: dict = {}
     if categories_path is not None:
-        cats = _read_table(categories_path, ("item", "categories"))
+        cats = _read_table(categories_path, ("item", "categories"), optional=("title",))
         cat_items = _table_ids(cats, "item", as_int=items.dtype == np.int64)
         values = cats.columns["categories"]
         values = values.to_pylist() if isinstance(values, pa.ChunkedArray) else values
@@ -332,9 +339,18 @@ def read_interactions_table(interactions_path: str | os.PathLike,
                 raise cats.fail(k, "categories", f"categories must be a list of strings, got {value!r}")
             known = categories.setdefault(item, [])
             known.extend(c for c in names if c not in known)
+        for item, title in zip(cat_items.tolist(), _column_values(cats, "title")):
+            if title is not None and str(title).strip():
+                titles.setdefault(item, str(title).strip())  # the first row naming one wins
         _check_category_items(cats.path, set(categories), set(items.tolist()))
     return RawData(users, items, times, categories, f"table {interactions_path}"
-                   + (f" with categories {categories_path}" if categories_path is not None else ""))
+                   + (f" with categories {categories_path}" if categories_path is not None else ""), item_titles=titles)
+
+
+def _column_values(table: _Table, name: str) -> list:
+    """A column's values as a list (empty when the table has no such column)."""
+    values = table.columns.get(name, [])
+    return values.to_pylist() if isinstance(values, pa.ChunkedArray) else list(values)
 
 
 def _check_category_items(path: Path, listed: set, interacted: set) -> None:
