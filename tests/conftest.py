@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-GENRES = ["unknown", "Action", "Comedy"]
+from support import write_ml100k
 
 
 def pytest_configure(config):
@@ -34,19 +33,6 @@ def ml100k_dir() -> Path:
     if path is None:
         pytest.skip("MovieLens 100K not found (set PADIREC_DATA_DIR)")
     return path
-
-
-def write_ml100k(directory: Path, ratings: list[tuple], items: dict[int, list[str]]) -> Path:
-    """Write u.data / u.item / u.genre in GroupLens format.
-
-    ratings: (user, item, rating, time) tuples; items: item id -> genre names."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "u.data").write_text("".join("\t".join(map(str, r)) + "\n" for r in ratings))
-    (directory / "u.genre").write_text("".join(f"{g}|{k}\n" for k, g in enumerate(GENRES)) + "\n")
-    flags = {i: "|".join("1" if g in gs else "0" for g in GENRES) for i, gs in items.items()}
-    lines = [f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|{f}" for i, f in flags.items()]
-    (directory / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    return directory
 
 
 @pytest.fixture

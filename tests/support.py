@@ -27,6 +27,7 @@ from padirec.cli.generator import add_commands
 from padirec.contracts.dataset import write_dataset as write_gathered
 
 ROOT = Path(__file__).resolve().parents[1]
+GENRES = ["unknown", "Action", "Comedy"]
 BIN = Path(sys.executable).parent
 TINY_DIT = {"hidden": 32, "depth": 1, "heads": 2, "ffn": 64, "freq_dim": 32, "cond_freq_dim": 16}
 
@@ -88,11 +89,11 @@ def http_ok(url: str) -> bool:
         return response.status == 200
 
 
-def start(cmd: list, env: dict, log: Path) -> subprocess.Popen:
+def start(cmd: list, env: dict, log: Path, cwd: Path | None = None) -> subprocess.Popen:
     """A process in its own process group (its children too), output to `log`."""
     with open(log, "ab") as out:
         return subprocess.Popen([str(c) for c in cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen, marker: str | None = None) -> None:
@@ -119,3 +120,17 @@ def base_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
             "PYTHONUNBUFFERED": "1"}
+
+
+def write_ml100k(directory: Path, ratings: list[tuple], items: dict[int, list[str]],
+                 genres: list[str] = GENRES) -> Path:
+    """Write u.data / u.item / u.genre in GroupLens format; item i is titled "Movie i (1995)".
+
+    ratings: (user, item, rating, time) tuples; items: item id -> genre names (of `genres`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "u.data").write_text("".join("\t".join(map(str, r)) + "\n" for r in ratings))
+    (directory / "u.genre").write_text("".join(f"{g}|{k}\n" for k, g in enumerate(genres)) + "\n")
+    flags = {i: "|".join("1" if g in gs else "0" for g in genres) for i, gs in items.items()}
+    lines = [f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|{f}" for i, f in flags.items()]
+    (directory / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return directory

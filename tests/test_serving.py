@@ -21,10 +21,10 @@ import requests
 import torch
 import yaml
 from pydantic import ValidationError
-from support import TINY_DIT
+from support import TINY_DIT, write_ml100k
 
 from padirec.cli.serving import add_commands, app_args, serve_options
-from padirec.config import build
+from padirec.config import DataSpec, build, load_data
 from padirec.contracts.dataset import write_dataset
 from padirec.diffusion.generator import load_generator
 from padirec.diffusion.sampling import make_sampler
@@ -32,7 +32,7 @@ from padirec.diffusion.train import DiTTrainConfig, train_dit
 from padirec.models import save_backbone
 from padirec.models.adapter import N_PARAMS, Adapter, layout_dict
 from padirec.models.backbones import BackboneConfig, build_backbone
-from padirec.serving.app import AppArgs, backbone_reference, build_app, load_serving_backbone
+from padirec.serving.app import AppArgs, build_app
 from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
 from padirec.serving.schemas import (
     AdapterRequest,
@@ -43,6 +43,7 @@ from padirec.serving.schemas import (
     check_weights,
     json_safe,
 )
+from padirec.serving.served import backbone_reference, load_serving_backbone, registered_model_id
 from padirec.serving.stage import metrics_port_for
 from padirec.serving.stage import serve as serve_app
 
@@ -51,14 +52,24 @@ MAX_LEN = 8
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "padirec" / "serving" / "serve_config.yaml"
 
 
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
+
+
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> dict:
-    """An untrained tiny SASRec (40 items) and a DiT trained for one epoch on 12 random adapters."""
+    """An untrained tiny SASRec on an ML-100K-format folder (30 users, 40 titled items, 6 genres) that its
+    checkpoint records, and a DiT trained for one epoch on 12 random adapters."""
     root = tmp_path_factory.mktemp("serving")
+    rng = np.random.default_rng(0)
+    ratings = [(u, int(i), 4, 1000 * u + t) for u in range(1, 31)
+               for t, i in enumerate(rng.choice(np.arange(1, N_ITEMS + 1), 10, replace=False))]
+    ratings += [(31, i, 4, i) for i in range(1, N_ITEMS + 1)]  # every item rated: the data has N_ITEMS items
+    items = {i: [GENRES[i % 6], *([GENRES[(i + 2) % 6]] if i % 3 == 0 else [])] for i in range(1, N_ITEMS + 1)}
+    spec = DataSpec(kind="ml-100k", path=str(write_ml100k(root / "ml-100k", ratings, items, GENRES)), max_len=MAX_LEN)
+    assert load_data(spec).n_items == N_ITEMS
     torch.manual_seed(0)
     backbone = build_backbone(BackboneConfig(n_items=N_ITEMS, max_len=MAX_LEN))
-    save_backbone(backbone, root / "backbone.pt")
-    rng = np.random.default_rng(0)
+    save_backbone(backbone, root / "backbone.pt", extra={"data": spec.to_dict()})
     rows = [{"w": [a, 1.0 - a], "seed": s, "epoch": 0, "run_id": f"run-{a}-{s}", "backbone_run_id": "",
              "params": ((2 * a - 1) * 0.1 + rng.normal(0, 0.05, N_PARAMS)).astype(np.float32),
              "ndcg10": 0.0, "alpha_ndcg10": 0.0, "test_ndcg10": 0.0, "test_alpha_ndcg10": 0.0}
@@ -67,7 +78,37 @@ def artifacts(tmp_path_factory) -> dict:
     config = build(DiTTrainConfig, dict(epochs=1, batch_size=12, device="cpu", dit=TINY_DIT,
                                         schedule={"steps": 100}))
     result = train_dit(dataset, config, output_dir=root / "dit")
-    return {"root": root, "checkpoint": Path(result["checkpoint_path"]), "backbone": root / "backbone.pt"}
+    return {"root": root, "checkpoint": Path(result["checkpoint_path"]), "backbone": root / "backbone.pt",
+            "data": spec.to_dict(), "dataset": dataset}
+
+
+@pytest.fixture(scope="module")
+def registry(artifacts) -> dict:
+    """An MLflow store (MLFLOW_TRACKING_URI for the module) where a second generator, on a 25-item backbone of its
+    own, is registered as `other-dit` version 1 beside a report run on the first one's generator run."""
+    import mlflow
+
+    from padirec.contracts.checkpoint import load_checkpoint, save_checkpoint
+    from padirec.contracts.dataset import dataset_manifest
+    from padirec.diffusion.registry import log_and_register
+
+    root = artifacts["root"] / "registry"
+    root.mkdir()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("serving")
+        torch.manual_seed(1)
+        save_backbone(build_backbone(BackboneConfig(n_items=25, max_len=MAX_LEN)), root / "backbone.pt")
+        with mlflow.start_run(run_name="backbone-25") as run:
+            mlflow.log_artifact(str(root / "backbone.pt"), "backbone")
+        other = save_checkpoint(replace(load_checkpoint(artifacts["checkpoint"]), backbone_run_id=run.info.run_id),
+                                root / "dit.pt")
+        run_id, version = log_and_register(other, dataset_manifest(artifacts["dataset"]), "other-dit", alias=None,
+                                           experiment="serving")
+        yield {"uri": uri, "model": f"other-dit/{version}", "run_id": run_id}
+    mlflow.set_tracking_uri(None)  # (it also unsets MLFLOW_TRACKING_URI: not while the server runs)
 
 
 # ------------------------------------------------------------------------------------ no Ray: models
@@ -159,7 +200,7 @@ def test_generation_does_not_depend_on_the_batch(artifacts):
 
 
 def test_recommend_batch_excludes_history(artifacts):
-    backbone = load_serving_backbone(str(artifacts["backbone"]))
+    backbone, _ = load_serving_backbone(str(artifacts["backbone"]))
     histories = [[1, 2, 3], list(range(1, 31)), [40]]  # the second is longer than max_len: all 30 excluded
     params = np.random.default_rng(0).normal(0, 0.1, (3, N_PARAMS)).astype(np.float32)
     results = recommend_batch(backbone, histories, params, [5, 10, 39])
@@ -184,7 +225,7 @@ def test_backbone_from_the_generator_run(artifacts, mlflow_store, tmp_path):
     with_run = save_checkpoint(replace(checkpoint, backbone_run_id=run.info.run_id), tmp_path / "dit.pt")
     assert backbone_reference(str(with_run)) == run.info.run_id
     assert backbone_reference(str(with_run), "explicit.pt") == "explicit.pt"
-    assert load_serving_backbone(run.info.run_id).config.n_items == N_ITEMS
+    assert load_serving_backbone(run.info.run_id)[0].config.n_items == N_ITEMS
     with pytest.raises(ValueError, match="names no backbone run"):
         backbone_reference(str(artifacts["checkpoint"]))
 
@@ -208,6 +249,82 @@ def test_app_arguments_and_config_file(artifacts):
         serve_app(AppArgs(checkpoint=str(artifacts["checkpoint"]), steps=1_000_000))  # fails before Ray starts
 
 
+def test_catalogue_gives_titles_a_users_test_split_and_the_lists_metrics(artifacts, tmp_path):
+    from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k
+    from padirec.serving.catalogue import load_catalogue
+
+    catalogue = load_catalogue(artifacts["data"], N_ITEMS)
+    data = catalogue.data
+    summary = catalogue.summary()
+    assert summary["available"] and summary["titles"] and summary["n_users"] == 31 and summary["users"][0] == "1"
+    case = catalogue.user_case("1")
+    sequence = data.user_sequence(0).tolist()
+    assert case["history"] == sequence[:-1] and case["held_out"] == sequence[-1] and len(case["times"]) == 9
+    dense = case["held_out"]
+    raw = int(data.item_ids[dense])
+    assert catalogue.describe([dense])[str(dense)] == {
+        "raw_id": str(raw), "title": f"Movie {raw} (1995)",
+        "categories": sorted([GENRES[raw % 6], *([GENRES[(raw + 2) % 6]] if raw % 3 == 0 else [])])}
+    # the same numbers as the report's metrics, for the held-out item first and for a list without it
+    others = [i for i in range(1, N_ITEMS + 1) if i != dense][:9]
+    for items in ([dense, *others], others + [others[0] + 0]):
+        got = catalogue.list_metrics(items, dense)
+        top = torch.as_tensor([items[:10]])
+        k = min(10, len(items))
+        assert got[f"ndcg@{k}"] == pytest.approx(float(ndcg_at_k(top, torch.as_tensor([dense]))[0]))
+        assert got[f"alpha_ndcg@{k}"] == pytest.approx(float(alpha_ndcg_at_k(top, torch.as_tensor(
+            data.item_categories))[0]))
+    assert catalogue.list_metrics([dense, *others], dense)["ndcg@10"] == 1.0
+    assert "unknown user 'nobody'" in catalogue.user_case("nobody")["error"]
+    # data that cannot be read or no longer fits the backbone: served without it, saying why
+    moved = load_catalogue({**artifacts["data"], "path": str(tmp_path / "gone")}, N_ITEMS)
+    assert moved.data is None and "cannot read ml-100k" in moved.reason and "send a history" in moved.user_case(
+        "1")["error"]
+    assert "the backbone 41" in load_catalogue(artifacts["data"], N_ITEMS + 1).reason
+    assert load_catalogue(None, N_ITEMS).summary() == {"available": False, "reason": "the backbone records no dataset",
+                                                       "users": [], "n_users": 0, "titles": False}
+
+
+def test_the_curve_comes_from_the_newest_report_on_the_generator_run(mlflow_store, tmp_path):
+    import mlflow
+
+    from padirec import tracking
+    from padirec.contracts.names import GENERATOR_RUN_TAG, REPORT_DIR, STAGE_REPORT, STAGE_TAG
+    from padirec.evaluation.report import curve_rows, write_csv
+    from padirec.serving.catalogue import report_curve
+
+    tracking.setup()
+    assert report_curve("no-such-run") == ([], None) and report_curve(None) == ([], None)
+    run_ids = []
+    for k, ndcg in enumerate((0.1, 0.2)):  # an older and a newer report on the same generator run
+        write_csv(tmp_path / "curves.csv", curve_rows({"Retrain": {"w_acc": np.array([0.0, 1.0]), "ndcg10": np.array(
+            [ndcg, ndcg + 0.1]), "alpha_ndcg10": np.array([0.5, 0.4])}}))
+        with mlflow.start_run(tags={STAGE_TAG: STAGE_REPORT, GENERATOR_RUN_TAG: "gen-1"}) as run:
+            mlflow.log_artifact(str(tmp_path / "curves.csv"), REPORT_DIR)
+        run_ids.append(run.info.run_id)
+        time.sleep(0.01 * (k == 0))
+    rows, run_id = report_curve("gen-1")
+    assert run_id == run_ids[1]
+    assert rows == [{"method": "Retrain", "w_acc": 0.0, "ndcg10": 0.2, "alpha_ndcg10": 0.5},
+                    {"method": "Retrain", "w_acc": 1.0, "ndcg10": pytest.approx(0.3), "alpha_ndcg10": 0.4}]
+
+
+@pytest.mark.parametrize("reference, expected", [("padirec-dit/2", "models:/padirec-dit/2"),
+                                                 ("models:/padirec-dit@champion", "models:/padirec-dit@champion"),
+                                                 (" other_dit.v2/10 ", "models:/other_dit.v2/10")])
+def test_registered_model_references(reference, expected):
+    assert registered_model_id(reference) == expected
+
+
+@pytest.mark.parametrize("reference", ["/tmp/dit.pt", "../dit.pt", "runs:/abc/checkpoint", "0123456789abcdef",
+                                       "padirec-dit", "padirec-dit/latest/../x", "models:/a/b/c", "file:///etc/passwd"])
+def test_a_model_named_by_a_path_or_run_is_refused(reference):
+    with pytest.raises(ValueError, match="is not a registered model"):
+        registered_model_id(reference)
+    with pytest.raises(ValidationError, match="is not a registered model"):
+        AppArgs(models=[reference])
+
+
 # ------------------------------------------------------------------------------ the app on Ray Serve
 
 
@@ -218,7 +335,7 @@ def metrics_port(free_port) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(artifacts, free_port, metrics_port):
+def server(artifacts, registry, free_port, metrics_port):
     """Ray (4 logical CPUs, metrics every second on `metrics_port`) + Serve on a free loopback port, the app
     started by `padirec serve --no-block`."""
     import ray
@@ -231,7 +348,8 @@ def server(artifacts, free_port, metrics_port):
         add_commands(parser.add_subparsers(dest="command"))
         args = parser.parse_args(["serve", "--model", str(artifacts["checkpoint"]), "--backbone",
                                   str(artifacts["backbone"]), "--port", str(free_port()), "--steps", "10",
-                                  "--max-batch-size", "8", "--batch-wait-timeout-s", "0.2", "--no-block"])
+                                  "--max-batch-size", "8", "--batch-wait-timeout-s", "0.2", "--no-block",
+                                  "--models", registry["model"]])
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             summary = serve_app(app_args(args), serve_options(args))
@@ -344,6 +462,62 @@ BAD_REQUESTS = {
 REASONS = {"unknown item ids": "999", "wrong content type": "application/json", "wrong length": "2 weights",
            "unknown objective": "novelty", "k > items left": "left", "oversize history": "200",
            "nan weight (raw JSON)": "finite"}
+
+
+def test_the_control_page_and_what_it_asks_for(server):
+    page = requests.get(server + "/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="static/control.js">' in page.text and 'id="sliders"' in page.text
+    script = requests.get(server + "/static/control.js", timeout=30)
+    assert script.status_code == 200 and "v1/recommendations" in script.text
+    for name in ("index.html", "..%2Fhttp.py", "nope.js"):  # only the page's script, by name
+        assert requests.get(server + "/static/" + name, timeout=30).status_code == 404
+    model = requests.get(server + "/v1/model", timeout=30).json()
+    assert model["objectives"] == ["accuracy", "diversity"] and model["n_items"] == N_ITEMS
+    assert model["catalogue"]["available"] and model["catalogue"]["titles"] and model["catalogue"]["n_users"] == 31
+    assert model["curve"] == [] and model["report_run_id"] is None  # a checkpoint file: no report to draw from
+
+    body = {"user": "1", "weights": {"accuracy": 0.7, "diversity": 0.3}, "k": 10, "describe": True}
+    answer = post(server, "/v1/recommendations", body).json()
+    assert answer["user"] == "1" and len(answer["history"]) == 9 and len(answer["items"]) == 10
+    assert set(answer["metrics"]) == {"ndcg@10", "alpha_ndcg@10"} and 0 < answer["metrics"]["alpha_ndcg@10"] <= 1
+    assert answer["metrics"]["ndcg@10"] == (0.0 if answer["held_out"] not in answer["items"] else pytest.approx(
+        1 / math.log2(answer["items"].index(answer["held_out"]) + 2)))
+    assert not set(answer["items"]) & set(answer["history"])
+    named = {*answer["items"], *answer["history"][-MAX_LEN:], answer["held_out"]}
+    assert set(map(int, answer["details"])) == named
+    assert all(re.fullmatch(r"Movie \d+ \(1995\)", d["title"]) and d["categories"] for d in answer["details"].values())
+    # the same user as a typed history gets the same list; without `describe` no details, without a user no metrics
+    typed = post(server, "/v1/recommendations", {"history": answer["history"], "weights": body["weights"]}).json()
+    assert typed["items"] == answer["items"] and "details" not in typed and "metrics" not in typed
+    for bad, reason in ((dict(body, user="nobody"), "unknown user 'nobody'"),
+                        (dict(body, history=[1, 2]), "not both"), ({"weights": [1, 0], "user": 7.5}, "user")):
+        rejected = post(server, "/v1/recommendations", bad)
+        assert rejected.status_code == 422 and reason in rejected.text, rejected.text
+
+
+def test_one_deployment_serves_allow_listed_registered_models(server, registry):
+    health = requests.get(server + "/healthz", timeout=30).json()
+    assert health["models"][1:] == [registry["model"]]
+    other = post(server, "/v1/adapters", {"weights": [0.3, 0.7], "model": registry["model"]})
+    assert other.status_code == 200, other.text
+    assert other.json()["generator"]["generator_run_id"] == registry["run_id"]
+    assert other.json()["generator"]["model_version"] == registry["model"]
+    default = post(server, "/v1/adapters", {"weights": [0.3, 0.7]}).json()
+    assert default["generator"]["generator_run_id"] is None  # the default: a checkpoint file
+    # its own backbone (25 items), checked against its own limits
+    listed = post(server, "/v1/recommendations", {"history": [1, 2], "weights": [0.3, 0.7], "k": 23,
+                                                  "model": "models:/" + registry["model"]})
+    assert listed.status_code == 200 and max(listed.json()["items"]) <= 25 and len(listed.json()["items"]) == 23
+    too_many = post(server, "/v1/recommendations", {"history": [1, 30], "weights": [0.3, 0.7],
+                                                    "model": registry["model"]})
+    assert too_many.status_code == 422 and "items are 1..25" in too_many.text
+    described = requests.get(server + "/v1/model", params={"model": registry["model"]}, timeout=30).json()
+    assert described["n_items"] == 25 and described["catalogue"]["reason"] == "the backbone records no dataset"
+    for name, reason in (("other-dit/9", "is not served here"), ("/tmp/dit.pt", "is not a registered model"),
+                         ("padirec-dit@champion", "is not served here")):
+        refused = post(server, "/v1/adapters", {"weights": [0.3, 0.7], "model": name})
+        assert refused.status_code == 422 and reason in refused.text, refused.text
 
 
 def test_prometheus_metrics_count_cache_hits_timings_and_rejections(server, metrics_port):

@@ -11,7 +11,8 @@ from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 
 APP_FIELDS = ["checkpoint", "backbone", "cache_size", "precision", "sampler", "steps", "guidance", "seed",
-              "num_replicas", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_timeout_s", "max_history"]
+              "num_replicas", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_timeout_s", "max_history",
+              "models", "data_dir"]
 
 
 def add_commands(commands) -> None:
@@ -19,8 +20,8 @@ def add_commands(commands) -> None:
     parser = commands.add_parser(
         "serve", help="serve generated adapters and recommendations over HTTP (Ray Serve)",
         description="Start (or join, with RAY_ADDRESS) a Ray cluster and run the PaDiRec Serve application: "
-                    "POST /v1/adapters, POST /v1/recommendations, GET /healthz, /docs. Blocks until Ctrl-C "
-                    "unless --no-block.")
+                    "a control page at /, POST /v1/adapters, POST /v1/recommendations, GET /v1/model, GET /healthz, "
+                    "/docs. Blocks until Ctrl-C unless --no-block.")
     add_flags(parser, AppArgs, APP_FIELDS, section="app", flags={"checkpoint": "--model"})
     add_flags(parser, ServeOptions, ["host", "port", "blocking", "metrics_port"], section="options",
               flags={"blocking": "--block"})

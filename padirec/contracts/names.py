@@ -44,12 +44,14 @@ SWEEP_CONFIG_FILE, GRID_FILE = "sweep_config.json", "grid.json"
 CHECKPOINT_DIR, CHECKPOINT_FILE = "checkpoint", "dit.pt"  # a generator run's checkpoint
 ALIGNED_FILE = "dit-aligned.pt"  # beside dit.pt after preference alignment; a run directory resolves to it first
 MODEL_ARTIFACT = "generator"  # the logged pyfunc model's name inside a generator run
+REPORT_DIR, CURVES_FILE = "report", "curves.csv"  # a report run's files; curves.csv: method, w_acc, ndcg10, ...
 
 BACKBONE_ARTIFACT = f"{BACKBONE_DIR}/{BACKBONE_FILE}"
 ADAPTER_ARTIFACT = f"{ADAPTER_DIR}/{ADAPTER_FILE}"
 DATASET_ARTIFACT = f"{DATASET_DIR}/{DATASET_FILE}"
 MANIFEST_ARTIFACT = f"{DATASET_DIR}/{MANIFEST_FILE}"
 CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
+CURVES_ARTIFACT = f"{REPORT_DIR}/{CURVES_FILE}"  # read by the serving control page
 
 # -- model registry -------------------------------------------------------------------------------------------
 MODEL_NAME = "padirec-dit"

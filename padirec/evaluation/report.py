@@ -23,7 +23,7 @@ import numpy as np
 from mlflow.entities import Metric
 
 from padirec import tracking
-from padirec.contracts.names import STAGE_REPORT, STAGE_TAG
+from padirec.contracts.names import CURVES_FILE, REPORT_DIR, STAGE_REPORT, STAGE_TAG
 from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
@@ -346,7 +346,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
 
     result = {"curves": curves, "main_curves": main, "table": table, "significance": tests, "ablation": ablation,
               "response_times": times, "robustness": robust}
-    files = [write_csv(out / "curves.csv", curve_rows(curves)), write_csv(out / "seeds.csv", seed_rows(seeds, tasks)),
+    files = [write_csv(out / CURVES_FILE, curve_rows(curves)), write_csv(out / "seeds.csv", seed_rows(seeds, tasks)),
              write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]),
              plot_curves(main, out / "controllability.png", "Controllability: methods against w_acc")]
     if tests:
@@ -391,5 +391,5 @@ def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndar
             Metric(f"curve_{slug(name)}_{k}", float(v), stamp, int(round(100 * w)))
             for name, curve in result["curves"].items() for k in ("ndcg10", "alpha_ndcg10")
             for w, v in zip(curve["w_acc"], curve[k])])
-        mlflow.log_artifacts(str(out), "report")
+        mlflow.log_artifacts(str(out), REPORT_DIR)
     return {**result, "run_id": run.info.run_id, "output_dir": str(out)}

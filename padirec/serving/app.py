@@ -13,11 +13,16 @@ Three deployments:
 - `RecommenderDeployment` holds the frozen backbone (an explicit `backbone` path / run id, or the
   generator checkpoint's `backbone_run_id`, whose MLflow artifact `backbone/backbone.pt` is fetched) and
   ranks all items for (history, adapter) rows, batched, with `apply_adapters_per_row`; history items are
-  never recommended.
-- `PaDiRecAPI`, the FastAPI ingress: `POST /v1/adapters`, `POST /v1/recommendations`, `GET /healthz`, and
-  FastAPI's `/openapi.json` and `/docs`. Bad requests get a 4xx with a reason (`schemas.py`), never a 500; the
-  body-size limit and the count of rejected requests are `http.py`'s. The ingress keeps the adapters it returned
-  (its own LRU by rounded w, with the encoded answer), so a cache hit never reaches the generator.
+  never recommended. For a `user` it ranks the user's test split and scores the list (`catalogue.py`).
+- `PaDiRecAPI` (`ingress.py`), the FastAPI ingress: the control page at `/`, `POST /v1/adapters`,
+  `POST /v1/recommendations`, `GET /v1/model`, `GET /healthz`, and FastAPI's `/openapi.json` and `/docs`. Bad
+  requests get a 4xx with a reason (`schemas.py`), never a 500; the body-size limit and the count of rejected
+  requests are `http.py`'s. The ingress keeps the adapters it returned (its own LRU by rounded w, with the encoded
+  answer), so a cache hit never reaches the generator.
+
+The generator and the recommender serve their default model (`checkpoint`) and, with Ray Serve's model
+multiplexing, the registered models of `models` (an allow-list: a request names one as NAME/VERSION or NAME@ALIAS,
+never a path; `served.py`). An alias is resolved when a replica loads the model, not again while it keeps it.
 
 `build_app(args)` is the Serve application builder:
 
@@ -30,51 +35,41 @@ Cache statistics are per generator replica (`/healthz` reports the replica that 
 # no `from __future__ import annotations`: FastAPI reads the route signatures of the Serve ingress class, whose
 # string annotations it cannot resolve (a body model would turn into a query parameter)
 import asyncio
-import base64
 import logging
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from fastapi import HTTPException
-from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.serve import Application, metrics
-from ray.serve.handle import DeploymentHandle
 
 from padirec import tracking
-from padirec.contracts.artifacts import generator_lineage, resolve_backbone_file, resolve_generator_file
+from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
-from padirec.contracts.names import DEFAULT_MODEL_URI, GENERATOR_RUN_TAG, MODEL_VERSION_TAG
-from padirec.diffusion.generator import load_generator
-from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
-from padirec.models import load_backbone
-from padirec.models.adapter import HIDDEN_SIZE, layout_dict
-from padirec.objectives import OBJECTIVES
-from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
-from padirec.serving.http import DEFAULT_MAX_BODY_BYTES, api, configure_ingress
-from padirec.serving.schemas import (
-    DEFAULT_MAX_HISTORY,
-    AdapterRequest,
-    AdapterResponse,
-    HealthResponse,
-    ModelLimits,
-    RecommendationRequest,
-    RecommendationResponse,
-    RequestError,
-    check_recommendation,
-    check_weights,
+from padirec.contracts.names import DEFAULT_MODEL_URI
+from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS
+from padirec.serving.engine import generate_adapters, recommend_batch
+from padirec.serving.http import DEFAULT_MAX_BODY_BYTES
+from padirec.serving.ingress import PaDiRecAPI
+from padirec.serving.schemas import DEFAULT_MAX_HISTORY
+from padirec.serving.served import (
+    GenerationSettings,
+    ServedBackbone,
+    ServedGenerator,
+    load_served_backbone,
+    load_served_generator,
+    registered_model_id,
 )
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "padirec"
 MAX_GUIDANCE = 10.0  # beyond a few units CFG only pushes adapters off the training range (BENCHMARKS §5)
+MAX_MODELS_PER_REPLICA = 4  # models a replica keeps loaded beside its default (LRU; Serve fixes it per class)
 SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 
@@ -105,6 +100,15 @@ class AppArgs(BaseModel):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024,
                                 description="larger request bodies get a 413 before they are read")
     tracking_uri: str | None = Field(None, description="MLflow store (default: MLFLOW_TRACKING_URI, ./mlflow.db)")
+    models: list[str] = Field([], description="registered models a request may name besides the default "
+                                              "(NAME/VERSION or NAME@ALIAS), served by Ray Serve's multiplexing")
+    data_dir: str | None = Field(None, description="where the backbone's dataset is on this machine (default: the "
+                                                   "path it was trained from); for the control page's users and titles")
+
+    @field_validator("models")
+    @classmethod
+    def _registered(cls, models: list[str]) -> list[str]:
+        return list(dict.fromkeys(registered_model_id(m) for m in models))  # never a path: see `served.py`
 
 
 def _use_tracking(uri: str | None) -> None:
@@ -112,23 +116,17 @@ def _use_tracking(uri: str | None) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
-def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
-    """The backbone to serve: `backbone` if given, else the generator checkpoint's `backbone_run_id`."""
-    if backbone:
-        return backbone
-    run_id = load_checkpoint(resolve_generator_file(checkpoint)).backbone_run_id
-    if not run_id:
-        raise ValueError(f"the generator {checkpoint} names no backbone run (its dataset had no backbone_run_id); "
-                         "pass backbone=PATH_OR_RUN_ID")
-    return run_id
-
-
-def load_serving_backbone(reference: str, device: str = "cpu"):
-    """A frozen backbone from a `backbone.pt` path, an MLflow run id or a `runs:/` URI."""
-    backbone, _ = load_backbone(resolve_backbone_file(reference), device)
-    if backbone.config.hidden != HIDDEN_SIZE:
-        raise ValueError(f"backbone hidden size {backbone.config.hidden} != the adapter's {HIDDEN_SIZE}")
-    return backbone
+def _by_model(rows: list[tuple], run) -> list:
+    """`run(served, rows)` once per served model among a batch's rows (each row starts with its model), the
+    answers put back in the rows' order: one `@serve.batch` call may hold requests for several models."""
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(id(row[0]), []).append(i)
+    out: list = [None] * len(rows)
+    for index in groups.values():
+        for i, answer in zip(index, run(rows[index[0]][0], [rows[i][1:] for i in index])):
+            out[i] = answer
+    return out
 
 
 # --------------------------------------------------------------------------------------- deployments
@@ -136,9 +134,8 @@ def load_serving_backbone(reference: str, device: str = "cpu"):
 
 @serve.deployment(name="generator")
 class GeneratorDeployment:
-    def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, cache_size: int = 1024, precision: int = 3,
-                 sampler: str = "ddim", steps: int = DEFAULT_DDIM_STEPS, guidance: float = 0.0, eta: float = 0.0,
-                 seed: int = 0, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
+    def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, settings: GenerationSettings = GenerationSettings(),
+                 max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
                  tracking_uri: str | None = None):
         import ray
 
@@ -147,13 +144,9 @@ class GeneratorDeployment:
         use_gpu = bool(ray.get_gpu_ids())
         if use_gpu and not torch.cuda.is_available():
             raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
-        device = "cuda" if use_gpu else "cpu"
-        self.generator = load_generator(resolve_generator_file(checkpoint), device)
-        self.sampler = make_sampler(sampler, None if sampler == "ddpm" else steps, self.generator.schedule.num_steps,
-                                    eta=eta, guidance=guidance)
-        self.seed = seed
-        self.cache = AdapterCache(cache_size, precision)
-        self._pending: dict[tuple[float, ...], asyncio.Future] = {}
+        self.device = "cuda" if use_gpu else "cpu"
+        self.settings = settings
+        self.default = load_served_generator(checkpoint, checkpoint, settings, self.device)  # fails here if bad
         self._generate.set_max_batch_size(max_batch_size)
         self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batches = self.generated = 0
@@ -165,169 +158,122 @@ class GeneratorDeployment:
                                                    "adapters", boundaries=SECONDS_BUCKETS)
         self.batch_metric = metrics.Histogram("padirec_generation_batch_size", "adapters generated per sampler call",
                                               boundaries=[1, 2, 4, 8, 16, 32, 64])
-        meta = self.generator.metadata
-        lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
-        self.info = {"checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
-                     "model_version": lineage.get(MODEL_VERSION_TAG),
-                     "epoch": meta.get("epoch"), "dataset_sha256": meta.get("dataset_sha256"),
-                     "backbone_run_id": meta.get("backbone_run_id"), "sweep_run_id": meta.get("sweep_run_id"),
-                     "cond_dim": self.generator.cond_dim, "objectives": list(OBJECTIVES)[: self.generator.cond_dim],
-                     "sampler": asdict(self.sampler), "seed": seed, "device": device, "precision": precision}
-        log.info("generator %s ready on %s (%s)", checkpoint, device, self.sampler)
+        log.info("generator %s ready on %s (%s)", checkpoint, self.device, self.default.sampler)
 
-    def describe(self) -> dict:
-        return {"generator": self.info,
-                "cache": {**self.cache.stats(), "batches": self.batches, "generated": self.generated,
-                          "largest_batch": self.largest_batch, "in_flight": len(self._pending)}}
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
+    async def _load(self, model_id: str) -> ServedGenerator:
+        return await asyncio.to_thread(load_served_generator, model_id, model_id, self.settings, self.device)
+
+    async def served(self) -> ServedGenerator:
+        """The model this request names (`multiplexed_model_id`), the default when it names none."""
+        model_id = serve.get_multiplexed_model_id()
+        return self.default if model_id in ("", self.default.model_id) else await self._load(model_id)
+
+    async def describe(self) -> dict:
+        served = await self.served()
+        return {"generator": served.info,
+                "cache": {**served.cache.stats(), "batches": self.batches, "generated": self.generated,
+                          "largest_batch": self.largest_batch, "in_flight": len(served.pending)}}
 
     async def adapter(self, weights: list[float]) -> dict:
         """`{"weights": rounded w, "params": float32 [1096], "cached": bool}` for one w."""
-        key = self.cache.key(weights)
-        params = self.cache.get(key)
+        served = await self.served()
+        key = served.cache.key(weights)
+        params = served.cache.get(key)
         self.requests_metric.inc(tags={"cached": str(params is not None).lower()})
         if params is not None:
             return {"weights": list(key), "params": params, "cached": True}
-        pending = self._pending.get(key)
+        pending = served.pending.get(key)
         if pending is None:  # the first request for this w generates it; the others wait for that
-            pending = asyncio.ensure_future(self._generate(key))
-            self._pending[key] = pending
-            pending.add_done_callback(lambda future, key=key: self._settle(key, future))
+            pending = asyncio.ensure_future(self._generate((served, key)))
+            served.pending[key] = pending
+            pending.add_done_callback(lambda future, key=key: self._settle(served, key, future))
         params = await asyncio.shield(pending)  # a cancelled request does not cancel the shared generation
         return {"weights": list(key), "params": params, "cached": False}
 
-    def _settle(self, key: tuple[float, ...], future: asyncio.Future) -> None:
-        self._pending.pop(key, None)
+    @staticmethod
+    def _settle(served: ServedGenerator, key: tuple[float, ...], future: asyncio.Future) -> None:
+        served.pending.pop(key, None)
         if not future.cancelled() and future.exception() is None:
-            self.cache.put(key, future.result())
+            served.cache.put(key, future.result())
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _generate(self, keys: list[tuple[float, ...]]) -> list[np.ndarray]:
-        w = np.asarray(keys, dtype=np.float32)
+    async def _generate(self, rows: list[tuple]) -> list[np.ndarray]:
         started = time.perf_counter()
-        flat = await asyncio.to_thread(generate_adapters, self.generator, w, self.sampler, self.seed)
+        flat = await asyncio.to_thread(_by_model, rows, self._sample)
         self.generation_metric.observe(time.perf_counter() - started)
-        self.batch_metric.observe(len(keys))
+        self.batch_metric.observe(len(rows))
         self.batches += 1
-        self.generated += len(keys)
-        self.largest_batch = max(self.largest_batch, len(keys))
-        log.debug("generated %d adapters in %.3f s", len(keys), time.perf_counter() - started)
-        return list(flat)
+        self.generated += len(rows)
+        self.largest_batch = max(self.largest_batch, len(rows))
+        log.debug("generated %d adapters in %.3f s", len(rows), time.perf_counter() - started)
+        return flat
+
+    def _sample(self, served: ServedGenerator, keys: list[tuple]) -> list[np.ndarray]:
+        w = np.asarray([key for (key,) in keys], dtype=np.float32)
+        return list(generate_adapters(served.generator, w, served.sampler, self.settings.seed))
 
 
 @serve.deployment(name="recommender")
 class RecommenderDeployment:
     def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, backbone: str | None = None, max_batch_size: int = 16,
-                 batch_wait_timeout_s: float = 0.01, threads: int = 1, tracking_uri: str | None = None):
+                 batch_wait_timeout_s: float = 0.01, threads: int = 1, tracking_uri: str | None = None,
+                 data_dir: str | None = None):
         torch.set_num_threads(max(1, threads))
         _use_tracking(tracking_uri)
-        self.reference = backbone_reference(checkpoint, backbone)
-        self.backbone = load_serving_backbone(self.reference)
+        self.data_dir = data_dir
+        self.default = load_served_backbone(checkpoint, checkpoint, backbone, data_dir)
         self._rank.set_max_batch_size(max_batch_size)
         self._rank.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.scoring_metric = metrics.Histogram("padirec_scoring_seconds", "full-catalogue ranking time of one batch "
                                                 "of (history, adapter) rows", boundaries=SECONDS_BUCKETS)
-        config = self.backbone.config
-        self.info = {"backbone": self.reference, "name": config.name, "n_items": config.n_items,
-                     "max_len": config.max_len, "hidden": config.hidden}
 
-    def describe(self) -> dict:
-        return self.info
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
+    async def _load(self, model_id: str) -> ServedBackbone:
+        return await asyncio.to_thread(load_served_backbone, model_id, model_id, None, self.data_dir)
 
-    async def recommend(self, history: list[int], params: np.ndarray, k: int,
-                        times: list[float] | None = None) -> dict:
-        return await self._rank((history, params, k, times))
+    async def served(self) -> ServedBackbone:
+        model_id = serve.get_multiplexed_model_id()
+        return self.default if model_id in ("", self.default.model_id) else await self._load(model_id)
+
+    async def describe(self) -> dict:
+        return (await self.served()).info
+
+    async def model_page(self) -> dict:
+        """What the control page needs from this side: the catalogue's summary and the report's curve."""
+        catalogue = (await self.served()).catalogue
+        return {"catalogue": catalogue.summary(), "curve": catalogue.curve, "report_run_id": catalogue.report_run_id}
+
+    async def recommend(self, history: list[int] | None, params: np.ndarray, k: int, times: list[float] | None = None,
+                        user: str | None = None, describe: bool = False) -> dict:
+        """Top-k for a history, or for a user's test split (with the list's metrics); `{"error": ...}` for a user
+        the data does not have."""
+        served = await self.served()
+        case = served.catalogue.user_case(user) if user is not None else None
+        if case is not None:
+            if "error" in case:
+                return case
+            history, times = case["history"], case["times"]
+        ranked = await self._rank((served, history, params, k, times))
+        if case is not None:
+            ranked.update(user=str(user), history=history, held_out=case["held_out"],
+                          metrics=served.catalogue.list_metrics(ranked["items"], case["held_out"]))
+        if describe:
+            named = ranked["items"] + history[-served.backbone.config.max_len:] + ([case["held_out"]] if case else [])
+            ranked["details"] = served.catalogue.describe(named)
+        return ranked
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _rank(self, rows: list[tuple]) -> list[dict]:
-        histories, params, ks, times = zip(*rows)
         started = time.perf_counter()
-        ranked = await asyncio.to_thread(recommend_batch, self.backbone, list(histories), np.stack(params),
-                                         list(ks), list(times))
+        ranked = await asyncio.to_thread(_by_model, rows, self._score)
         self.scoring_metric.observe(time.perf_counter() - started)
         return ranked
 
-
-# -------------------------------------------------------------------------------------------- ingress
-
-@serve.deployment(name="api")
-@serve.ingress(api)
-class PaDiRecAPI:
-    def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
-                 max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 cache_size: int = 1024):
-        configure_ingress(max_body_bytes)
-        self.generator, self.recommender = generator, recommender
-        self.max_history, self.cache_size = max_history, cache_size
-        self._limits: ModelLimits | None = None
-        self._generator_info: dict = {}
-        # adapters this replica has returned, by rounded w: (params, the JSON of a cached answer). A hit is answered
-        # here, without the hop to the generator or encoding 1,096 floats again (BENCHMARKS §4: the hit path's cost)
-        self.answers: AdapterCache | None = None
-        self.hits_metric = metrics.Counter("padirec_ingress_cache_hits", "adapters the ingress answered from its "
-                                           "own cache, without asking the generator")
-
-    async def limits(self) -> ModelLimits:
-        if self._limits is None:
-            generator = await self.generator.describe.remote()
-            recommender = await self.recommender.describe.remote()
-            self._generator_info = generator["generator"]
-            self._limits = ModelLimits(generator["generator"]["cond_dim"], recommender["n_items"], self.max_history)
-            self.answers = AdapterCache(self.cache_size, generator["generator"]["precision"])
-        return self._limits
-
-    async def adapter_for(self, w: np.ndarray, encoding: str = "json"
-                          ) -> tuple[np.ndarray, tuple[float, ...], bool, bytes | None]:
-        """(params, rounded w, cached, the JSON of `/v1/adapters`'s answer in `encoding` when this replica already
-        had the adapter)."""
-        key = self.answers.key(w)
-        known = self.answers.get(key)
-        if known is not None:
-            self.hits_metric.inc()
-            if encoding not in known[1]:  # encoded at the first hit, not on every miss
-                known[1][encoding] = self._answer(key, known[0], True, encoding)
-            return known[0], key, True, known[1][encoding]
-        result = await self.generator.adapter.remote(w.tolist())
-        params = result["params"]
-        self.answers.put(key, (params, {}))
-        return params, tuple(result["weights"]), result["cached"], None
-
-    def _answer(self, key: tuple[float, ...], params: np.ndarray, cached: bool, encoding: str) -> bytes:
-        values = ({"params_base64": base64.b64encode(params.astype("<f4").tobytes()).decode()}
-                  if encoding == "base64" else {"params": params.tolist()})
-        return AdapterResponse(weights=list(key), layout=layout_dict(), cached=cached, generator=self._generator_info,
-                               **values).model_dump_json(exclude_none=True).encode()
-
-    @api.get("/healthz", response_model=HealthResponse)
-    async def healthz(self) -> dict[str, Any]:
-        generator = await self.generator.describe.remote()
-        recommender = await self.recommender.describe.remote()
-        ingress = self.answers.stats() if self.answers else {}
-        return {"status": "ok", "generator": generator["generator"],
-                "cache": {**generator["cache"], "ingress": ingress}, "recommender": recommender}
-
-    @api.post("/v1/adapters", response_model=AdapterResponse)
-    async def adapters(self, request: AdapterRequest) -> Response:
-        """The generated adapter (1096 floats in `layout` order) for a preference weight."""
-        limits = await self.limits()
-        try:
-            w = check_weights(request.weights, limits)
-        except RequestError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from err
-        params, key, cached, answer = await self.adapter_for(w, request.encoding)
-        return Response(answer or self._answer(key, params, cached, request.encoding), media_type="application/json")
-
-    @api.post("/v1/recommendations", response_model=RecommendationResponse)
-    async def recommendations(self, request: RecommendationRequest) -> RecommendationResponse:
-        """Top-k items for a history under the adapter generated for the weights (history items excluded)."""
-        limits = await self.limits()
-        try:
-            w = check_recommendation(request, limits)
-        except RequestError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from err
-        params, key, cached, _ = await self.adapter_for(w)
-        ranked = await self.recommender.recommend.remote(request.history, params, request.k, request.times)
-        return RecommendationResponse(items=ranked["items"], scores=ranked["scores"], weights=list(key),
-                                      cached=cached)
+    @staticmethod
+    def _score(served: ServedBackbone, rows: list[tuple]) -> list[dict]:
+        histories, params, ks, times = zip(*rows)
+        return recommend_batch(served.backbone, list(histories), np.stack(params), list(ks), list(times))
 
 
 # -------------------------------------------------------------------------------------------- builder
@@ -354,19 +300,23 @@ def build_app(args: dict | None = None) -> Application:
     """The Serve application builder (`serve run padirec.serving.app:build_app key=value ...`)."""
     config = AppArgs.model_validate(dict(args or {}))
     checkpoint, backbone = _absolute(config.checkpoint), _absolute(config.backbone)
+    if checkpoint.startswith("models:/"):
+        checkpoint = registered_model_id(checkpoint)  # so that a request naming it gets the default
     uri = config.tracking_uri or tracking.tracking_uri()
     ongoing = max(config.max_ongoing_requests, config.max_batch_size)  # else batches never fill
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
+    settings = GenerationSettings(config.sampler, config.steps, config.guidance, config.eta, config.seed,
+                                  config.cache_size, config.precision)
     generator = GeneratorDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
-    ).bind(checkpoint, config.cache_size, config.precision, config.sampler, config.steps, config.guidance,
-           config.eta, config.seed, threads=threads, tracking_uri=uri, **batching)
+    ).bind(checkpoint, settings, threads=threads, tracking_uri=uri, **batching)
     recommender = RecommenderDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.recommender_num_cpus},
-    ).bind(checkpoint, backbone, tracking_uri=uri, **batching)
+    ).bind(checkpoint, backbone, tracking_uri=uri, data_dir=_absolute(config.data_dir), **batching)
     return PaDiRecAPI.options(max_ongoing_requests=ongoing * config.num_replicas,
-                              ray_actor_options={"num_cpus": 0.1}).bind(generator, recommender, config.max_history,
-                                                                        config.max_body_bytes, config.cache_size)
+                              ray_actor_options={"num_cpus": 0.1}).bind(
+        generator, recommender, config.max_history, config.max_body_bytes, config.cache_size, checkpoint,
+        tuple(m for m in config.models if m != checkpoint))

@@ -1,5 +1,6 @@
-"""The ingress's FastAPI app and what guards it: a body-size limit before parsing, 4xx answers that quote at most a
-short prefix of the input, and a count of every rejected request (`padirec_rejected_requests`).
+"""The ingress's FastAPI app, its control page at `/`, and what guards it: a body-size limit before parsing, 4xx
+answers that quote at most a short prefix of the input, and a count of every rejected request
+(`padirec_rejected_requests`).
 
 `serving.app`'s `PaDiRecAPI` serves this `api` (`@serve.ingress(api)`) and calls `configure_ingress` from its
 replica: Serve ships the ingress class by value, so settings must be set through this module, whose `api` is the
@@ -7,18 +8,20 @@ one the middleware reads.
 """
 
 # no `from __future__ import annotations`: FastAPI resolves the handlers' annotations at run time
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray.serve import metrics
 
 from padirec.serving.schemas import json_safe
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # a 200-item history with times is under 8 KB
 ECHO_CHARS = 80  # an error message quotes at most this much of what was sent
-ROUTES = ("/v1/adapters", "/v1/recommendations", "/healthz")  # rejected requests are counted by these, else "other"
+# rejected requests are counted by these routes, else as "other"
+ROUTES = ("/v1/adapters", "/v1/recommendations", "/v1/model", "/healthz")
 
 api = FastAPI(title="PaDiRec", version="1.0",
               description="Preference weights -> a generated adapter -> recommendations from a frozen backbone.")
@@ -66,6 +69,22 @@ class RequestGuard:
 
 
 api.add_middleware(RequestGuard)
+
+# the control page: static files of this package, no build step; read once, served by name only
+PAGE = {name: (Path(__file__).with_name("static") / name).read_bytes() for name in ("index.html", "control.js")}
+
+
+@api.get("/", include_in_schema=False)
+async def control_page() -> Response:
+    """A slider per objective, the top-k list and the model's trade-off curve (`static/`)."""
+    return Response(PAGE["index.html"], media_type="text/html; charset=utf-8")
+
+
+@api.get("/static/{name}", include_in_schema=False)
+async def page_file(name: str) -> Response:
+    if name != "control.js":
+        raise HTTPException(status_code=404, detail="no such file")
+    return Response(PAGE[name], media_type="text/javascript; charset=utf-8")
 
 
 def configure_ingress(max_body_bytes: int) -> None:

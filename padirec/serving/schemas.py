@@ -25,6 +25,10 @@ SUM_TOLERANCE = 1e-3  # |sum(w) - 1| allowed
 MAX_K = 100
 DEFAULT_MAX_HISTORY = 200
 MAX_REPORTED_IDS = 20  # unknown item ids named in an error message
+MAX_USER_CHARS = 100  # a raw user id
+MAX_MODEL_CHARS = 200  # a registered model's name and version or alias
+MODEL_DOC = ("a registered model of the deployment's allow-list, NAME/VERSION or NAME@ALIAS (GET /healthz lists "
+             "them); default: the deployment's model")
 
 # each weight at most 1 (+ the tolerance): weights summing to 1 cannot be larger, and huge ones would overflow
 # the sum (schemathesis found 8.7e307 + 9.3e307 -> OverflowError -> 500)
@@ -74,6 +78,7 @@ class AdapterRequest(BaseModel):
         "examples": [{"weights": {"accuracy": 0.3, "diversity": 0.7}}, {"weights": [0.3, 0.7]}]})
 
     weights: Weights = Field(description=WEIGHTS_DOC)
+    model: str | None = Field(None, max_length=MAX_MODEL_CHARS, description=MODEL_DOC)
     encoding: Literal["json", "base64"] = Field(
         "json", description="how `params` comes back: a JSON list of floats, or `params_base64` (the float32 "
                             "little-endian bytes, base64: 5,848 characters instead of about 20,000)")
@@ -81,19 +86,29 @@ class AdapterRequest(BaseModel):
 
 class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"history": [12, 7, 31], "weights": {"accuracy": 0.8, "diversity": 0.2}, "k": 10}]})
+        "examples": [{"history": [12, 7, 31], "weights": {"accuracy": 0.8, "diversity": 0.2}, "k": 10},
+                     {"user": "196", "weights": [0.5, 0.5], "describe": True}]})
 
-    history: list[Annotated[int, Field(strict=True)]] = Field(
-        min_length=1, description="item ids, oldest first (the model reads the most recent max_len)")
+    history: list[Annotated[int, Field(strict=True)]] | None = Field(
+        None, min_length=1, description="item ids, oldest first (the model reads the most recent max_len)")
+    user: Annotated[str, Field(min_length=1, max_length=MAX_USER_CHARS)] | Annotated[int, Field(strict=True)] | None = \
+        Field(None, description="instead of a history: a user of the model's data (raw id), whose test split is "
+                                "ranked; the answer then has the list's metrics against the user's held-out item")
     weights: Weights = Field(description=WEIGHTS_DOC)
+    model: str | None = Field(None, max_length=MAX_MODEL_CHARS, description=MODEL_DOC)
     k: int = Field(10, strict=True, ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")
     times: list[Annotated[float, Field(strict=True, allow_inf_nan=False)]] | None = Field(
         None, description="timestamps of the history items (TiSASRec backbones; default: evenly spaced)")
+    describe: bool = Field(False, strict=True, description="add `details`: title and categories of every item named")
 
     @model_validator(mode="after")
-    def _times_match(self) -> RecommendationRequest:
-        if self.times is not None and len(self.times) != len(self.history):
-            raise ValueError(f"times has {len(self.times)} entries, history {len(self.history)}")
+    def _one_source(self) -> RecommendationRequest:
+        if (self.history is None) == (self.user is None):
+            raise ValueError("give either a history or a user, not both" if self.history is not None
+                             else "give a history (item ids) or a user")
+        if self.times is not None and (self.history is None or len(self.times) != len(self.history)):
+            raise ValueError("times come with a history" if self.history is None
+                             else f"times has {len(self.times)} entries, history {len(self.history)}")
         return self
 
 
@@ -113,11 +128,35 @@ class AdapterResponse(BaseModel):
     generator: dict[str, Any]
 
 
+class ItemInfo(BaseModel):
+    raw_id: str = Field(description="the item's id in the source data")
+    title: str = Field(description="empty when the data has no titles")
+    categories: list[str]
+
+
 class RecommendationResponse(BaseModel):
     items: list[int]
     scores: list[float]
     weights: list[float]
     cached: bool
+    user: str | None = Field(None, description="with a user: the user")
+    history: list[int] | None = Field(None, description="with a user: the test-split history the list is for")
+    held_out: int | None = Field(None, description="with a user: their held-out (test) item")
+    metrics: dict[str, float] | None = Field(None, description="with a user: NDCG and α-NDCG of the list at 10 (or "
+                                                               "k) against the held-out item, as the report measures")
+    details: dict[str, ItemInfo] | None = Field(None, description="with describe: every listed, history and "
+                                                                  "held-out item by id")
+
+
+class ModelResponse(BaseModel):
+    objectives: list[str] = Field(description="the weights a request gives, in this order")
+    n_items: int
+    max_history: int
+    generator: dict[str, Any]
+    recommender: dict[str, Any]
+    catalogue: dict[str, Any] = Field(description="whether user data and titles are available, and some user ids")
+    curve: list[dict[str, Any]] = Field(description="the newest report's curves: method, w_acc, ndcg10, alpha_ndcg10")
+    report_run_id: str | None
 
 
 class HealthResponse(BaseModel):
@@ -125,6 +164,7 @@ class HealthResponse(BaseModel):
     generator: dict[str, Any]
     recommender: dict[str, Any]
     cache: dict[str, Any]
+    models: list[str] = Field(description="the models a request may name; the first is the default")
 
 
 @dataclass(frozen=True)
@@ -148,9 +188,12 @@ def check_weights(weights: dict[str, float] | list[float], limits: ModelLimits) 
 
 
 def check_recommendation(request: RecommendationRequest, limits: ModelLimits) -> np.ndarray:
-    """Checks of a recommendation request against the model; returns its weights as in `check_weights`."""
+    """Checks of a recommendation request against the model; returns its weights as in `check_weights`. A user's
+    history comes from the model's data (the recommender checks the user)."""
     w = check_weights(request.weights, limits)
     history = request.history
+    if history is None:
+        return w
     if len(history) > limits.max_history:
         raise RequestError(f"history has {len(history)} items; at most {limits.max_history} are accepted")
     unknown = sorted({i for i in history if not 1 <= i <= limits.n_items})

@@ -1,0 +1,120 @@
+"""One served model inside a replica, as plain objects (tested without Ray): the generator side (DiT, sampler, adapter
+cache) and the recommender side (frozen backbone, catalogue); and the names by which a request may pick a model.
+
+A deployment serves its default model (`checkpoint`) and, through Ray Serve's model multiplexing, the registered
+models of its allow-list; a request names one by registered name and version or alias, never by path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from padirec.contracts.artifacts import generator_lineage, resolve_backbone_file, resolve_generator_file
+from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.names import GENERATOR_RUN_TAG, MODEL_VERSION_TAG
+from padirec.diffusion.generator import Generator, load_generator
+from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, SamplerConfig, make_sampler
+from padirec.models import Backbone, load_backbone
+from padirec.models.adapter import HIDDEN_SIZE
+from padirec.objectives import OBJECTIVES
+from padirec.serving.catalogue import Catalogue, load_catalogue
+from padirec.serving.engine import AdapterCache
+
+REGISTERED_MODEL = re.compile(r"^(?:models:/)?(?P<name>[A-Za-z0-9][\w.\-]*)(?P<version>/\d+|@[A-Za-z0-9_\-]+)$")
+
+
+def registered_model_id(reference: str) -> str:
+    """`models:/name/version` or `models:/name@alias` for a registered-model reference given with or without the
+    `models:/` prefix; anything else (a path, a run id, `runs:/`) is an error."""
+    match = REGISTERED_MODEL.match(reference.strip())
+    if not match:
+        raise ValueError(f"{reference[:80]!r} is not a registered model: expected NAME/VERSION or NAME@ALIAS "
+                         "(e.g. padirec-dit/2, padirec-dit@champion)")
+    return f"models:/{match['name']}{match['version']}"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How every model of a deployment generates (the `AppArgs` of the generator)."""
+
+    sampler: str = "ddim"
+    steps: int = DEFAULT_DDIM_STEPS
+    guidance: float = 0.0
+    eta: float = 0.0
+    seed: int = 0
+    cache_size: int = 1024
+    precision: int = 3
+
+
+@dataclass(eq=False)
+class ServedGenerator:
+    """A loaded DiT with its sampler, its adapter cache and the generations in flight (by rounded w)."""
+
+    model_id: str
+    generator: Generator
+    sampler: SamplerConfig
+    cache: AdapterCache
+    info: dict
+    pending: dict = field(default_factory=dict)
+
+
+def load_served_generator(model_id: str, checkpoint: str, settings: GenerationSettings,
+                          device: str = "cpu") -> ServedGenerator:
+    generator = load_generator(resolve_generator_file(checkpoint), device)
+    sampler = make_sampler(settings.sampler, None if settings.sampler == "ddpm" else settings.steps,
+                           generator.schedule.num_steps, eta=settings.eta, guidance=settings.guidance)
+    meta = generator.metadata
+    lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
+    info = {"model": model_id, "checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
+            "model_version": lineage.get(MODEL_VERSION_TAG), "epoch": meta.get("epoch"),
+            "dataset_sha256": meta.get("dataset_sha256"), "backbone_run_id": meta.get("backbone_run_id"),
+            "sweep_run_id": meta.get("sweep_run_id"), "cond_dim": generator.cond_dim,
+            "objectives": list(OBJECTIVES)[: generator.cond_dim], "sampler": asdict(sampler), "seed": settings.seed,
+            "device": device, "precision": settings.precision}
+    return ServedGenerator(model_id, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info)
+
+
+def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
+    """The backbone to serve: `backbone` if given, else the generator checkpoint's `backbone_run_id`."""
+    if backbone:
+        return backbone
+    run_id = load_checkpoint(resolve_generator_file(checkpoint)).backbone_run_id
+    if not run_id:
+        raise ValueError(f"the generator {checkpoint} names no backbone run (its dataset had no backbone_run_id); "
+                         "pass backbone=PATH_OR_RUN_ID")
+    return run_id
+
+
+def load_serving_backbone(reference: str, device: str = "cpu") -> tuple[Backbone, dict]:
+    """A frozen backbone from a `backbone.pt` path, an MLflow run id or a `runs:/` URI, and what it records
+    (its `data` spec among it)."""
+    backbone, extra = load_backbone(resolve_backbone_file(reference), device)
+    if backbone.config.hidden != HIDDEN_SIZE:
+        raise ValueError(f"backbone hidden size {backbone.config.hidden} != the adapter's {HIDDEN_SIZE}")
+    return backbone, extra
+
+
+@dataclass(eq=False)
+class ServedBackbone:
+    """The frozen backbone a generator's adapters apply to, and the catalogue of its data."""
+
+    model_id: str
+    backbone: Backbone
+    catalogue: Catalogue
+    info: dict
+
+
+def load_served_backbone(model_id: str, checkpoint: str, backbone: str | None = None,
+                         data_dir: str | None = None) -> ServedBackbone:
+    """The backbone of `checkpoint` (or `backbone`), with the catalogue of the data it was trained on (read from
+    `data_dir` when given: the same dataset in another place on the serving machine)."""
+    reference = backbone_reference(checkpoint, backbone)
+    model, extra = load_serving_backbone(reference)
+    run_id = generator_lineage(checkpoint).get(GENERATOR_RUN_TAG)
+    catalogue = load_catalogue(extra.get("data"), model.config.n_items, run_id,
+                               {"path": data_dir} if data_dir else None)
+    config = model.config
+    info = {"model": model_id, "backbone": reference, "name": config.name, "n_items": config.n_items,
+            "max_len": config.max_len, "hidden": config.hidden}
+    return ServedBackbone(model_id, model, catalogue, info)
