@@ -35,6 +35,16 @@ class HitCompactUser(FastHttpUser):
         self.client.post("/v1/adapters", json={"weights": [0.5, 0.5], "encoding": "base64"})
 
 
+class HitGetUser(FastHttpUser):
+    """Cache hits asked with `GET /v1/adapters?weights=...` (no request body for the replica to fetch)."""
+
+    wait_time = constant(0)
+
+    @task
+    def adapter(self) -> None:
+        self.client.get("/v1/adapters?weights=0.5,0.5&encoding=base64")
+
+
 class MissUser(FastHttpUser):
     """A w never asked before (6 decimals; the benchmark's server rounds to 6 as well): generated every time."""
 

@@ -389,6 +389,25 @@ def test_adapters_are_generated_then_cached(server):
     # answered by the ingress from its own cache: the generator saw the first request only
     cache = requests.get(server + "/healthz", timeout=30).json()["cache"]
     assert cache["ingress"]["hits"] >= 2 and cache["ingress"]["precision"] == cache["precision"]
+    # a body seen before (and answered from the cache) is answered again before it is parsed, byte for byte
+    body_params = body["params"]
+    body = json.dumps({"weights": [0.123, 0.877]})
+    hit = post(server, "/v1/adapters", body)
+    replayed = post(server, "/v1/adapters", body)
+    assert replayed.status_code == 200 and replayed.content == hit.content and replayed.json()["cached"] is True
+    assert requests.get(server + "/healthz", timeout=30).json()["cache"]["ingress"]["replayed"] >= 1
+    assert post(server, "/v1/adapters", body, "text/plain").status_code == 415  # the same bytes, not as JSON
+    # the same as a GET, replayed by its query string
+    for _ in range(3):
+        got = requests.get(server + "/v1/adapters", params={"weights": "0.123,0.877"}, timeout=30)
+        assert got.status_code == 200 and got.json()["params"] == body_params and got.json()["cached"] is True
+    compact_get = requests.get(server + "/v1/adapters?weights=0.123,0.877&encoding=base64", timeout=30).json()
+    assert compact_get["params_base64"] == compact["params_base64"]
+    for query, reason in (("weights=abc", "comma-separated numbers"), ("weights=0.5,0.6", "sum to 1"),
+                          ("", "weights"), ("weights=0.5,0.5&encoding=xml", "encoding"),
+                          ("weights=0.5,nan", "finite"), ("weights=1,0&model=/etc/passwd", "not a registered model")):
+        bad = requests.get(server + "/v1/adapters?" + query, timeout=30)
+        assert bad.status_code == 422 and reason in bad.text, (query, bad.text)
 
 
 def test_concurrent_requests_are_batched(server):

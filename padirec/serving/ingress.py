@@ -5,20 +5,22 @@ that a cache hit never reaches the generator). `serving.app` binds it."""
 # no `from __future__ import annotations`: FastAPI reads the route signatures of the Serve ingress class, whose
 # string annotations it cannot resolve (a body model would turn into a query parameter)
 import base64
+import gc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from fastapi import HTTPException
+from fastapi import HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 from ray import serve
-from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from padirec.contracts.names import DEFAULT_MODEL_URI
 from padirec.models.adapter import layout_dict
 from padirec.serving.engine import AdapterCache
-from padirec.serving.http import DEFAULT_MAX_BODY_BYTES, api, configure_ingress
+from padirec.serving.http import DEFAULT_MAX_BODY_BYTES, REPLAY_KEY, api, configure_ingress
 from padirec.serving.schemas import (
     DEFAULT_MAX_HISTORY,
     AdapterRequest,
@@ -29,6 +31,7 @@ from padirec.serving.schemas import (
     RecommendationRequest,
     RecommendationResponse,
     RequestError,
+    adapter_query,
     check_recommendation,
     check_weights,
 )
@@ -52,15 +55,14 @@ class PaDiRecAPI:
     def __init__(self, generator: DeploymentHandle, recommender: DeploymentHandle,
                  max_history: int = DEFAULT_MAX_HISTORY, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  cache_size: int = 1024, default_model: str = DEFAULT_MODEL_URI, models: tuple[str, ...] = ()):
-        configure_ingress(max_body_bytes)
+        self.replay, self.hits_metric = configure_ingress(max_body_bytes, cache_size)  # (not `api.state`: a copy here)
         self.generator, self.recommender = generator, recommender
         self.max_history, self.cache_size = max_history, cache_size
         self.default_model, self.allowed = default_model, tuple(models)
         # per model: adapters this replica has returned, by rounded w: (params, the JSON of a cached answer). A hit
         # is answered here, without the hop to the generator or encoding 1,096 floats again (BENCHMARKS §4)
         self.models: dict[str, ModelState] = {}
-        self.hits_metric = metrics.Counter("padirec_ingress_cache_hits", "adapters the ingress answered from its "
-                                           "own cache, without asking the generator")
+        gc.freeze()  # the imports' objects (torch, MLflow) out of the collector's full passes (BENCHMARKS §4)
 
     def model_id(self, requested: str | None) -> str:
         """The multiplexed model id a request names: "" (the default model) or an allow-listed registered model."""
@@ -119,7 +121,8 @@ class PaDiRecAPI:
         generator = await model.generator.describe.remote()
         recommender = await model.recommender.describe.remote()
         return {"status": "ok", "generator": generator["generator"],
-                "cache": {**generator["cache"], "ingress": model.answers.stats()}, "recommender": recommender,
+                "cache": {**generator["cache"], "ingress": {**model.answers.stats(), "replayed": self.replay.hits}},
+                "recommender": recommender,
                 "models": [m.removeprefix("models:/") for m in (self.default_model, *self.allowed)]}
 
     @api.get("/v1/model", response_model=ModelResponse)
@@ -132,14 +135,34 @@ class PaDiRecAPI:
                 "recommender": await state.recommender.describe.remote(), **page}
 
     @api.post("/v1/adapters", response_model=AdapterResponse)
-    async def adapters(self, request: AdapterRequest) -> Response:
+    async def adapters(self, request: AdapterRequest, http: Request) -> Response:
         """The generated adapter (1096 floats in `layout` order) for a preference weight."""
+        return await self._adapter(request, http)
+
+    @api.get("/v1/adapters", response_model=AdapterResponse)
+    async def adapter_by_query(self, http: Request,
+                               weights: str = Query(description="comma-separated, in the objectives' order (GET "
+                                                                "/v1/model), summing to 1: 0.3,0.7"),
+                               encoding: Literal["json", "base64"] = "json", model: str | None = None) -> Response:
+        """The same as the POST, for clients and HTTP caches that prefer a GET; also the fastest way on Ray Serve (no
+        request body for the replica to fetch from the proxy, BENCHMARKS §4)."""
+        try:
+            request = adapter_query(weights, encoding, model)
+        except ValidationError as err:
+            raise RequestValidationError(err.errors()) from err
+        except ValueError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        return await self._adapter(request, http)
+
+    async def _adapter(self, request: AdapterRequest, http: Request) -> Response:
         model = await self.state(self.model_id(request.model))
         try:
             w = check_weights(request.weights, model.limits)
         except RequestError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
         params, key, cached, answer = await self.adapter_for(model, w, request.encoding)
+        if answer is not None:  # a hit: the same request again is answered before it is parsed
+            self.replay.put(http.scope.get(REPLAY_KEY), answer)
         return Response(answer or self._answer(model, key, params, cached, request.encoding),
                         media_type="application/json")
 

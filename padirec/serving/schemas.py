@@ -27,6 +27,7 @@ DEFAULT_MAX_HISTORY = 200
 MAX_REPORTED_IDS = 20  # unknown item ids named in an error message
 MAX_USER_CHARS = 100  # a raw user id
 MAX_MODEL_CHARS = 200  # a registered model's name and version or alias
+MAX_QUERY_CHARS = 200  # the weights of GET /v1/adapters
 MODEL_DOC = ("a registered model of the deployment's allow-list, NAME/VERSION or NAME@ALIAS (GET /healthz lists "
              "them); default: the deployment's model")
 
@@ -82,6 +83,19 @@ class AdapterRequest(BaseModel):
     encoding: Literal["json", "base64"] = Field(
         "json", description="how `params` comes back: a JSON list of floats, or `params_base64` (the float32 "
                             "little-endian bytes, base64: 5,848 characters instead of about 20,000)")
+
+
+def adapter_query(weights: str, encoding: str = "json", model: str | None = None) -> AdapterRequest:
+    """`GET /v1/adapters?weights=0.3,0.7[&encoding=base64][&model=NAME/VERSION]` as the POST's request model (a
+    ValueError or pydantic's ValidationError when it is not one)."""
+    try:
+        values = [float(x) for x in weights.split(",")] if len(weights) <= MAX_QUERY_CHARS else None
+    except ValueError:
+        values = None
+    if values is None:
+        raise ValueError(f"weights must be comma-separated numbers in the order {list(OBJECTIVES)} (at most "
+                         f"{MAX_QUERY_CHARS} characters), e.g. weights=0.3,0.7")
+    return AdapterRequest(weights=values, encoding=encoding, model=model)
 
 
 class RecommendationRequest(BaseModel):
