@@ -129,3 +129,27 @@ def test_chosen_adapters_are_the_sweeps_rank_0_when_it_kept_its_best():
               "epoch": np.array([7, 3, 9, 4, 6]),
               "slot": np.array(["rank=1", "rank=0", "rank=2", "", ""], dtype=object)}
     assert chosen_adapters(arrays).tolist() == [False, True, False, False, True]  # rank 0; else the last epoch
+
+
+def test_best_of_keeps_the_candidate_with_the_best_validation_utility(tiny_sweep, scorer):
+    from padirec.evaluation.select import BestOf
+    from padirec.metrics import minmax_bounds, w_utility
+
+    valid = Scorer.build(tiny_sweep["backbone"], tiny_sweep["data"], "valid")
+    selector = valid.sample(40, seed=1)
+    assert len(selector.eval_set.instances) == 40 == len(selector.states) == len(selector.eval_set.excluded)
+    assert valid.sample(10_000) is valid
+    arrays = tiny_sweep["arrays"]
+    bounds = minmax_bounds(arrays["ndcg10"], arrays["alpha_ndcg10"])
+    weights = task_weights([0.0, 1.0])
+    retrain = retrain_of(tiny_sweep)
+    best = BestOf(retrain, selector, bounds, "Retrain (best seed)")
+    chosen = best.adapters(weights)
+    for w, candidates, adapter in zip(weights, retrain.adapters(weights), chosen):
+        assert adapter.shape == (1, N_PARAMS)
+        scores = selector.per_adapter(candidates)
+        utility = w_utility(w, scores["ndcg10"], scores["alpha_ndcg10"], bounds)
+        assert np.array_equal(adapter[0], candidates[int(np.argmax(utility))])  # the best on the sample, not the mean
+    # judged on another split, a best-of-N can only be as good as the candidates' best there
+    per_task = best.metrics(weights, scorer)
+    assert per_task["ndcg10"].shape == (2,)

@@ -204,3 +204,24 @@ def test_headline_reports_a_tie_instead_of_a_zero_margin():
     lines = headline(table, [])
     assert any("IGD+" in line and "tie at 0 between MMR, DPP" in line for line in lines), lines
     assert any("**MMR** 0.2, ahead of DPP" in line for line in lines), lines
+
+
+def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep, tmp_path):
+    from padirec.diffusion.generator import load_generator
+    from padirec.evaluation.report import controllability_report
+
+    dit = DiTTrainConfig(epochs=2, batch_size=6, lr=3e-3, device="cpu", schedule=ScheduleConfig(steps=50),
+                         dit=DiTConfig(hidden=32, depth=1, heads=2, ffn=64, freq_dim=32, cond_freq_dim=16))
+    checkpoint = train_dit(tiny_sweep["dataset_path"], dit, output_dir=tmp_path / "dit")["checkpoint_path"]
+    config = EvaluateConfig(methods=["PaDiRec"], tasks=[0.0, 0.5, 1.0], samplers=["ddim:1"], seeds=2, samples=1,
+                            timing_repeats=1, retrain_timing_epochs=0, select=3, select_sampler="ddim:5",
+                            select_users=30)
+    result = controllability_report(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["arrays"],
+                                    {"": load_generator(checkpoint)}, tiny_sweep["adapter"], config, tmp_path / "out",
+                                    progress=False)
+    assert list(result["ablation"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DDIM-5)", "Retrain (best seed)"]
+    assert result["ablation"]["PaDiRec (best of 3, DDIM-5)"]["seeds"] == 2  # a run per seed, like PaDiRec's
+    assert result["ablation"]["Retrain (best seed)"]["seeds"] == 1
+    assert list(result["table"]) == ["Retrain", "PaDiRec"]  # the main table is unchanged
+    with pytest.raises(ValueError, match="select must be >= 0"):
+        EvaluateConfig(select=-1)

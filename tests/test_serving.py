@@ -290,7 +290,7 @@ def test_the_curve_comes_from_the_newest_report_on_the_generator_run(mlflow_stor
 
     from padirec import tracking
     from padirec.contracts.names import GENERATOR_RUN_TAG, REPORT_DIR, STAGE_REPORT, STAGE_TAG
-    from padirec.evaluation.report import curve_rows, write_csv
+    from padirec.evaluation.controllability import curve_rows, write_csv
     from padirec.serving.catalogue import report_curve
 
     tracking.setup()

@@ -8,7 +8,8 @@ task's metrics are the mean over its S_k adapters, e.g. Retrain's seeds or PaDiR
 - Soup: `w_acc · θ(w_acc=1) + (1 − w_acc) · θ(w_acc=0)`, seed by seed;
 - CMR: a hypernetwork w → adapter trained end to end on the w-weighted loss, w ~ U(0, 1) per batch;
 - Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control);
-- PaDiRec: adapters sampled from the trained DiT.
+- PaDiRec: adapters sampled from the trained DiT;
+- BestOf (`evaluation.select`): another method's candidates per task, reduced to the best on a validation sample.
 
 MMR and DPP are not adapters: they re-rank the frozen backbone's top candidates for diversity
 (`padirec.evaluation.rerank`: α-DCG coverage gain; greedy MAP of a category-similarity DPP).
@@ -44,7 +45,7 @@ from padirec.training import (
     train_adapters,
 )
 
-METHODS = ("Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec")
+METHODS = ("Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec")  # BestOf: `EvaluateConfig.select`
 
 
 @dataclass
@@ -60,6 +61,16 @@ class Scorer:
     def build(cls, backbone: Backbone, data: SequenceData, split: str = "test") -> Scorer:
         eval_set = EvalSet.build(data, split)
         return cls(backbone, eval_set, encode_instances(backbone, eval_set.instances))
+
+    def sample(self, n_users: int, seed: int = 0) -> Scorer:
+        """The same split on `n_users` users drawn at random (all of them when it has fewer): a selection sample."""
+        n = len(self.eval_set.instances)
+        if n_users >= n:
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(n, n_users, replace=False))
+        subset = replace(self.eval_set, instances=self.eval_set.instances.subset(rows),
+                         excluded=self.eval_set.excluded[torch.as_tensor(rows)])
+        return replace(self, eval_set=subset, states=self.states[torch.as_tensor(rows)])
 
     def per_adapter(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """NDCG@10 and α-NDCG@10 of each adapter in `flat [n, 1096]`."""

@@ -12,6 +12,8 @@ differs from each other method's beyond seed and task noise.
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -139,6 +141,21 @@ def paired_tests(per_seed: dict[str, dict[str, np.ndarray]], w_acc: np.ndarray, 
         rows.append({"method": name, "versus": other, "seeds": n, "pairs": int(keep.sum()),
                      "regret_difference": difference, "statistic": statistic, "p_value": p, "outcome": outcome})
     return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """`rows` (dicts with the same keys) as a CSV with a header."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def curve_rows(curves: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """The curves as `CURVES_ARTIFACT` rows: method, w_acc, ndcg10, alpha_ndcg10."""
+    return [{"method": m, "w_acc": float(w), "ndcg10": float(n), "alpha_ndcg10": float(d)}
+            for m, c in curves.items() for w, n, d in zip(c["w_acc"], c["ndcg10"], c["alpha_ndcg10"])]
 
 
 def seed_rows(per_seed: dict[str, dict[str, np.ndarray]], w_acc: np.ndarray) -> list[dict]:

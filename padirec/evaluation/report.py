@@ -9,7 +9,6 @@ Markdown + CSV + PNG and logged to one run tagged `padirec.stage=report`.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import re
 import tempfile
@@ -45,13 +44,16 @@ from padirec.evaluation.baselines import (
 )
 from padirec.evaluation.controllability import (
     controllability_table,
+    curve_rows,
     headline,
     paired_tests,
     seed_curves,
     seed_rows,
     table_markdown,
     tables_markdown,
+    write_csv,
 )
+from padirec.evaluation.select import best_of_runs
 from padirec.models import Backbone
 from padirec.sweep.report import TASKS, plot_curves
 from padirec.training import AdapterConfig
@@ -77,6 +79,9 @@ class EvaluateConfig:
     noise_std: float = 0.0  # > 0: the RQ1 robustness check with this Gaussian noise on every parameter
     noise_repeats: int = 5
     timing_repeats: int = 5
+    select: int = 0  # > 0: also best-of-N, PaDiRec's N samples and Retrain's seeds by validation w-utility (14.1)
+    select_sampler: str = "ddim:50"  # what best-of-N samples with (one DDIM step has collapsed: BENCHMARKS §11)
+    select_users: int = 256  # validation users the candidates are scored on
     retrain_timing_epochs: int = 1  # epochs timed for Retrain's response time (0 = skip), scaled to the sweep's
 
     def __post_init__(self):
@@ -89,6 +94,9 @@ class EvaluateConfig:
             raise ValueError(f"tasks must be w_acc values in [0, 1], got {self.tasks}")
         for spec in self.samplers:
             parse_sampler(spec)
+        parse_sampler(self.select_sampler)
+        if self.select < 0 or self.select_users < 1:
+            raise ValueError(f"select must be >= 0 and select_users >= 1, got {self.select}, {self.select_users}")
         if min(self.samples, self.seeds, self.noise_repeats, self.timing_repeats) < 1 or self.noise_std < 0:
             raise ValueError("samples, seeds, noise_repeats and timing_repeats must be >= 1 and noise_std >= 0")
 
@@ -210,19 +218,6 @@ def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbo
 # --------------------------------------------------------------------------------------------- output
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def curve_rows(curves: dict[str, dict[str, np.ndarray]]) -> list[dict]:
-    return [{"method": m, "w_acc": float(w), "ndcg10": float(n), "alpha_ndcg10": float(d)}
-            for m, c in curves.items() for w, n, d in zip(c["w_acc"], c["ndcg10"], c["alpha_ndcg10"])]
-
-
 def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain") -> Path:
     """Avg.HV, r-a and r-d per generator variant with the reference as a dashed line (paper Figure 5 layout)."""
     import matplotlib
@@ -322,8 +317,12 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
 
     runs = seed_runs(methods, variants[0] if variants else None, backbone, data, arrays, adapter, config, progress)
+    selected = {} if not (config.select and variants) else best_of_runs(
+        retrain, variants[0], Scorer.build(backbone, data, "valid"), arrays, config.select, config.select_sampler,
+        config.select_users, config.seeds)
+    runs.update(selected)
     curves, seeds = {}, {}
-    for name, method in {**methods, **{v.name: v for v in variants}}.items():
+    for name, method in {**methods, **{v.name: v for v in variants}, **{n: r[0] for n, r in selected.items()}}.items():
         log_step(f"{name}: {len(tasks)} tasks x {len(runs.get(name, [method]))} run(s)", started)
         seeds[name] = seed_curves(runs.get(name, [method]), weights, scorer, isinstance(method, Retrain | Soup))
         curves[name] = {"w_acc": tasks, **{k: v.mean(0) for k, v in seeds[name].items()}}
@@ -331,9 +330,9 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     main, main_seeds = {m: curves[n] for m, n in names.items()}, {m: seeds[n] for m, n in names.items()}
     table = controllability_table(main, per_seed=main_seeds)
     tests = paired_tests(main_seeds, tasks) if variants else []
-    ablated = ["Retrain", *(v.name for v in variants)]
+    ablated = ["Retrain", *(v.name for v in variants), *selected]
     ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated}) \
-        if len(variants) > 1 else {}
+        if len(variants) > 1 or selected else {}
 
     log_step("response time (Table 2)", started)
     times = response_times(retrain, variants[0] if variants else None, weights, config, adapter.epochs)
