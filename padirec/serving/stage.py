@@ -43,7 +43,8 @@ def examples(url: str) -> list[str]:
         "-d '{\"weights\": {\"accuracy\": 0.3, \"diversity\": 0.7}}'",
         f"curl -s -X POST {url}/v1/recommendations -H 'Content-Type: application/json' "
         "-d '{\"history\": [1, 2, 3], \"weights\": [0.8, 0.2], \"k\": 10}'",
-        f"open {url}/docs  (OpenAPI schema: {url}/openapi.json)",
+        f"curl -s '{url}/v1/adapters?weights=0.3,0.7&encoding=base64'",
+        f"open {url}/  (the control page; OpenAPI: {url}/docs, {url}/openapi.json)",
     ]
 
 

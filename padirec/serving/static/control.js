@@ -150,7 +150,10 @@ async function refresh() {
     answer = await response.json();
     if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail));
   } catch (err) {
-    if (seq === state.seq) { $("status").textContent = ""; $("status").append(element("span", { class: "error" }, String(err.message || err))); }
+    if (seq === state.seq) {  // no stale list beside the error
+      $("list").replaceChildren(); $("list").dataset.weights = ""; $("metrics").replaceChildren();
+      $("status").replaceChildren(element("span", { class: "error" }, String(err.message || err)));
+    }
     return;
   }
   if (seq !== state.seq) return;  // a newer request is on its way
@@ -184,6 +187,7 @@ async function start() {
   const model = await response.json();
   state.model = model;
   const g = model.generator;
+  $("history").placeholder = `item ids 1..${model.n_items}, oldest first: 12, 7, 31`;
   $("model-info").textContent = `${g.model_version || g.checkpoint} · objectives ${model.objectives.join(", ")} · ` +
     `${model.n_items} items · backbone ${model.recommender.name}`;
   buildSliders(model.objectives);
