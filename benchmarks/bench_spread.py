@@ -66,17 +66,16 @@ def main() -> None:
     train_loo = nearest(train, train, exclude_self=True)
     rng = np.random.default_rng(args.seed)
 
+    masks = [np.all(np.isclose(w_all, w), axis=1) for w in tasks]  # the training adapters of each w
     rows, per_w = [], []
     retrain_gain = []
-    for w in tasks:
-        at_w = np.all(np.isclose(w_all, w), axis=1)
+    for w, at_w in zip(tasks, masks):
         utility = w_utility(w, arrays["ndcg10"][at_w], arrays["alpha_ndcg10"][at_w], bounds)
         retrain_gain.append(float(utility.max() - utility.mean()))
     for spec in args.samplers.split(","):
         label, sampler = parse_sampler(spec)
         figures = []
-        for k, w in enumerate(tasks):
-            at_w = np.all(np.isclose(w_all, w), axis=1)
+        for k, (w, at_w) in enumerate(zip(tasks, masks)):
             generated = generator.generate(np.repeat(w[None], args.samples, 0), sampler, seed=args.seed + k)
             spread_train = train[at_w].std(0)
             noisy = train[at_w][rng.integers(0, at_w.sum(), args.samples)] + rng.normal(

@@ -326,9 +326,7 @@ def read_interactions_table(interactions_path: str | os.PathLike,
     if categories_path is not None:
         cats = _read_table(categories_path, ("item", "categories"), optional=("title",))
         cat_items = _table_ids(cats, "item", as_int=items.dtype == np.int64)
-        values = cats.columns["categories"]
-        values = values.to_pylist() if isinstance(values, pa.ChunkedArray) else values
-        for k, (item, value) in enumerate(zip(cat_items.tolist(), values)):
+        for k, (item, value) in enumerate(zip(cat_items.tolist(), _column_values(cats, "categories"))):
             if value is None:
                 names = []
             elif isinstance(value, str):

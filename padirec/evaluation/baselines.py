@@ -78,11 +78,17 @@ class Scorer:
                  for i in range(0, len(flat), self.chunk)]
         return {k: np.concatenate([p[k] for p in parts]) for k in ("ndcg10", "alpha_ndcg10")}
 
-    def per_task(self, adapters: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Per task: the mean metric over that task's adapters."""
+    def per_candidate(self, adapters: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per task: the metrics of each of its adapters (all tasks' adapters scored in one pass)."""
         metrics = self.per_adapter(np.concatenate(adapters).astype(np.float32))
         ends = np.cumsum([len(a) for a in adapters])[:-1]
-        return {k: np.array([part.mean() for part in np.split(v, ends)]) for k, v in metrics.items()}
+        parts = {k: np.split(v, ends) for k, v in metrics.items()}
+        return [{k: parts[k][i] for k in parts} for i in range(len(adapters))]
+
+    def per_task(self, adapters: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Per task: the mean metric over that task's adapters."""
+        tasks = self.per_candidate(adapters)
+        return {k: np.array([task[k].mean() for task in tasks]) for k in ("ndcg10", "alpha_ndcg10")}
 
     def list_metrics(self, top: torch.Tensor) -> dict[str, float]:
         """Mean NDCG@k and α-NDCG@k of ranked lists `[N, k]` (one per user of the split)."""

@@ -23,12 +23,9 @@ class BestOf(AdapterMethod):
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         candidates = self.inner.adapters(weights)
-        metrics = self.selector.per_adapter(np.concatenate(candidates).astype(np.float32))
-        ends = np.cumsum([len(c) for c in candidates])[:-1]
         chosen = []
-        for w, c, ndcg, alpha in zip(weights, candidates, np.split(metrics["ndcg10"], ends),
-                                     np.split(metrics["alpha_ndcg10"], ends)):
-            chosen.append(c[int(np.argmax(w_utility(w, ndcg, alpha, self.bounds)))][None])
+        for w, c, scores in zip(weights, candidates, self.selector.per_candidate(candidates)):
+            chosen.append(c[int(np.argmax(w_utility(w, scores["ndcg10"], scores["alpha_ndcg10"], self.bounds)))][None])
         return chosen
 
 

@@ -146,7 +146,7 @@ class GeneratorDeployment:
             raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
         self.device = "cuda" if use_gpu else "cpu"
         self.settings = settings
-        self.default = load_served_generator(checkpoint, checkpoint, settings, self.device)  # fails here if bad
+        self.default = load_served_generator(checkpoint, settings, self.device)  # fails here if bad
         self._generate.set_max_batch_size(max_batch_size)
         self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batches = self.generated = 0
@@ -162,7 +162,7 @@ class GeneratorDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def _load(self, model_id: str) -> ServedGenerator:
-        return await asyncio.to_thread(load_served_generator, model_id, model_id, self.settings, self.device)
+        return await asyncio.to_thread(load_served_generator, model_id, self.settings, self.device)
 
     async def served(self) -> ServedGenerator:
         """The model this request names (`multiplexed_model_id`), the default when it names none."""
@@ -222,7 +222,7 @@ class RecommenderDeployment:
         torch.set_num_threads(max(1, threads))
         _use_tracking(tracking_uri)
         self.data_dir = data_dir
-        self.default = load_served_backbone(checkpoint, checkpoint, backbone, data_dir)
+        self.default = load_served_backbone(checkpoint, backbone, data_dir)
         self._rank.set_max_batch_size(max_batch_size)
         self._rank.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.scoring_metric = metrics.Histogram("padirec_scoring_seconds", "full-catalogue ranking time of one batch "
@@ -230,7 +230,7 @@ class RecommenderDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def _load(self, model_id: str) -> ServedBackbone:
-        return await asyncio.to_thread(load_served_backbone, model_id, model_id, None, self.data_dir)
+        return await asyncio.to_thread(load_served_backbone, model_id, None, self.data_dir)
 
     async def served(self) -> ServedBackbone:
         model_id = serve.get_multiplexed_model_id()

@@ -45,7 +45,8 @@ class ModelState:
     generator: DeploymentHandle
     recommender: DeploymentHandle
     limits: ModelLimits
-    info: dict
+    info: dict  # the generator's description
+    recommender_info: dict
     answers: AdapterCache
 
 
@@ -59,6 +60,7 @@ class PaDiRecAPI:
         self.generator, self.recommender = generator, recommender
         self.max_history, self.cache_size = max_history, cache_size
         self.default_model, self.allowed = default_model, tuple(models)
+        self.served_models = [m.removeprefix("models:/") for m in (default_model, *self.allowed)]  # default first
         # per model: adapters this replica has returned, by rounded w: (params, the JSON of a cached answer). A hit
         # is answered here, without the hop to the generator or encoding 1,096 floats again (BENCHMARKS §4)
         self.models: dict[str, ModelState] = {}
@@ -75,9 +77,8 @@ class PaDiRecAPI:
         if model == self.default_model:
             return ""
         if model not in self.allowed:
-            served = [m.removeprefix("models:/") for m in (self.default_model, *self.allowed)]
             raise HTTPException(status_code=422, detail=f"model {requested[:80]!r} is not served here; this "
-                                                        f"deployment serves {served}")
+                                                        f"deployment serves {self.served_models}")
         return model
 
     async def state(self, model_id: str = "") -> ModelState:
@@ -86,9 +87,10 @@ class PaDiRecAPI:
             generator = self.generator.options(multiplexed_model_id=model_id) if model_id else self.generator
             recommender = self.recommender.options(multiplexed_model_id=model_id) if model_id else self.recommender
             info = (await generator.describe.remote())["generator"]
-            n_items = (await recommender.describe.remote())["n_items"]
-            known = ModelState(generator, recommender, ModelLimits(info["cond_dim"], n_items, self.max_history),
-                               info, AdapterCache(self.cache_size, info["precision"]))
+            backbone = await recommender.describe.remote()
+            known = ModelState(generator, recommender,
+                               ModelLimits(info["cond_dim"], backbone["n_items"], self.max_history), info, backbone,
+                               AdapterCache(self.cache_size, info["precision"]))
             self.models[model_id] = known
         return known
 
@@ -123,7 +125,7 @@ class PaDiRecAPI:
         return {"status": "ok", "generator": generator["generator"],
                 "cache": {**generator["cache"], "ingress": {**model.answers.stats(), "replayed": self.replay.hits}},
                 "recommender": recommender,
-                "models": [m.removeprefix("models:/") for m in (self.default_model, *self.allowed)]}
+                "models": self.served_models}
 
     @api.get("/v1/model", response_model=ModelResponse)
     async def model_info(self, model: str | None = None) -> dict[str, Any]:
@@ -131,8 +133,8 @@ class PaDiRecAPI:
         state = await self.state(self.model_id(model))
         page = await state.recommender.model_page.remote()
         return {"objectives": state.info["objectives"], "n_items": state.limits.n_items,
-                "max_history": state.limits.max_history, "generator": state.info,
-                "recommender": await state.recommender.describe.remote(), **page}
+                "max_history": state.limits.max_history, "generator": state.info, "recommender": state.recommender_info,
+                **page}
 
     @api.post("/v1/adapters", response_model=AdapterResponse)
     async def adapters(self, request: AdapterRequest, http: Request) -> Response:

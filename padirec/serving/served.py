@@ -59,20 +59,20 @@ class ServedGenerator:
     pending: dict = field(default_factory=dict)
 
 
-def load_served_generator(model_id: str, checkpoint: str, settings: GenerationSettings,
-                          device: str = "cpu") -> ServedGenerator:
+def load_served_generator(checkpoint: str, settings: GenerationSettings, device: str = "cpu") -> ServedGenerator:
+    """The generator of `checkpoint`, which is also its model id (a registered model's `models:/` reference)."""
     generator = load_generator(resolve_generator_file(checkpoint), device)
     sampler = make_sampler(settings.sampler, None if settings.sampler == "ddpm" else settings.steps,
                            generator.schedule.num_steps, eta=settings.eta, guidance=settings.guidance)
     meta = generator.metadata
     lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
-    info = {"model": model_id, "checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
+    info = {"model": checkpoint, "checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
             "model_version": lineage.get(MODEL_VERSION_TAG), "epoch": meta.get("epoch"),
             "dataset_sha256": meta.get("dataset_sha256"), "backbone_run_id": meta.get("backbone_run_id"),
             "sweep_run_id": meta.get("sweep_run_id"), "cond_dim": generator.cond_dim,
             "objectives": list(OBJECTIVES)[: generator.cond_dim], "sampler": asdict(sampler), "seed": settings.seed,
             "device": device, "precision": settings.precision}
-    return ServedGenerator(model_id, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info)
+    return ServedGenerator(checkpoint, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info)
 
 
 def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
@@ -105,8 +105,7 @@ class ServedBackbone:
     info: dict
 
 
-def load_served_backbone(model_id: str, checkpoint: str, backbone: str | None = None,
-                         data_dir: str | None = None) -> ServedBackbone:
+def load_served_backbone(checkpoint: str, backbone: str | None = None, data_dir: str | None = None) -> ServedBackbone:
     """The backbone of `checkpoint` (or `backbone`), with the catalogue of the data it was trained on (read from
     `data_dir` when given: the same dataset in another place on the serving machine)."""
     reference = backbone_reference(checkpoint, backbone)
@@ -115,6 +114,6 @@ def load_served_backbone(model_id: str, checkpoint: str, backbone: str | None = 
     catalogue = load_catalogue(extra.get("data"), model.config.n_items, run_id,
                                {"path": data_dir} if data_dir else None)
     config = model.config
-    info = {"model": model_id, "backbone": reference, "name": config.name, "n_items": config.n_items,
+    info = {"model": checkpoint, "backbone": reference, "name": config.name, "n_items": config.n_items,
             "max_len": config.max_len, "hidden": config.hidden}
-    return ServedBackbone(model_id, model, catalogue, info)
+    return ServedBackbone(checkpoint, model, catalogue, info)
