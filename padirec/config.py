@@ -24,6 +24,7 @@ class DataSpec:
     kind: Literal["ml-100k", "ml-1m", "rechorus", "table", "synthetic"] = "synthetic"  # dataset format
     path: str | None = None  # directory (or interactions table); ml-*: falls back to $PADIREC_DATA_DIR
     categories_path: str | None = None  # kind=table: the item-categories table
+    users_path: str | None = None  # kind=table: a `user,group` table (user fairness)
     min_interactions: int = 5
     max_len: int = 20
     synthetic_seed: int = 0
@@ -31,6 +32,7 @@ class DataSpec:
     synthetic_items: int = 200
     synthetic_categories: int = 8
     synthetic_extra_categories: float = 0.0  # mean further categories per item (dense-category catalogues)
+    synthetic_groups: int = 0  # > 0: users in that many groups that the backbone serves unequally (fairness)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +42,7 @@ def data_spec(*sources: dict | None) -> DataSpec:
     """A `DataSpec` from sources merged in order (typically: what a backbone recorded, a YAML `data` section,
     flags), with paths made absolute so that Ray workers and later stages find the same files."""
     spec = build(DataSpec, *sources)
-    for name in ("path", "categories_path"):
+    for name in ("path", "categories_path", "users_path"):
         if getattr(spec, name):
             setattr(spec, name, str(Path(getattr(spec, name)).resolve()))
     return spec
@@ -102,7 +104,7 @@ def load_data(spec: DataSpec) -> SequenceData:
     """The preprocessed dataset a spec names (cached as Parquet)."""
     synthetic = SyntheticConfig(n_users=spec.synthetic_users, n_items=spec.synthetic_items, seed=spec.synthetic_seed,
                                 n_categories=spec.synthetic_categories,
-                                extra_categories=spec.synthetic_extra_categories)
+                                extra_categories=spec.synthetic_extra_categories, groups=spec.synthetic_groups)
     return load_dataset(spec.kind, spec.path, spec.categories_path,
                         PreprocessConfig(min_interactions=spec.min_interactions, max_len=spec.max_len),
-                        synthetic=synthetic if spec.kind == "synthetic" else None)
+                        synthetic=synthetic if spec.kind == "synthetic" else None, users_path=spec.users_path)

@@ -94,12 +94,30 @@ def w_utility(w, ndcg, alpha_ndcg, bounds: tuple[float, float, float, float]) ->
     """How well points serve their tasks: `w · (NDCG@10, α-NDCG@10)`, each metric min–max normalised by `bounds`.
 
     `w [..., 2]` broadcasts against the metric arrays; one definition for checkpoint selection in the sweep,
-    the report's w-utility regret and choosing among generated adapters."""
-    w = np.asarray(w, dtype=float)
-    a_lo, a_hi, d_lo, d_hi = bounds
-    a = (np.asarray(ndcg, dtype=float) - a_lo) / max(a_hi - a_lo, 1e-12)
-    d = (np.asarray(alpha_ndcg, dtype=float) - d_lo) / max(d_hi - d_lo, 1e-12)
-    return w[..., 0] * a + w[..., 1] * d
+    the report's w-utility regret and choosing among generated adapters (`w_utility_points` for p objectives)."""
+    points = np.stack(np.broadcast_arrays(np.asarray(ndcg, dtype=float), np.asarray(alpha_ndcg, dtype=float)), -1)
+    return w_utility_points(w, points, bounds)
+
+
+def point_bounds(points) -> list[float]:
+    """`[lo_1, hi_1, …, lo_p, hi_p]` of points `[..., p]` (NaN ignored): the common scale of a comparison."""
+    points = np.asarray(points, dtype=float).reshape(-1, np.shape(points)[-1])
+    return [float(v) for j in range(points.shape[1]) for v in (np.nanmin(points[:, j]), np.nanmax(points[:, j]))]
+
+
+def normalised_points(points, bounds, maximise=None) -> np.ndarray:
+    """Points `[..., p]` min–max normalised by `bounds` (`point_bounds`' layout) and oriented so that 1 is the best
+    value of each metric (`maximise[j]` False: lower is better, e.g. a gap)."""
+    points = np.asarray(points, dtype=float)
+    lo, hi = np.asarray(bounds, dtype=float)[0::2], np.asarray(bounds, dtype=float)[1::2]
+    scaled = (points - lo) / np.maximum(hi - lo, 1e-12)
+    maximise = np.ones(points.shape[-1], bool) if maximise is None else np.asarray(maximise, bool)
+    return np.where(maximise, scaled, 1 - scaled)
+
+
+def w_utility_points(w, points, bounds, maximise=None) -> np.ndarray:
+    """`w · normalised_points(points)`: the w-utility of points `[..., p]` for weights `w [..., p]` (broadcast)."""
+    return (np.asarray(w, dtype=float) * normalised_points(points, bounds, maximise)).sum(-1)
 
 
 def metric_points(ndcg, alpha_ndcg) -> np.ndarray:
@@ -108,18 +126,36 @@ def metric_points(ndcg, alpha_ndcg) -> np.ndarray:
     return points[np.isfinite(points).all(1)]
 
 
+def _finite(points) -> np.ndarray:
+    points = np.asarray(points, dtype=float)
+    return points[np.isfinite(points).all(1)]
+
+
 def fixed_hypervolume(ndcg, alpha_ndcg, reference: tuple[float, float] = (0.0, 0.0)) -> float:
     """Area dominated by the points (NDCG@10, α-NDCG@10) above a fixed `reference` in raw metric units.
 
     Unlike Avg.HV it needs no min–max scale, so a method's value does not change with the other methods in
     the report; (0, 0) is the worst value of both metrics, so every point counts. NaN without points."""
-    points = metric_points(ndcg, alpha_ndcg)
-    return float(moocore.hypervolume(points, ref=reference, maximise=True)) if len(points) else float("nan")
+    return hypervolume_points(metric_points(ndcg, alpha_ndcg), reference)
+
+
+def hypervolume_points(points, reference, maximise=None) -> float:
+    """The hypervolume of points `[n, p]` (rows with a NaN dropped) against a fixed `reference` in raw metric
+    units, each metric maximised or minimised (`maximise`); NaN without points."""
+    points = _finite(points)
+    maximise = [True] * points.shape[1] if maximise is None else list(maximise)
+    return float(moocore.hypervolume(points, ref=reference, maximise=maximise)) if len(points) else float("nan")
 
 
 def pareto_front(ndcg, alpha_ndcg) -> np.ndarray:
     """The non-dominated points `[m, 2]` of (NDCG@10, α-NDCG@10), both maximised."""
-    return moocore.filter_dominated(metric_points(ndcg, alpha_ndcg), maximise=True)
+    return front_points(metric_points(ndcg, alpha_ndcg))
+
+
+def front_points(points, maximise=None) -> np.ndarray:
+    """The non-dominated rows of points `[n, p]`."""
+    points = _finite(points)
+    return moocore.filter_dominated(points, maximise=[True] * points.shape[1] if maximise is None else list(maximise))
 
 
 def igd_plus(ndcg, alpha_ndcg, front: np.ndarray) -> float:
@@ -127,8 +163,14 @@ def igd_plus(ndcg, alpha_ndcg, front: np.ndarray) -> float:
 
     The mean over front points of the distance to the nearest point, counting only where that point falls
     short (Ishibuchi et al., 2015), so it is Pareto compliant. NaN without points."""
-    points = metric_points(ndcg, alpha_ndcg)
-    return float(moocore.igd_plus(points, ref=front, maximise=True)) if len(points) else float("nan")
+    return igd_plus_points(metric_points(ndcg, alpha_ndcg), front)
+
+
+def igd_plus_points(points, front: np.ndarray, maximise=None) -> float:
+    """`igd_plus` for points `[n, p]` and a front `[m, p]`, each metric maximised or minimised (`maximise`)."""
+    points = _finite(points)
+    maximise = [True] * points.shape[1] if maximise is None else list(maximise)
+    return float(moocore.igd_plus(points, ref=front, maximise=maximise)) if len(points) else float("nan")
 
 
 def w_regret(utilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,7 +1,10 @@
-"""Training objectives: BCE for accuracy, differentiable α-DCG for diversity (paper eq. 4–6).
+"""Training objectives: BCE for accuracy, differentiable α-DCG for diversity (paper eq. 4–6), and the two the
+paper's appendix A.9 and platforms add: user-group fairness (a soft NDCG gap) and item novelty (long-tail exposure).
 
-All losses take candidate scores `[..., B, C]` whose first column is the positive item and
-return one value per leading index (e.g. one per packed adapter), averaged over the batch.
+The registry (`REGISTRY`) names each objective's training loss, its evaluation metric and that metric's direction;
+a sweep names its objectives and every later stage reads them from its run. All losses take candidate scores
+`[..., B, C]` whose first column is the positive item and return one value per leading index (e.g. one per packed
+adapter), averaged over the batch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,46 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-OBJECTIVES = ("accuracy", "diversity")
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: its name in configs, weights and requests; its metric (a `rank_metrics` key); direction."""
+
+    name: str
+    metric: str  # key of `evaluation.ranking.rank_metrics` (test metrics are "test_" + it)
+    label: str  # the metric as tables print it
+    maximise: bool  # False: lower is better (a gap)
+    short: str  # the letter of report keys: r-a, r-d, r-f, ...
+    needs: str = ""  # what the data must carry: "groups" (user attributes)
+
+
+REGISTRY = {o.name: o for o in (
+    Objective("accuracy", "ndcg10", "NDCG@10", True, "a"),
+    Objective("diversity", "alpha_ndcg10", "α-NDCG@10", True, "d"),
+    Objective("fairness", "ndcg_gap10", "NDCG_GAP@10", False, "f", needs="groups"),
+    Objective("novelty", "tail10", "Tail@10", True, "n"),
+)}
+OBJECTIVES = ("accuracy", "diversity")  # the paper's pair: the default of every stage
+TAIL_SHARE = 0.8  # the long tail: all items but the 20% with the most training interactions
+
+
+def resolve_objectives(names) -> tuple[Objective, ...]:
+    """The registry entries of `names` (a list, or a comma-separated string), checked: known, distinct, at least
+    two, accuracy first (the served list is a ranking by relevance, traded against the others)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown objective(s) {unknown}; known: {list(REGISTRY)}")
+    if len(set(names)) != len(names) or len(names) < 2 or names[0] != "accuracy":
+        raise ValueError(f"objectives must be at least two distinct names starting with 'accuracy', got {names}")
+    return tuple(REGISTRY[n] for n in names)
+
+
+def metric_keys(names) -> list[str]:
+    """The metrics of the objectives `names`, in their order (e.g. ["ndcg10", "alpha_ndcg10"])."""
+    return [o.metric for o in resolve_objectives(names)]
 
 
 def bce_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -86,10 +128,84 @@ def diversity_loss(scores: torch.Tensor, items: torch.Tensor, categories: Catego
     return -soft_alpha_dcg(scores, items, categories, alpha, temperature).mean(-1)
 
 
-def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: CategoryTable, alpha: float = 0.5,
-                     temperature: float = 0.1) -> torch.Tensor:
-    """Stack of the per-objective losses `[..., p]` in `OBJECTIVES` order."""
-    return torch.stack([bce_loss(scores), diversity_loss(scores, items, categories, alpha, temperature)], dim=-1)
+def soft_ranks(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`1 + Σ_{j≠k} σ((s_j − s_k)/T)` per candidate `[..., C]`: a differentiable rank (1 = first)."""
+    above = torch.sigmoid((scores[..., :, None] - scores[..., None, :]) / temperature)
+    return 1 + above.sum(-2) - 0.5  # the diagonal adds σ(0) = 0.5
+
+
+def fairness_loss(scores: torch.Tensor, groups: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The gap between user groups in soft NDCG of the positive (column 0): max − min over the groups' means in
+    the batch (|g0 − g1| for two). `groups [B]` holds each instance's group (−1: unknown, left out)."""
+    gain = 1 / torch.log2(1 + soft_ranks(scores, temperature)[..., 0])  # [..., B]
+    known = groups >= 0
+    if int(known.sum()) == 0:
+        return gain.sum(-1) * 0
+    onehot = torch.nn.functional.one_hot(groups.clamp(min=0), int(groups.max()) + 1).to(gain.dtype) * known[:, None]
+    count = onehot.sum(0)
+    present = count > 0
+    means = (gain @ onehot)[..., present] / count[present]  # [..., G present]
+    return means.amax(-1) - means.amin(-1)
+
+
+def novelty_loss(scores: torch.Tensor, items: torch.Tensor, tail: torch.Tensor,
+                 temperature: float = 0.1) -> torch.Tensor:
+    """Negative share of the (soft, DCG-discounted) exposure that goes to long-tail items: `tail [n_items + 1]`
+    is 1 for a tail item; `items [..., C]` broadcast against the scores."""
+    exposure = 1 / torch.log2(1 + soft_ranks(scores, temperature))  # [..., B, C]
+    share = (exposure * tail[items]).sum(-1) / exposure.sum(-1)
+    return -share.mean(-1)
+
+
+@dataclass(frozen=True)
+class ObjectiveData:
+    """What the objectives' losses need from the data besides the scores: categories (diversity), the long tail
+    (novelty) and each training instance's user group (fairness)."""
+
+    names: tuple[str, ...]
+    categories: CategoryTable
+    tail: torch.Tensor | None = None  # float [n_items + 1]
+    groups: torch.Tensor | None = None  # long [n training instances]; −1: unknown
+
+    @classmethod
+    def build(cls, data, names=OBJECTIVES, device: torch.device | str | None = None) -> ObjectiveData:
+        """From a `SequenceData`: the groups are those of its training instances (`data.train_instances()`)."""
+        names = tuple(o.name for o in resolve_objectives(names))
+        tail = torch.as_tensor(data.tail_items(TAIL_SHARE), device=device) if "novelty" in names else None
+        groups = (torch.as_tensor(data.groups_of(data.train_instances().users), device=device)
+                  if "fairness" in names else None)
+        return cls(names, CategoryTable.from_multi_hot(data.item_categories, device), tail, groups)
+
+    def to(self, device: torch.device | str) -> ObjectiveData:
+        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return ObjectiveData(self.names, self.categories.to(device), move(self.tail), move(self.groups))
+
+
+def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: CategoryTable | ObjectiveData,
+                     alpha: float = 0.5, temperature: float = 0.1, index: torch.Tensor | None = None,
+                     list_scores: torch.Tensor | None = None, list_items: torch.Tensor | None = None) -> torch.Tensor:
+    """Stack of the per-objective losses `[..., p]` in the objectives' order (`OBJECTIVES` for a bare
+    `CategoryTable`). Accuracy and fairness judge the positive among the candidates; diversity and novelty judge
+    `list_scores`/`list_items` (default: the candidates), the list whose top they shape. `index [B]`: the batch's
+    training instances (fairness looks up their groups)."""
+    context = categories if isinstance(categories, ObjectiveData) else ObjectiveData(OBJECTIVES, categories)
+    list_scores = scores if list_scores is None else list_scores
+    list_items = items if list_items is None else list_items
+    losses = []
+    for name in context.names:
+        if name == "accuracy":
+            losses.append(bce_loss(scores))
+        elif name == "diversity":
+            losses.append(diversity_loss(list_scores, list_items, context.categories, alpha, temperature))
+        elif name == "fairness":
+            if context.groups is None or index is None:
+                raise ValueError("the fairness loss needs the users' groups and the batch's instance index")
+            losses.append(fairness_loss(scores, context.groups[index], temperature))
+        elif name == "novelty":
+            losses.append(novelty_loss(list_scores, list_items, context.tail, temperature))
+        else:
+            raise ValueError(f"no training loss for objective {name!r}")
+    return torch.stack(losses, dim=-1)
 
 
 def weighted_loss(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

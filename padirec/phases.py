@@ -83,7 +83,7 @@ def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), 
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]
         log_adapter(final)
-        mlflow.log_params(scale_params(result.scales, result.weight_map))
+        mlflow.log_params(scale_params(result.scales, result.weight_map, config.objectives))
         metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
     return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)

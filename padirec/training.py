@@ -5,6 +5,8 @@ Both are plain functions: no Ray, no MLflow; callers log through the `on_epoch` 
 Phase 2 freezes the backbone, so its user states are computed once and K adapters are
 trained together on them (one backbone pass, K adapter heads; Adam is elementwise, so a
 stacked `[K, 1096]` parameter is exactly K independent optimisers).
+This module runs over 400 lines: phase 2 calls the calibration of the objectives' scales, which trains
+pilot adapters with phase 2; split in two modules they would import each other.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 from padirec.data import Instances, SequenceData, sample_negatives
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics, to_tensors
-from padirec.metrics import curve_gaps, minmax_bounds, w_utility
+from padirec.metrics import curve_gaps, minmax_bounds, point_bounds, w_utility_points
 from padirec.models import (
     Backbone,
     BackboneConfig,
@@ -31,7 +33,15 @@ from padirec.models import (
     init_adapter_flat,
     unflatten,
 )
-from padirec.objectives import OBJECTIVES, CategoryTable, bce_loss, diversity_loss, objective_losses, weighted_loss
+from padirec.objectives import (
+    OBJECTIVES,
+    CategoryTable,
+    ObjectiveData,
+    bce_loss,
+    objective_losses,
+    resolve_objectives,
+    weighted_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +80,24 @@ class AdapterConfig:
     init_seed: int = 0  # one initial adapter for a whole sweep (DESIGN §2.3)
     seed: int = 0  # data order and negative sampling
     device: str = "cpu"
+    objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))  # names in `objectives.REGISTRY`
 
     def __post_init__(self):
+        p = len(resolve_objectives(self.objectives))
+        self.objectives = list(self.objectives.split(",") if isinstance(self.objectives, str) else self.objectives)
         if not 1 <= self.keep_last <= self.epochs:
             raise ValueError(f"keep_last must be in [1, epochs={self.epochs}], got {self.keep_last}")
-        if self.scales and (len(self.scales) != len(OBJECTIVES) or min(self.scales) <= 0):
-            raise ValueError(f"scales must be {len(OBJECTIVES)} positive numbers, got {self.scales}")
+        if self.scales and (len(self.scales) != p or min(self.scales) <= 0):
+            raise ValueError(f"scales must be {p} positive numbers, got {self.scales}")
+        if p > 2 and self.objective_scale in ("range", "even"):
+            raise ValueError(f"objective_scale {self.objective_scale!r} is defined for two objectives; with "
+                             f"{self.objectives} use 'none' or 'initial'")
         if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
                                 or np.any(np.diff(self.weight_map) < 0)):
             raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
-        if self.utility_bounds and len(self.utility_bounds) != 4:
-            raise ValueError(f"utility_bounds must be (ndcg lo, hi, alpha lo, hi), got {self.utility_bounds}")
+        if self.utility_bounds and len(self.utility_bounds) != 2 * p:
+            raise ValueError(f"utility_bounds must be (lo, hi) of each of the {p} objectives' metrics, "
+                             f"got {self.utility_bounds}")
 
     def slots(self) -> list[str]:
         """What tells a run's kept adapters of one (w, seed) apart, in `AdapterResult.params` order (the chosen
@@ -200,26 +217,28 @@ class AdapterResult:
         return rows
 
 
-def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone, categories: CategoryTable,
-                   config: AdapterConfig) -> torch.Tensor:
-    """Per-objective losses `[K, 2]` of K adapted states `h [K, B, ..., d]` on each instance's candidates,
-    scored by the (frozen) backbone.
+def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone,
+                   context: ObjectiveData | CategoryTable, config: AdapterConfig,
+                   index: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-objective losses `[K, p]` of K adapted states `h [K, B, ..., d]` on each instance's candidates,
+    scored by the (frozen) backbone; `index [B]`: the batch's training instances (the fairness loss's groups).
 
-    With `diversity_topk = m > 0` the diversity term also sees each adapter's current top-m items
+    With `diversity_topk = m > 0` the diversity (and novelty) term also sees each adapter's current top-m items
     over the whole catalogue: random candidates almost never hold two of the items a full ranking
     puts first, so without them the α-DCG loss cannot see redundancy at the top of the real list.
     Divided by `config.scales` when set: the objectives on one scale, so that w moves the trade-off evenly.
     """
+    if isinstance(context, CategoryTable):
+        context = ObjectiveData(tuple(config.objectives), context)
     scores = backbone.score(h, candidates)
-    if config.diversity_topk <= 0:
-        losses = objective_losses(scores, candidates, categories, config.alpha, config.temperature)
-    else:
+    list_scores = list_items = None
+    if config.diversity_topk > 0:
         with torch.no_grad():
             top = backbone.score(h)[..., 1:].topk(config.diversity_topk, dim=-1).indices + 1
-        div_scores = torch.cat([scores, backbone.score(h, top)], dim=-1)
-        div_items = torch.cat([candidates.expand(*top.shape[:-1], -1), top], dim=-1)
-        losses = torch.stack([bce_loss(scores), diversity_loss(div_scores, div_items, categories,
-                                                                config.alpha, config.temperature)], dim=-1)
+        list_scores = torch.cat([scores, backbone.score(h, top)], dim=-1)
+        list_items = torch.cat([candidates.expand(*top.shape[:-1], -1), top], dim=-1)
+    losses = objective_losses(scores, candidates, context, config.alpha, config.temperature, index,
+                              list_scores, list_items)
     if config.scales:
         losses = losses / torch.as_tensor(config.scales, dtype=losses.dtype, device=losses.device)
     return losses
@@ -227,15 +246,17 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
 
 @torch.no_grad()
 def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, instances, backbone: Backbone,
-                categories: CategoryTable, config: AdapterConfig) -> np.ndarray:
+                context: ObjectiveData, config: AdapterConfig) -> np.ndarray:
     """Per-objective losses `[K, p]` of adapters `params [K, 1096]`, unscaled, averaged over one pass over the
     instances with negatives drawn from `config.seed`."""
     raw = replace(config, scales=[])
     rng = np.random.default_rng(config.seed)
-    total, count = torch.zeros(params.shape[0], len(OBJECTIVES), dtype=torch.float64), 0
+    total, count = torch.zeros(params.shape[0], len(config.objectives), dtype=torch.float64), 0
     for index, candidates in candidate_batches(data, instances, config.n_negatives, config.batch_size, rng):
-        h = apply_adapters(states[torch.as_tensor(index, device=states.device)], unflatten(params))
-        total += adapter_losses(h, candidates.to(states.device), backbone, categories, raw).double().cpu() * len(index)
+        index = torch.as_tensor(index, device=states.device)
+        h = apply_adapters(states[index], unflatten(params))
+        losses = adapter_losses(h, candidates.to(states.device), backbone, context, raw, index)
+        total += losses.double().cpu() * len(index)
         count += len(index)
     return (total / max(count, 1)).numpy()
 
@@ -254,21 +275,21 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     if config.scales and (config.utility_bounds or config.objective_scale != "range"):
         return config
     if config.objective_scale == "none":
-        return replace(config, scales=list(config.scales) or [1.0] * len(OBJECTIVES))
+        return replace(config, scales=list(config.scales) or [1.0] * len(config.objectives))
     backbone = backbone.to(config.device).eval()
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    categories = CategoryTable.from_multi_hot(data.item_categories, config.device)
+    context = ObjectiveData.build(data, config.objectives, config.device)
     init = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device)[None]
-    at_init = np.abs(mean_losses(init, states, data, train, backbone, categories, config)[0])
+    at_init = np.abs(mean_losses(init, states, data, train, backbone, context, config)[0])
     if config.objective_scale == "initial":
         return replace(config, scales=list(config.scales) or [float(max(v, 1e-8)) for v in at_init])
     epochs = min(config.scale_epochs, config.epochs)
     single = replace(config, objective_scale="none", scales=[], keep="last", keep_last=1, epochs=epochs)
-    ends = np.eye(len(OBJECTIVES), dtype=np.float32)
+    ends = np.eye(len(config.objectives), dtype=np.float32)
     result = train_adapters(backbone, data, ends, single, progress=False, eval_splits=("valid",))
     losses = mean_losses(torch.as_tensor(result.params[-1], device=config.device), states, data, train, backbone,
-                         categories, config)  # [adapter, objective]
+                         context, config)  # [adapter, objective]
     ideal, nadir = np.diag(losses), losses.max(axis=0)
     span = nadir - ideal
     scales = list(config.scales) or [float(s if s > 1e-8 else max(v, 1e-8)) for s, v in zip(span, at_init, strict=True)]
@@ -295,14 +316,14 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     arc = np.concatenate([[0.0], np.cumsum(curve_gaps(ndcg, alpha) + 1e-9)])
     weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], pilot)
     weight_map[0], weight_map[-1] = 0.0, 1.0
-    return replace(config, scales=[1.0] * len(OBJECTIVES), weight_map=[round(float(v), 6) for v in weight_map],
+    return replace(config, scales=[1.0] * len(config.objectives), weight_map=[round(float(v), 6) for v in weight_map],
                    utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
 
 
-def scale_params(scales: list[float], weight_map: list[float] = ()) -> dict[str, str]:
+def scale_params(scales: list[float], weight_map: list[float] = (), objectives=OBJECTIVES) -> dict[str, str]:
     """The objective scales (and the "even" weight map) as the MLflow params a sweep or adapter run records
     (`scale.accuracy`, ..., `weight_map` = the accuracy loss weights at w_acc = 0, 0.1, …, 1)."""
-    params = {f"scale.{name}": f"{s:.6g}" for name, s in zip(OBJECTIVES, scales, strict=True)}
+    params = {f"scale.{name}": f"{s:.6g}" for name, s in zip(objectives, scales, strict=True)}
     if weight_map:
         params["weight_map"] = ",".join(f"{v:.4g}" for v in weight_map)
     return params
@@ -317,8 +338,11 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     validation w-utility, min–max normalised by `utility_bounds` (else by this run's own points): a drifting
     adapter keeps its best state, closer to Pareto-efficient."""
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
-    if weights.shape[1] != 2:
-        raise ValueError(f"weights must have 2 columns (accuracy, diversity), got shape {weights.shape}")
+    if weights.shape[1] != len(config.objectives):
+        raise ValueError(f"weights must have {len(config.objectives)} columns ({', '.join(config.objectives)}), "
+                         f"got shape {weights.shape}")
+    metrics_of = [o.metric for o in resolve_objectives(config.objectives)]
+    maximise = [o.maximise for o in resolve_objectives(config.objectives)]
     best = config.keep == "best"
     if best and "valid" not in eval_splits:
         raise ValueError('keep="best" selects by validation utility: eval_splits must include "valid"')
@@ -329,13 +353,13 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    categories = CategoryTable.from_multi_hot(data.item_categories, config.device)
+    context = ObjectiveData.build(data, config.objectives, config.device)
     w = loss_weights(weights, config).to(config.device)
     K = len(weights)
     params = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device).repeat(K, 1)
     params.requires_grad_(True)
     optimizer = torch.optim.Adam([params], lr=config.lr)
-    eval_sets = {split: EvalSet.build(data, split) for split in eval_splits}
+    eval_sets = {split: EvalSet.build(data, split, objectives=config.objectives) for split in eval_splits}
     eval_states = {split: encode_instances(backbone, s.instances) for split, s in eval_sets.items()}
     snapshots, history, losses = [], {}, []  # per evaluated epoch: params [K, 1096] and metrics [K]
     evaluated = []
@@ -346,8 +370,9 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
         epoch_loss = []
         for index, candidates in candidate_batches(data, train, config.n_negatives, config.batch_size, rng):
             candidates = candidates.to(config.device)
-            h = apply_adapters(states[torch.as_tensor(index, device=config.device)], unflatten(params))
-            per_objective = adapter_losses(h, candidates, backbone, categories, config)
+            index = torch.as_tensor(index, device=config.device)
+            h = apply_adapters(states[index], unflatten(params))
+            per_objective = adapter_losses(h, candidates, backbone, context, config, index)
             loss = weighted_loss(per_objective, w).sum()
             optimizer.zero_grad()
             loss.backward()
@@ -367,9 +392,9 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                     epoch_metrics[prefix + name] = float(values.mean())
             epoch_metrics["adapters_kept"] = min(len(evaluated), config.keep_last) * K
             if config.utility_bounds:  # fixed bounds: a validation w-utility comparable from epoch to epoch
-                epoch_metrics["val_utility"] = float(w_utility(weights, history["val_ndcg10"][-1],
-                                                               history["val_alpha_ndcg10"][-1],
-                                                               config.utility_bounds).mean())
+                points = np.stack([history[f"val_{m}"][-1] for m in metrics_of], axis=-1)
+                epoch_metrics["val_utility"] = float(w_utility_points(weights, points, config.utility_bounds,
+                                                                      maximise).mean())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if on_epoch:
             on_epoch(epoch, epoch_metrics)
@@ -377,8 +402,8 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     metrics = {k: np.stack(v) for k, v in history.items()}
     epochs = np.repeat(np.asarray(evaluated)[:, None], K, axis=1)
     if best:
-        bounds = config.utility_bounds or minmax_bounds(metrics["val_ndcg10"], metrics["val_alpha_ndcg10"])
-        utility = w_utility(weights[None], metrics["val_ndcg10"], metrics["val_alpha_ndcg10"], bounds)
+        points = np.stack([metrics[f"val_{m}"] for m in metrics_of], axis=-1)  # [E, K, p]
+        utility = w_utility_points(weights[None], points, config.utility_bounds or point_bounds(points), maximise)
         order = np.argsort(utility, axis=0, kind="stable")[-config.keep_last:]  # [E, K], the best last
         columns = np.arange(K)[None]
         all_params, epochs = all_params[order, columns], epochs[order, columns]

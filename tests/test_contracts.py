@@ -25,7 +25,7 @@ from padirec.contracts.artifacts import (
     resolve_generator_file,
 )
 from padirec.contracts.checkpoint import VERSION, GeneratorCheckpoint, load_checkpoint, save_checkpoint
-from padirec.contracts.dataset import SCHEMA, dataset_arrays, read_dataset
+from padirec.contracts.dataset import EXTRA_METRIC_COLUMNS, OPTIONAL, SCHEMA, dataset_arrays, read_dataset
 from padirec.contracts.names import (
     ADAPTER_SHA256_TAG,
     BACKBONE_ARTIFACT,
@@ -76,10 +76,18 @@ def test_dataset_reader_checks_schema_and_layout(tmp_path):
     rng = np.random.default_rng(0)
     path = write_dataset([dataset_row(w, rng.normal(size=N_PARAMS)) for w in (0.0, 1.0)], tmp_path / "ok")
     table, metadata = read_dataset(path)
-    assert table.schema.remove_metadata() == SCHEMA.append(pa.field("slot", pa.string()))
+    expected = SCHEMA
+    for name, kind in OPTIONAL.items():
+        expected = expected.append(pa.field(name, kind))
+    for name in ("w_accuracy", "w_diversity"):  # one weight column per objective, beside the list `w`
+        expected = expected.append(pa.field(name, pa.float32()))
+    assert table.schema.remove_metadata() == expected
+    assert table.column("w_accuracy").to_pylist() == [0.0, 1.0]
     assert dataset_arrays(table)["params"].shape == (2, N_PARAMS)
-    pq.write_table(table.drop_columns(["slot"]), tmp_path / "older.parquet")  # written before the slot column
+    older = table.drop_columns(["slot", *EXTRA_METRIC_COLUMNS])  # written before the slot and further metrics
+    pq.write_table(older, tmp_path / "older.parquet")
     assert read_dataset(tmp_path / "older.parquet")[0].column("slot").to_pylist() == ["", ""]
+    assert np.isnan(dataset_arrays(read_dataset(tmp_path / "older.parquet")[0])["test_ndcg_gap10"]).all()
 
     bad = table.drop_columns(["epoch"])
     pq.write_table(bad, tmp_path / "no-epoch.parquet")

@@ -254,7 +254,7 @@ def test_a_categories_table_of_unknown_items_is_an_error_and_partly_unknown_a_wa
     with pytest.raises(DataError, match="c.csv: none of its 2 items occurs in the interactions"):
         read_interactions_table(inter, cats)
     cats = write(tmp_path / "c.csv", "item,categories\n2,a\n8,b\n9,c\n")
-    with caplog.at_level("WARNING", logger="padirec.data.readers"):
+    with caplog.at_level("WARNING", logger="padirec.data.tables"):
         raw = read_interactions_table(inter, cats)
     assert "2 of 3 items do not occur in the interactions" in caplog.text
     assert "1 interacted items have no categories" in caplog.text

@@ -9,13 +9,14 @@ from padirec import tracking
 from padirec.cli.flags import add_flags, flag_values
 from padirec.config import DataSpec, load_yaml
 
-DATA_FLAGS = {"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories"}
+DATA_FLAGS = {"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories", "users_path": "--users"}
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """`--dataset --data-dir --categories --min-interactions --max-len` (a command's `data` section)."""
-    add_flags(parser.add_argument_group("data"), DataSpec, ["kind", "path", "categories_path", "min_interactions",
-                                                             "max_len"], section="data", flags=DATA_FLAGS)
+    """`--dataset --data-dir --categories --users --min-interactions --max-len` (a command's `data` section)."""
+    add_flags(parser.add_argument_group("data"), DataSpec, ["kind", "path", "categories_path", "users_path",
+                                                             "min_interactions", "max_len"], section="data",
+              flags=DATA_FLAGS)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

@@ -47,13 +47,14 @@ def add_commands(commands) -> None:
 
     generate_parser = commands.add_parser(
         "generate", help="generate an adapter for a preference weight with a registered generator and evaluate it",
-        description="Sample adapters for --w-acc (w_div = 1 - w_acc) with the generator, load them into the "
-                    "backbone the generator was trained for and print full-ranking NDCG@10 / α-NDCG@10 as JSON.")
+        description="Sample adapters for --w-acc (w_div = 1 - w_acc), or --weights for a generator of more "
+                    "objectives, load them into the backbone the generator was trained for and print full-ranking "
+                    "NDCG@10 / α-NDCG@10 (and the further objectives' metrics) as JSON.")
     add_data_flags(generate_parser)
     add_common(generate_parser)
-    add_flags(generate_parser, GenerateConfig, ["w_acc", "model", "sampler", "steps", "spacing", "eta", "guidance",
-                                                "seed", "backbone", "split", "device", "output", "log"],
-              section="generate", flags={"backbone": "--backbone-run"}, required=("w_acc",))
+    add_flags(generate_parser, GenerateConfig, ["w_acc", "weights", "model", "sampler", "steps", "spacing", "eta",
+                                                "guidance", "seed", "backbone", "split", "device", "output", "log"],
+              section="generate", flags={"backbone": "--backbone-run"})
     generate_parser.set_defaults(func=cmd_generate)
 
 
@@ -73,7 +74,10 @@ def cmd_train_dit(args: argparse.Namespace) -> None:
 
 
 def generate_config(args: argparse.Namespace) -> GenerateConfig:
-    return build(GenerateConfig, {"experiment": args.experiment}, section(args, "generate"), given(args, "generate"))
+    sources = (section(args, "generate"), given(args, "generate"))
+    if not any(s.get("w_acc") or s.get("weights") for s in sources):
+        raise SystemExit("padirec generate: give --w-acc (two objectives) or --weights (p numbers per w)")
+    return build(GenerateConfig, {"experiment": args.experiment}, *sources)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -84,7 +84,7 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in {"output_dir": args.output_dir, "experiment": args.experiment}.items() if v}
-    config = pipeline_config(args.config, {"data": given(args, "data")}, overrides)
+    config = pipeline_config(args.config, {"data": given(args, "data"), "adapter": given(args, "adapter")}, overrides)
     config = config.small() if args.small else config
     summary = run_pipeline(config, "quiet" if args.quiet else "verbose" if args.verbose else "bar")
     if args.deploy:
@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(adapt_parser)
     adapt_parser.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint")
     adapt_parser.add_argument("--w-acc", type=float, required=True, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
-    add_flags(adapt_parser, AdapterConfig, ["epochs", "keep_last", "keep", "objective_scale", "diversity_topk", "lr",
-                                            "seed", "init_seed", "device"], section="adapter")
+    add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
+                                            "diversity_topk", "lr", "seed", "init_seed", "device"], section="adapter")
     adapt_parser.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")
     adapt_parser.set_defaults(func=cmd_adapt)
 
@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
               section="sweep", flags={"backbone_run_id": "--backbone-run"},
               helps={"backbone_run_id": "MLflow run id of the backbone (from `padirec pretrain`)"})
     sweep.add_argument("--resume", metavar="SWEEP_RUN_ID", help="finish an interrupted sweep: only missing adapters")
-    add_flags(sweep, AdapterConfig, ["epochs", "keep_last", "keep", "objective_scale", "diversity_topk", "lr"],
-              section="adapter", helps={"epochs": "adapter epochs"})
+    add_flags(sweep, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale", "diversity_topk",
+                                     "lr"], section="adapter", helps={"epochs": "adapter epochs"})
     sweep.add_argument("--gather", action="store_true", help="gather the dataset when the sweep completes")
     sweep.set_defaults(func=cmd_sweep, sweep_command=None)
     sweep_commands = sweep.add_subparsers(dest="sweep_command")
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--experiment", help="MLflow experiment (default: padirec)")
     pipeline.add_argument("--output-dir", help="local copies of the backbone, dataset and report")
     pipeline.add_argument("--small", action="store_true", help="a smoke-test size (used by the tests)")
+    add_flags(pipeline, AdapterConfig, ["objectives"], section="adapter")
     output = pipeline.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="one line per stage (no live line on a terminal)")
     output.add_argument("--verbose", action="store_true", help="everything the stages print (default: one live "

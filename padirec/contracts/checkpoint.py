@@ -31,6 +31,7 @@ class GeneratorCheckpoint:
     backbone_run_id: str = ""
     metrics: dict = field(default_factory=dict)  # the last epoch's training metrics
     preference: dict | None = None  # after preference alignment: {"config": ..., "metrics": ...}
+    objectives: list = field(default_factory=list)  # what w's columns weigh; empty (older files): the paper's pair
 
     @property
     def prediction(self) -> str:
@@ -59,11 +60,15 @@ class GeneratorCheckpoint:
         return {"dataset_sha256": self.dataset_sha256, "sweep_run_id": self.sweep_run_id,
                 "backbone_run_id": self.backbone_run_id}
 
+    def objective_names(self) -> list[str]:
+        """The objectives the generator's condition w weighs, in order."""
+        return list(self.objectives) or ["accuracy", "diversity"][: self.dit_config.get("cond_dim", 2)]
+
     def summary(self) -> dict:
         """What a loaded generator reports about itself (no tensors)."""
         return {**self.lineage(), "epoch": self.epoch, "metrics": self.metrics, "dataset_rows": self.dataset_rows,
                 "train_config": self.train_config, "dit_config": self.dit_config,
-                "schedule_config": self.schedule_config}
+                "schedule_config": self.schedule_config, "objectives": self.objective_names()}
 
 
 def save_checkpoint(checkpoint: GeneratorCheckpoint, path: str | os.PathLike) -> Path:

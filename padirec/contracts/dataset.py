@@ -20,8 +20,12 @@ import torch
 from padirec import tracking
 from padirec.contracts.names import DATASET_ARTIFACT, DATASET_FILE, MANIFEST_ARTIFACT, MANIFEST_FILE
 from padirec.models import N_PARAMS, ParamNormalizer, layout_dict
+from padirec.objectives import OBJECTIVES, REGISTRY
 
 METRIC_COLUMNS = ("ndcg10", "alpha_ndcg10", "test_ndcg10", "test_alpha_ndcg10")  # validation, then test
+# the further objectives' metrics (validation, then test): NaN where the sweep did not measure them
+EXTRA_METRIC_COLUMNS = tuple(f"{prefix}{o.metric}" for prefix in ("", "test_") for o in REGISTRY.values()
+                             if o.name not in OBJECTIVES)
 SCHEMA = pa.schema([
     ("w", pa.list_(pa.float32())),
     ("seed", pa.int64()),
@@ -31,7 +35,13 @@ SCHEMA = pa.schema([
     ("backbone_run_id", pa.string()),
     ("run_id", pa.string()),
 ])
-OPTIONAL = {"slot": pa.string()}  # added later: written always, filled with "" when an older file lacks it
+# added later: written always, filled with "" (NaN) when an older file lacks them
+OPTIONAL = {"slot": pa.string(), **{name: pa.float32() for name in EXTRA_METRIC_COLUMNS}}
+
+
+def weight_column(objective: str) -> str:
+    """The column holding one objective's weight (beside the list column `w`, the generator's condition)."""
+    return f"w_{objective}"
 METADATA_KEY = b"padirec"
 
 
@@ -41,19 +51,26 @@ def adapter_table(rows: list[dict]) -> pa.Table:
     columns = {name: pa.array([r[name] for r in rows], type=SCHEMA.field(name).type)
                for name in SCHEMA.names if name != "params"}
     columns["params"] = pa.FixedSizeListArray.from_arrays(pa.array(params.reshape(-1)), N_PARAMS)
-    columns.update({name: pa.array([r.get(name, "") for r in rows], type=kind) for name, kind in OPTIONAL.items()})
+    columns.update({name: pa.array([r.get(name, "" if kind == pa.string() else float("nan")) for r in rows],
+                                   type=kind) for name, kind in OPTIONAL.items()})
     return pa.table({name: columns[name] for name in [*SCHEMA.names, *OPTIONAL]})
 
 
 def write_dataset(rows: list[dict], out_dir: str | os.PathLike, sweep_run_id: str = "", dropped: list[str] = (),
-                  objectives: list[str] = ("accuracy", "diversity")) -> dict:
-    """Rows → `out_dir/adapters.parquet` with layout + normaliser metadata, and `manifest.json` beside it."""
+                  objectives: list[str] = OBJECTIVES) -> dict:
+    """Rows → `out_dir/adapters.parquet` with layout + normaliser metadata, and `manifest.json` beside it; one
+    `w_<objective>` column per objective beside `w`."""
     rows = sorted(rows, key=lambda r: (list(r["w"]), r["seed"], r["epoch"]))
     params = np.stack([r["params"] for r in rows])
     normalizer = ParamNormalizer.fit(torch.as_tensor(params)).to_dict()  # per-tensor mean/std (+ range)
     metadata = {"layout": layout_dict(), "normalizer": normalizer, "sweep_run_id": sweep_run_id,
                 "objectives": list(objectives), "dropped": list(dropped)}
-    table = adapter_table(rows).replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    table = adapter_table(rows)
+    if rows and len(rows[0]["w"]) != len(objectives):
+        raise ValueError(f"rows have {len(rows[0]['w'])} weights, but the objectives are {list(objectives)}")
+    for j, name in enumerate(objectives):
+        table = table.append_column(weight_column(name), pa.array([r["w"][j] for r in rows], pa.float32()))
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / DATASET_FILE
@@ -84,7 +101,8 @@ def read_dataset(path: str | os.PathLike) -> tuple[pa.Table, dict]:
             raise ValueError(f"{path}: column {name!r} has type {found}, expected {expected}")
     for name, kind in OPTIONAL.items():
         if name not in table.column_names:
-            table = table.append_column(name, pa.array([""] * table.num_rows, type=kind))
+            fill = "" if kind == pa.string() else float("nan")
+            table = table.append_column(name, pa.array([fill] * table.num_rows, type=kind))
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path}: no PaDiRec metadata (layout, normaliser): write it with `padirec gather`")
@@ -102,7 +120,7 @@ def dataset_params(table: pa.Table) -> np.ndarray:
 def dataset_arrays(table: pa.Table) -> dict[str, np.ndarray]:
     """w [N, p], params [N, 1096], seed, epoch and the metric columns as numpy arrays."""
     arrays = {"params": dataset_params(table), "w": np.array(table.column("w").to_pylist(), dtype=np.float32)}
-    for name in ("seed", "epoch", *METRIC_COLUMNS):
+    for name in ("seed", "epoch", *METRIC_COLUMNS, *EXTRA_METRIC_COLUMNS):
         arrays[name] = table.column(name).to_numpy()
     arrays["slot"] = np.array(table.column("slot").to_pylist(), dtype=object)
     return arrays
@@ -121,7 +139,12 @@ def dataset_info(path: str | os.PathLike) -> dict:
             "cond_dim": len(table.column("w")[0].as_py()), "normalizer": metadata["normalizer"],
             "mean_adapter": params.mean(0, dtype=np.float64).tolist(),  # the mcgln reference adapter
             "sweep_run_id": metadata.get("sweep_run_id", ""), "backbone_run_id": backbones[0] if backbones else "",
-            "objectives": metadata.get("objectives", [])}
+            "objectives": dataset_objectives(metadata)}
+
+
+def dataset_objectives(metadata: dict) -> list[str]:
+    """The objectives a dataset's w columns are in (files written before they were recorded: the paper's pair)."""
+    return list(metadata.get("objectives") or OBJECTIVES)
 
 
 def dataset_manifest(path: str | os.PathLike) -> dict:

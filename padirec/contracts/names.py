@@ -18,6 +18,7 @@ BACKBONE_RUN_TAG = "padirec.backbone_run_id"  # lineage: the backbone an adapter
 GENERATOR_RUN_TAG = "padirec.generator_run_id"  # lineage: the generator run a report (or deployment) used
 MODEL_VERSION_TAG = "padirec.model_version"  # lineage: the registered "name/version" a report used; search by it
 BACKBONE_CONVERGED_TAG = "padirec.backbone_converged"  # "false": still improving at the epoch cap
+OBJECTIVES_TAG = "padirec.objectives"  # on sweep and generator runs: the objectives' names, comma-separated
 RAY_TRAIN_NAME_TAG = "padirec.ray_train_name"  # the Ray Train run name of a generator (reuse it to resume)
 LEGACY_TAGS = {  # written by releases before these names; read as a fallback so old stores stay usable
     ADAPTER_SHA256_TAG: "adapter_sha256", DATASET_SHA256_TAG: "dataset_sha256", SWEEP_RUN_TAG: "sweep_run_id",

@@ -2,7 +2,8 @@
 
 A cache entry is a folder holding `interactions.parquet` (user, item, time rows in sequence order,
 with the metadata JSON in the schema metadata), `items.parquet` (item, raw id, multi-hot
-categories, title: null when the data has none) and `users.parquet` (user, raw id). It is written to a
+categories, title: null when the data has none) and `users.parquet` (user, raw id, group: −1 when unknown or
+the data has none). It is written to a
 temporary folder and renamed.
 """
 
@@ -28,7 +29,7 @@ from .readers import KINDS, read_raw
 from .synthetic import SyntheticConfig, make_synthetic
 
 log = logging.getLogger(__name__)
-FORMAT, VERSION = "padirec.sequence_data", 2  # 2: item titles
+FORMAT, VERSION = "padirec.sequence_data", 3  # 2: item titles; 3: user groups
 MOVIELENS_MARKER = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
 
 
@@ -80,7 +81,8 @@ def save_sequence_data(data: SequenceData, path: str | os.PathLike) -> Path:
     item_raw, item_kind = _raw_ids(data.item_ids, data.n_items + 1)
     meta = {"format": FORMAT, "version": VERSION, "n_users": data.n_users, "n_items": data.n_items,
             "category_names": list(data.category_names), "max_len": data.max_len,
-            "user_ids": user_kind, "item_ids": item_kind, "titles": data.item_titles is not None}
+            "user_ids": user_kind, "item_ids": item_kind, "titles": data.item_titles is not None,
+            "group_names": data.group_names}
     user_of = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.seq_offsets))
     interactions = pa.table({"user": user_of, "item": data.seq_items.astype(np.int64),
                              "time": data.seq_times.astype(np.float64)})
@@ -90,7 +92,9 @@ def save_sequence_data(data: SequenceData, path: str | os.PathLike) -> Path:
     titles = pa.array(data.item_titles if data.item_titles is not None else [None] * (data.n_items + 1), pa.string())
     items = pa.table({"item": np.arange(data.n_items + 1, dtype=np.int64), "raw_id": item_raw,
                       "categories": categories, "title": titles})
-    users = pa.table({"user": np.arange(data.n_users, dtype=np.int64), "raw_id": user_raw})
+    groups = data.user_groups if data.user_groups is not None else np.full(data.n_users, -1, np.int64)
+    users = pa.table({"user": np.arange(data.n_users, dtype=np.int64), "raw_id": user_raw,
+                      "group": groups.astype(np.int64)})
     try:
         pq.write_table(interactions.replace_schema_metadata({"padirec": json.dumps(meta)}),
                        tmp / "interactions.parquet")
@@ -135,6 +139,12 @@ def load_sequence_data(path: str | os.PathLike) -> SequenceData:
     if items.num_rows != n_items + 1 or flat.size != (n_items + 1) * n_cat:
         raise DataError(f"expected {n_items + 1} items with {n_cat} category flags", path / "items.parquet")
     users = pq.read_table(path / "users.parquet")
+    group_names = meta.get("group_names")
+    groups = users.column("group").to_numpy() if group_names is not None else None
+    if groups is not None and (len(groups) != n_users or groups.min(initial=0) < -1
+                               or groups.max(initial=-1) >= len(group_names)):
+        raise DataError(f"expected {n_users} user groups in -1..{len(group_names) - 1}", path / "users.parquet",
+                        column="group")
     return SequenceData(
         n_users=n_users,
         n_items=n_items,
@@ -147,6 +157,8 @@ def load_sequence_data(path: str | os.PathLike) -> SequenceData:
         user_ids=_from_raw(users.column("raw_id"), meta["user_ids"]),
         item_ids=_from_raw(items.column("raw_id"), meta["item_ids"]),
         item_titles=items.column("title").to_pylist() if meta.get("titles") else None,
+        group_names=group_names,
+        user_groups=groups.astype(np.int64) if groups is not None else None,
     )
 
 
@@ -168,7 +180,7 @@ def _movielens_dir(kind: str) -> Path:
 def load_dataset(kind: str, path: str | os.PathLike | None = None,
                  categories_path: str | os.PathLike | None = None,
                  config: PreprocessConfig = PreprocessConfig(), cache_dir: str | os.PathLike | None = None,
-                 synthetic: SyntheticConfig | None = None) -> SequenceData:
+                 synthetic: SyntheticConfig | None = None, users_path: str | os.PathLike | None = None) -> SequenceData:
     """Read and preprocess a dataset, or load it from the cache when its files and settings are unchanged."""
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; expected one of {KINDS}")
@@ -180,7 +192,7 @@ def load_dataset(kind: str, path: str | os.PathLike | None = None,
     elif path is None:
         raise ValueError(f"dataset kind {kind!r} needs a path")
     else:
-        paths = [path] + ([categories_path] if categories_path is not None else [])
+        paths = [path] + [p for p in (categories_path, users_path) if p is not None]
     settings = {"kind": kind, "format_version": VERSION, "preprocess": asdict(config),
                 "synthetic": asdict(synthetic) if synthetic else None}
     key = fingerprint(paths, settings)
@@ -193,7 +205,7 @@ def load_dataset(kind: str, path: str | os.PathLike | None = None,
             return data
         except (DataError, pa.ArrowException, OSError, KeyError, ValueError) as e:
             log.warning("ignoring unreadable cache entry %s (%s)", entry, e)
-    raw = make_synthetic(synthetic) if kind == "synthetic" else read_raw(kind, path, categories_path)
+    raw = make_synthetic(synthetic) if kind == "synthetic" else read_raw(kind, path, categories_path, users_path)
     data = preprocess(raw, config)
     save_sequence_data(data, entry)
     log.info("preprocessed %s (%s) and cached it at %s", raw.source, data.stats(), entry)

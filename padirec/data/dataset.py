@@ -67,6 +67,8 @@ class SequenceData:
     user_ids: np.ndarray | None = None  # raw user id per dense id
     item_ids: np.ndarray | None = None  # raw item id per dense id; index 0 is a placeholder (-1 or "")
     item_titles: list[str] | None = None  # display title per dense id ("" where unknown; index 0 ""); None: no titles
+    group_names: list[str] | None = None  # user groups (fairness objective); None: the data has none
+    user_groups: np.ndarray | None = None  # int64 [n_users]: index into group_names, −1 unknown
 
     def user_sequence(self, u: int) -> np.ndarray:
         """User u's items in chronological order (train part, then valid and test targets)."""
@@ -114,6 +116,27 @@ class SequenceData:
         key = np.unique(rows[keep] * (self.n_items + 1) + items[keep])
         return key // (self.n_items + 1), key % (self.n_items + 1)
 
+    def train_counts(self) -> np.ndarray:
+        """Training interactions per item `[n_items + 1]` (every position but each user's last two)."""
+        position = np.arange(len(self.seq_items))
+        training_part = position < np.repeat(self.seq_offsets[1:] - 2, np.diff(self.seq_offsets))
+        return np.bincount(self.seq_items[training_part], minlength=self.n_items + 1)
+
+    def tail_items(self, share: float = 0.8) -> np.ndarray:
+        """float32 `[n_items + 1]`: 1 for the long tail, the `share` of items with the fewest training interactions
+        (the rest is the head; ties broken by item id); 0 for the padding."""
+        order = np.lexsort((np.arange(self.n_items), -self.train_counts()[1:]))  # most interactions first
+        tail = np.zeros(self.n_items + 1, np.float32)
+        tail[1 + order[self.n_items - round(share * self.n_items):]] = 1.0
+        return tail
+
+    def groups_of(self, users: np.ndarray) -> np.ndarray:
+        """The group index of each dense user id (−1: unknown); an error when the data has no user groups."""
+        if self.user_groups is None:
+            raise DataError("this dataset has no user groups: the fairness objective needs user attributes "
+                            "(MovieLens' gender, or a users table `user,group` given by --users)")
+        return self.user_groups[np.asarray(users)]
+
     def stats(self) -> dict:
         """Headline numbers for logs and reports."""
         n = len(self.seq_items)
@@ -125,6 +148,7 @@ class SequenceData:
             "density": n / (self.n_users * self.n_items),
             "avg_sequence_length": n / self.n_users,
             "avg_categories_per_item": float(self.item_categories[1:].sum(1).mean()) if self.n_items else 0.0,
+            **({"user_groups": len(self.group_names)} if self.group_names is not None else {}),
         }
 
 
@@ -172,6 +196,12 @@ def preprocess(raw: RawData, config: PreprocessConfig = PreprocessConfig()) -> S
         multi_hot[k, [column[str(c)] for c in raw.item_categories.get(i, ())]] = 1.0
 
     n_users = int(keep.sum())
+    group_names, user_groups = None, None
+    if raw.user_groups:
+        group_names = sorted({str(g) for g in raw.user_groups.values()})
+        index = {g: k for k, g in enumerate(group_names)}
+        user_groups = np.array([index.get(str(raw.user_groups.get(u, "")), -1) for u in user_ids[keep].tolist()],
+                               np.int64)
     placeholder = np.array([-1 if item_ids.dtype.kind in "iu" else ""], dtype=item_ids.dtype)
     return SequenceData(
         n_users=n_users,
@@ -185,6 +215,8 @@ def preprocess(raw: RawData, config: PreprocessConfig = PreprocessConfig()) -> S
         user_ids=user_ids[keep],
         item_ids=np.concatenate([placeholder, item_ids]),
         item_titles=["", *(str(raw.item_titles.get(i, "")) for i in item_ids.tolist())] if raw.item_titles else None,
+        group_names=group_names,
+        user_groups=user_groups,
     )
 
 

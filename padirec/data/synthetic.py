@@ -29,6 +29,8 @@ class SyntheticConfig:
     p_second_category: float = 0.3  # share of items with a second category
     extra_categories: float = 0.0  # mean number of further categories per item (Poisson), drawn at random
     zipf_exponent: float = 1.0
+    groups: int = 0  # > 0: users fall in that many groups; group g follows the successor map less often, so a
+    # backbone serves the groups unequally (what the fairness objective closes)
     seed: int = 0
 
     def __post_init__(self):
@@ -40,6 +42,8 @@ class SyntheticConfig:
             raise ValueError("probabilities must lie in [0, 1]")
         if self.extra_categories < 0:
             raise ValueError(f"extra_categories must be >= 0, got {self.extra_categories}")
+        if self.groups < 0 or self.groups == 1:
+            raise ValueError(f"groups must be 0 (none) or at least 2, got {self.groups}")
 
 
 def _draw(cdf: np.ndarray, u: float) -> int:
@@ -66,6 +70,9 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig()) -> RawData:
         cycle = rng.permutation(np.flatnonzero(primary == k))
         successor[cycle] = np.roll(cycle, -1)
 
+    # user groups from their own stream: the same seed draws the same coins with or without them
+    group = np.random.default_rng([c.seed, 3]).integers(0, max(c.groups, 1), c.n_users)
+    p_sequential = c.p_sequential * (1 - 0.6 * group / max(c.groups - 1, 1))  # the last group: 40% of it
     users, items, times = [], [], []
     for u in range(c.n_users):
         favourites = rng.choice(c.n_categories, c.favourite_categories, replace=False)
@@ -75,7 +82,7 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig()) -> RawData:
         coins = rng.random((n, 3))
         seq = []
         for step in range(n):
-            if seq and coins[step, 0] < c.p_sequential:
+            if seq and coins[step, 0] < p_sequential[u]:
                 seq.append(successor[seq[-1]])
             elif coins[step, 1] < c.p_favourite:
                 seq.append(pool[_draw(cdf_pool, coins[step, 2])])
@@ -95,5 +102,6 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig()) -> RawData:
         for i, n in enumerate(extra):
             tags = np.random.default_rng([c.seed, 2, i]).choice(c.n_categories, min(n, c.n_categories), replace=False)
             categories[i + 1] += [names[k] for k in tags if names[k] not in categories[i + 1]]
+    groups = {u + 1: f"g{group[u]}" for u in range(c.n_users)} if c.groups else {}
     return RawData(np.array(users, np.int64), np.array(items, np.int64), np.array(times, np.float64),
-                   categories, f"synthetic {c}")
+                   categories, f"synthetic {c}", user_groups=groups)

@@ -28,23 +28,45 @@ def task_weights(w_acc_values) -> np.ndarray:
     return np.stack([w_acc, 1.0 - w_acc], axis=1)
 
 
-def generate_and_evaluate(generator: Generator, backbone, data, w_acc_values, sampler: SamplerConfig = SamplerConfig(),
+def simplex_weights(values, objectives: list[str]) -> np.ndarray:
+    """Rows `[K, p]` from `values`: p numbers per w for the p `objectives`, concatenated; each row non-negative and
+    summing to 1 (within 1e-3)."""
+    values = np.asarray(values, dtype=np.float32).ravel()
+    p = len(objectives)
+    if values.size == 0 or values.size % p:
+        raise ValueError(f"weights must be {p} numbers per w ({', '.join(objectives)}), got {values.size} numbers")
+    weights = values.reshape(-1, p)
+    if (weights < 0).any() or (np.abs(weights.sum(1) - 1) > 1e-3).any() or not np.isfinite(weights).all():
+        raise ValueError(f"each w ({', '.join(objectives)}) must be non-negative and sum to 1, got {weights.tolist()}")
+    return weights
+
+
+def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler: SamplerConfig = SamplerConfig(),
                           seed: int = 0, split: str = "test", eval_set: EvalSet | None = None) -> list[dict]:
-    """One generated adapter per w_acc (w_div = 1 - w_acc), all sampled in one batch and evaluated in one
-    batched `rank_metrics` call. Rows: w_acc, w_div, ndcg10, alpha_ndcg10, params (float32 [1096]),
+    """One generated adapter per task, all sampled in one batch and evaluated in one batched `rank_metrics` call.
+
+    `weights`: w_acc values (two objectives: w_div = 1 - w_acc) or rows `[K, p]` in the generator's objectives.
+    Rows: w (and w_acc, w_div for two objectives), each objective's metric, params (float32 [1096]),
     generation_seconds (for the whole batch)."""
-    if generator.cond_dim != 2:
-        raise ValueError(f"the generator is conditioned on {generator.cond_dim} objectives; tasks here have 2")
-    weights = task_weights(w_acc_values)
+    weights = np.asarray(weights, dtype=np.float32)
+    weights = task_weights(weights) if weights.ndim <= 1 else weights
+    if weights.shape[1] != generator.cond_dim:
+        raise ValueError(f"the generator is conditioned on {generator.cond_dim} objectives "
+                         f"({', '.join(generator.objectives)}); tasks here have {weights.shape[1]}")
     started = time.perf_counter()
     adapters = generator.generate(weights, sampler, seed=seed)
     seconds = time.perf_counter() - started
-    eval_set = eval_set or EvalSet.build(data, split)
+    eval_set = eval_set or EvalSet.build(data, split, objectives=generator.objectives)
     device = next(backbone.parameters()).device
     metrics = rank_metrics(backbone, eval_set, torch.as_tensor(adapters, device=device))
-    return [{"w_acc": round(float(w[0]), 6), "w_div": round(float(w[1]), 6), "ndcg10": float(metrics["ndcg10"][i]),
-             "alpha_ndcg10": float(metrics["alpha_ndcg10"][i]), "params": adapters[i], "generation_seconds": seconds}
-            for i, w in enumerate(weights)]
+    rows = []
+    for i, w in enumerate(weights):
+        row = {"w": [round(float(x), 6) for x in w]}
+        if len(w) == 2:
+            row.update(w_acc=round(float(w[0]), 6), w_div=round(float(w[1]), 6))
+        row.update({name: float(values[i]) for name, values in metrics.items()})
+        rows.append({**row, "params": adapters[i], "generation_seconds": seconds})
+    return rows
 
 
 @dataclass
@@ -52,6 +74,8 @@ class GenerateConfig:
     """`padirec generate`: adapters for some w_acc with a trained generator, scored on the backbone."""
 
     w_acc: list[float] = field(default_factory=lambda: [0.5])  # accuracy weights in [0, 1]; w_div = 1 - w_acc
+    # p numbers per w in the generator's objectives, concatenated (3 objectives: 0.5,0.3,0.2); replaces w_acc
+    weights: list[float] = field(default_factory=list)
     model: str = DEFAULT_MODEL_URI  # models:/name@alias, models:/name/version, a training run id or a dit.pt path
     sampler: Literal["ddim", "ddpm"] = "ddim"
     steps: int | None = None  # ddim steps (default 1: one x0 prediction from noise); ddpm always runs all T
@@ -76,26 +100,34 @@ def generate(config: GenerateConfig, data_overrides: dict | None = None) -> dict
     weights = task_weights(config.w_acc)  # validates the w_acc values before anything loads
     tracking.setup(config.experiment)
     generator = load_generator(resolve_generator_file(config.model), config.device)
+    if config.weights or generator.cond_dim != 2:
+        if not config.weights:
+            names = ", ".join(generator.objectives)
+            raise ValueError(f"this generator weighs {generator.cond_dim} objectives ({names}): give --weights "
+                             "with that many numbers per w")
+        weights = simplex_weights(config.weights, generator.objectives)
     backbone_ref = config.backbone or generator.metadata.get("backbone_run_id")
     if not backbone_ref:
         raise ValueError("the generator's dataset names no backbone run; pass the backbone")
     backbone, extra = load_backbone(resolve_backbone_file(backbone_ref))
     data = load_data(data_spec(extra.get("data"), data_overrides))
     sampler = config.sampler_config(generator.schedule.num_steps)
-    rows = generate_and_evaluate(generator, backbone, data, weights[:, 0], sampler, config.seed, config.split)
+    rows = generate_and_evaluate(generator, backbone, data, weights, sampler, config.seed, config.split)
     adapters = np.stack([r.pop("params") for r in rows])
     adapters = adapters[0] if len(rows) == 1 else adapters
     if config.output:
         np.save(config.output, adapters)
     header = {"model": config.model, "generator_epoch": generator.metadata.get("epoch"), "split": config.split,
+              "objectives": generator.objectives,
               "backbone_run_id": backbone_ref, "sampler": asdict(sampler), "seed": config.seed}
     if config.log:
         with tracking.start_run("generate", config.experiment, tags={STAGE_TAG: STAGE_GENERATE}) as run:
-            mlflow.log_params({"model": config.model, "w_acc": ",".join(f"{w:g}" for w in config.w_acc),
+            mlflow.log_params({"model": config.model, "w_acc": ",".join(f"{w:g}" for w in weights[:, 0]),
+                               "weights": ";".join(",".join(f"{x:g}" for x in w) for w in weights),
                                "backbone_run_id": backbone_ref, "seed": config.seed, "split": config.split,
                                **{f"sampler.{k}": v for k, v in asdict(sampler).items()}})
             for step, row in enumerate(rows):
-                mlflow.log_metrics({k: row[k] for k in ("w_acc", "ndcg10", "alpha_ndcg10")}, step=step)
+                mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
             log_adapter(adapters)
         header["run_id"] = run.info.run_id
     return {**header, **rows[0]} if len(rows) == 1 else {**header, "results": rows}

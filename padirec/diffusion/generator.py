@@ -33,6 +33,11 @@ class Generator:
     def cond_dim(self) -> int:
         return self.model.config.cond_dim
 
+    @property
+    def objectives(self) -> list[str]:
+        """The objectives w's columns weigh, in order (recorded from the training dataset)."""
+        return list(self.metadata.get("objectives") or ["accuracy", "diversity"][: self.cond_dim])
+
     def to(self, device: torch.device | str) -> Generator:
         self.model.to(device)
         self.schedule.to(device)

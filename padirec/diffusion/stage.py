@@ -16,6 +16,7 @@ from padirec.contracts.names import (
     BACKBONE_RUN_TAG,
     DATASET_SHA256_TAG,
     MODEL_NAME,
+    OBJECTIVES_TAG,
     RAY_TRAIN_NAME_TAG,
     STAGE_GENERATOR,
     STAGE_TAG,
@@ -80,7 +81,8 @@ def train_generator(dataset: str | Path, config: DiTTrainConfig = DiTTrainConfig
     name = run.name or f"dit-{info['sha256'][:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = storage_uri(run.storage_path)
     tags = {STAGE_TAG: STAGE_GENERATOR, RAY_TRAIN_NAME_TAG: name, DATASET_SHA256_TAG: info["sha256"],
-            SWEEP_RUN_TAG: info["sweep_run_id"], BACKBONE_RUN_TAG: info["backbone_run_id"]}
+            SWEEP_RUN_TAG: info["sweep_run_id"], BACKBONE_RUN_TAG: info["backbone_run_id"],
+            OBJECTIVES_TAG: ",".join(info["objectives"])}
     with tracking.start_run(f"dit-{name}", run.experiment, tags=tags) as active:
         log_training_params(training_params(asdict(config), asdict(config.dit_config(info["cond_dim"])),
                                             asdict(config.schedule)))

@@ -68,9 +68,7 @@ class Scorer:
         if n_users >= n:
             return self
         rows = np.sort(np.random.default_rng(seed).choice(n, n_users, replace=False))
-        subset = replace(self.eval_set, instances=self.eval_set.instances.subset(rows),
-                         excluded=self.eval_set.excluded[torch.as_tensor(rows)])
-        return replace(self, eval_set=subset, states=self.states[torch.as_tensor(rows)])
+        return replace(self, eval_set=self.eval_set.subset(rows), states=self.states[torch.as_tensor(rows)])
 
     def per_adapter(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """NDCG@10 and α-NDCG@10 of each adapter in `flat [n, 1096]`."""

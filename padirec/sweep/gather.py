@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.contracts.artifacts import load_adapter
-from padirec.contracts.dataset import write_dataset
-from padirec.contracts.names import DATASET_DIR, DATASET_SHA256_TAG, MANIFEST_FILE
+from padirec.contracts.dataset import EXTRA_METRIC_COLUMNS, METRIC_COLUMNS, dataset_objectives, write_dataset
+from padirec.contracts.names import DATASET_DIR, DATASET_SHA256_TAG, MANIFEST_FILE, OBJECTIVES_TAG
 from padirec.models import N_PARAMS
 from padirec.sweep.run import adapter_experiment_id, logged_children
 
@@ -27,6 +27,8 @@ def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> d
     children = logged_children(client, adapter_experiment_id(parent), parent_run_id)
     if not children:
         raise ValueError(f"sweep {parent_run_id} has no finished adapter runs to gather")
+    recorded = [name for name in parent.data.tags.get(OBJECTIVES_TAG, "").split(",") if name]
+    objectives = dataset_objectives({"objectives": recorded})
     rows, dropped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for key, run in sorted(children.items()):
@@ -39,12 +41,13 @@ def gather(parent_run_id: str, output: str | None = None, log: bool = True) -> d
             rows.append({
                 "w": [float(p[f"w_{i}"]) for i in range(n_objectives)], "seed": int(p["seed"]),
                 "epoch": int(p["epoch"]), "params": params,
-                "ndcg10": m.get("val_ndcg10", np.nan), "alpha_ndcg10": m.get("val_alpha_ndcg10", np.nan),
-                "test_ndcg10": m.get("test_ndcg10", np.nan), "test_alpha_ndcg10": m.get("test_alpha_ndcg10", np.nan),
+                # the run logs validation metrics as val_<metric>; the dataset's columns are <metric>, test_<metric>
+                **{c: m.get(c if c.startswith("test_") else f"val_{c}", np.nan)
+                   for c in (*METRIC_COLUMNS, *EXTRA_METRIC_COLUMNS)},
                 "backbone_run_id": p.get("backbone_run_id", ""), "run_id": run.info.run_id, "slot": p.get("slot", ""),
             })
     out_dir = Path(output) if output else Path(tempfile.mkdtemp(prefix="padirec-dataset-"))
-    manifest = write_dataset(rows, out_dir, parent_run_id, dropped)
+    manifest = write_dataset(rows, out_dir, parent_run_id, dropped, objectives)
     path = Path(manifest["path"])
     if log:
         client.log_artifact(parent_run_id, str(path), DATASET_DIR)

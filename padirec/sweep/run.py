@@ -30,6 +30,7 @@ from padirec.contracts.names import (
     BACKBONE_RUN_TAG,
     EXAMPLE_KEY_TAG,
     GRID_FILE,
+    OBJECTIVES_TAG,
     STAGE_ADAPTER,
     STAGE_SWEEP,
     STAGE_TAG,
@@ -45,7 +46,7 @@ from padirec.training import AdapterConfig, AdapterResult, calibrate, scale_para
 class SweepConfig:
     backbone_run_id: str = ""
     grid_step: float = 0.05
-    n_objectives: int = 2
+    n_objectives: int = 0  # 0: as many as adapter.objectives (the grid's dimension; kept for older configs)
     seeds: list[int] = field(default_factory=lambda: [0])
     pack_size: int = 21  # grid points per trial (K); 1 = one trial per point
     cpus_per_trial: float = 1.0
@@ -56,11 +57,21 @@ class SweepConfig:
     name: str = ""  # Tune experiment name (default: sweep-<parent run id>)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
+    def __post_init__(self):
+        if self.n_objectives not in (0, len(self.adapter.objectives)):
+            raise ValueError(f"n_objectives = {self.n_objectives}, but adapter.objectives names "
+                             f"{len(self.adapter.objectives)}: {self.adapter.objectives} (set the objectives; the "
+                             "grid follows)")
+
+    def grid(self) -> np.ndarray:
+        """The weights on the simplex of the sweep's objectives, `[G, p]` (66 for three at step 0.1)."""
+        return simplex_grid(self.grid_step, len(self.adapter.objectives))
+
     def blocks(self) -> list[Block]:
-        return pack_blocks(simplex_grid(self.grid_step, self.n_objectives), self.seeds, self.pack_size)
+        return pack_blocks(self.grid(), self.seeds, self.pack_size)
 
     def expected_examples(self) -> int:
-        return len(simplex_grid(self.grid_step, self.n_objectives)) * len(self.seeds) * self.adapter.keep_last
+        return len(self.grid()) * len(self.seeds) * self.adapter.keep_last
 
 
 def block_keys(block: Block, adapter: AdapterConfig) -> list[str]:
@@ -191,14 +202,16 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
     """Create the parent run (config, backbone, grid) before any trial writes to the store."""
     tracking.setup(experiment)
     tags = {STAGE_TAG: STAGE_SWEEP, BACKBONE_RUN_TAG: config.backbone_run_id,
-            ADAPTER_EXPERIMENT_TAG: tracking.ensure_experiment(experiment + ADAPTER_EXPERIMENT_SUFFIX)}
+            ADAPTER_EXPERIMENT_TAG: tracking.ensure_experiment(experiment + ADAPTER_EXPERIMENT_SUFFIX),
+            OBJECTIVES_TAG: ",".join(config.adapter.objectives)}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
-        mlflow.log_params(scale_params(config.adapter.scales, config.adapter.weight_map))
+        mlflow.log_params(scale_params(config.adapter.scales, config.adapter.weight_map, config.adapter.objectives))
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
-                           "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples()})
+                           "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples(),
+                           "objectives": ",".join(config.adapter.objectives)})
         mlflow.log_dict(asdict(config), SWEEP_CONFIG_FILE)
-        mlflow.log_dict({"weights": simplex_grid(config.grid_step, config.n_objectives).tolist()}, GRID_FILE)
+        mlflow.log_dict({"weights": config.grid().tolist(), "objectives": config.adapter.objectives}, GRID_FILE)
     return run.info.run_id
 
 
