@@ -184,10 +184,15 @@ def w_regret(utilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def avg_hv(table: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Avg.HV per method from `{method: (ndcg per task, α-ndcg per task)}`, normalised jointly."""
-    all_a = np.concatenate([np.asarray(a, dtype=float) for a, _ in table.values()])
-    all_d = np.concatenate([np.asarray(d, dtype=float) for _, d in table.values()])
-    bounds = (all_a.min(), all_a.max(), all_d.min(), all_d.max())
-    return {m: float(hypervolumes(a, d, bounds).mean()) for m, (a, d) in table.items()}
+    return avg_hv_points({m: np.stack([np.asarray(a, dtype=float), np.asarray(d, dtype=float)], -1)
+                          for m, (a, d) in table.items()})
+
+
+def avg_hv_points(table: dict[str, np.ndarray], maximise=None) -> dict[str, float]:
+    """Avg.HV per method from `{method: points [tasks, p]}`: the mean over tasks of the volume between a point and
+    the worst corner, every metric min–max normalised over all methods' points (the paper's, for p metrics)."""
+    bounds = point_bounds(np.concatenate([np.asarray(v, dtype=float) for v in table.values()]))
+    return {m: float(normalised_points(v, bounds, maximise).prod(-1).mean()) for m, v in table.items()}
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -24,13 +24,14 @@ class Objective:
     label: str  # the metric as tables print it
     maximise: bool  # False: lower is better (a gap)
     short: str  # the letter of report keys: r-a, r-d, r-f, ...
+    worst: float = 0.0  # the metric's worst value: the fixed hypervolume reference point's coordinate
     needs: str = ""  # what the data must carry: "groups" (user attributes)
 
 
 REGISTRY = {o.name: o for o in (
     Objective("accuracy", "ndcg10", "NDCG@10", True, "a"),
     Objective("diversity", "alpha_ndcg10", "α-NDCG@10", True, "d"),
-    Objective("fairness", "ndcg_gap10", "NDCG_GAP@10", False, "f", needs="groups"),
+    Objective("fairness", "ndcg_gap10", "NDCG_GAP@10", False, "f", worst=1.0, needs="groups"),
     Objective("novelty", "tail10", "Tail@10", True, "n"),
 )}
 OBJECTIVES = ("accuracy", "diversity")  # the paper's pair: the default of every stage

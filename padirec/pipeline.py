@@ -36,7 +36,7 @@ from padirec.models import load_backbone
 from padirec.phases import pretrain
 from padirec.runtime import output_to
 from padirec.sweep import SweepConfig, gather, run_sweep, sweep_report
-from padirec.sweep.report import curve_summary
+from padirec.sweep.report import curve_summary, fixed_accuracy_summary
 from padirec.training import AdapterConfig, PretrainConfig
 
 
@@ -187,7 +187,8 @@ def run_pipeline(config: PipelineConfig, console_mode: str = "bar") -> dict:
     with console.stage("curve", "Retrain curve") as said:
         curve = sweep_report(swept.parent_run_id, str(out / "report"))
         summary["retrain_curve_png"] = curve["png"]
-        said.text = curve_summary(curve["curve"])
+        said.text = (fixed_accuracy_summary(curve["fixed_accuracy"]) if "fixed_accuracy" in curve
+                     else curve_summary(curve["curve"]))
 
     with console.stage("generator", "DiT generator (Ray Train DDP), registered in MLflow") as said:
         generator = train_generator(summary["dataset"]["path"], config.dit_train,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from padirec.diffusion.generate import task_weights
 from padirec.evaluation.baselines import (
     CMR,
     DPP,
@@ -17,7 +18,6 @@ from padirec.evaluation.baselines import (
     Scorer,
     Soup,
     WeightToAdapter,
-    task_weights,
 )
 from padirec.evaluation.rerank import mmr_rerank
 from padirec.metrics import ideal_alpha_dcg, topk_full_ranking

@@ -39,6 +39,7 @@ from padirec.serving.schemas import (
     ModelLimits,
     RecommendationRequest,
     RequestError,
+    adapter_query,
     check_recommendation,
     check_weights,
     json_safe,
@@ -49,6 +50,7 @@ from padirec.serving.stage import serve as serve_app
 
 N_ITEMS = 40
 MAX_LEN = 8
+THREE_OBJECTIVES = ("accuracy", "diversity", "novelty")
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "padirec" / "serving" / "serve_config.yaml"
 
 
@@ -85,7 +87,8 @@ def artifacts(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def registry(artifacts) -> dict:
     """An MLflow store (MLFLOW_TRACKING_URI for the module) where a second generator, on a 25-item backbone of its
-    own, is registered as `other-dit` version 1 beside a report run on the first one's generator run."""
+    own, is registered as `other-dit` version 1, and a third, of the objectives `THREE_OBJECTIVES` on the first
+    backbone (trained for one epoch on 12 random adapters), as `novelty-dit` version 1."""
     import mlflow
 
     from padirec.contracts.checkpoint import load_checkpoint, save_checkpoint
@@ -107,7 +110,22 @@ def registry(artifacts) -> dict:
                                 root / "dit.pt")
         run_id, version = log_and_register(other, dataset_manifest(artifacts["dataset"]), "other-dit", alias=None,
                                            experiment="serving")
-        yield {"uri": uri, "model": f"other-dit/{version}", "run_id": run_id}
+        # a generator of three objectives on the first backbone (logged as a run: its catalogue has the data)
+        with mlflow.start_run(run_name="backbone-40") as backbone_run:
+            mlflow.log_artifact(str(artifacts["backbone"]), "backbone")
+        rng = np.random.default_rng(2)
+        rows = [{"w": list(w), "seed": s, "epoch": 0, "run_id": f"run3-{w}-{s}", "backbone_run_id":
+                 backbone_run.info.run_id, "params": (0.1 * (w[0] - w[2]) + rng.normal(0, 0.05, N_PARAMS)).astype(
+                     np.float32), "ndcg10": 0.0, "alpha_ndcg10": 0.0, "test_ndcg10": 0.0, "test_alpha_ndcg10": 0.0}
+                for w in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.4, 0.3, 0.3)) for s in range(3)]
+        dataset = write_dataset(rows, root / "data3", objectives=list(THREE_OBJECTIVES))["path"]
+        config = build(DiTTrainConfig, dict(epochs=1, batch_size=12, device="cpu", dit=TINY_DIT,
+                                            schedule={"steps": 100}))
+        three = train_dit(dataset, config, output_dir=root / "dit3")["checkpoint_path"]
+        three_run_id, three_version = log_and_register(three, dataset_manifest(dataset), "novelty-dit", alias=None,
+                                                       experiment="serving")
+        yield {"uri": uri, "model": f"other-dit/{version}", "run_id": run_id,
+               "three": f"novelty-dit/{three_version}", "three_run_id": three_run_id}
     mlflow.set_tracking_uri(None)  # (it also unsets MLFLOW_TRACKING_URI: not while the server runs)
 
 
@@ -124,9 +142,8 @@ def test_valid_weights(weights):
 
 @pytest.mark.parametrize("weights, reason", [
     ([float("nan"), 1.0], "finite"), ({"accuracy": float("inf"), "diversity": 0.0}, "finite"),
-    ([-0.5, 1.5], "greater than or equal"), ([0.5, 0.6], "sum to 1"), ({"accuracy": 0.5, "novelty": 0.5}, "novelty"),
-    ({"accuracy": 1.0}, "missing"), (["0.5", 0.5], "valid number"), ([True, False], "valid number"), ([], "at least 1"),
-    ("accuracy", "valid list"),
+    ([-0.5, 1.5], "greater than or equal"), ([0.5, 0.6], "sum to 1"), ({"accuracy": 0.5, "novelty": 0.6}, "sum to 1"),
+    (["0.5", 0.5], "valid number"), ([True, False], "valid number"), ([], "at least 1"), ("accuracy", "valid list"),
 ])
 def test_invalid_weights_fail_schema_validation(weights, reason):
     with pytest.raises(ValidationError, match=reason):
@@ -134,8 +151,18 @@ def test_invalid_weights_fail_schema_validation(weights, reason):
 
 
 def test_semantic_checks_against_the_model():
-    with pytest.raises(RequestError, match="takes 2 weights"):
+    with pytest.raises(RequestError, match=r"takes 2 weights \(\['accuracy', 'diversity'\]\), got 3"):
         check_weights([0.2, 0.3, 0.5], LIMITS)
+    # which names a dict must give is the model's: the schema takes any, the model check exactly its objectives
+    pair = r"\['accuracy', 'diversity'\]"
+    with pytest.raises(RequestError, match=rf"\['novelty'\] not among the model's objectives {pair}"):
+        check_weights(AdapterRequest(weights={"accuracy": 0.5, "novelty": 0.5}).weights, LIMITS)
+    with pytest.raises(RequestError, match=r"missing weight\(s\) for \['diversity'\]"):
+        check_weights(AdapterRequest(weights={"accuracy": 1.0}).weights, LIMITS)
+    long = check_weights.__name__ * 100  # quoted cut short, at most a few names
+    with pytest.raises(RequestError) as caught:
+        check_weights({**{f"{long}{i}": 0.0 for i in range(9)}, "accuracy": 1.0}, LIMITS)
+    assert len(str(caught.value)) < 400 and "… 4 more" in str(caught.value)
 
     def request(**fields):
         return RecommendationRequest(**{"weights": [0.5, 0.5], **fields})
@@ -154,6 +181,30 @@ def test_semantic_checks_against_the_model():
         with pytest.raises(ValidationError, match=reason):
             request(**fields)
     assert json_safe({"a": [float("nan"), float("-inf"), b"x", 1]}) == {"a": ["nan", "-inf", "x", 1]}
+
+
+def test_weights_are_checked_against_the_models_own_objectives():
+    three = ModelLimits(cond_dim=3, n_items=N_ITEMS, objectives=THREE_OBJECTIVES)
+    assert LIMITS.objectives == ("accuracy", "diversity")  # none recorded: the paper's pair
+    # a dict in any order, taken in the model's; a list in the model's order
+    w = check_weights(AdapterRequest(weights={"novelty": 0.2, "accuracy": 0.5, "diversity": 0.3}).weights, three)
+    assert w.tolist() == [0.5, 0.3, 0.2]
+    assert check_weights(AdapterRequest(weights=[0.5, 0.3, 0.2]).weights, three).tolist() == [0.5, 0.3, 0.2]
+    named = r"\['accuracy', 'diversity', 'novelty'\]"
+    for weights, reason in (([0.5, 0.5], rf"takes 3 weights \({named}\), got 2"),
+                            ({"accuracy": 0.5, "diversity": 0.3, "fairness": 0.2},
+                             rf"\['fairness'\] not among the model's objectives {named}"),
+                            ({"accuracy": 0.5, "diversity": 0.5},
+                             rf"missing weight\(s\) for \['novelty'\]; .*{named}")):
+        with pytest.raises(RequestError, match=reason):
+            check_weights(AdapterRequest(weights=weights).weights, three)
+    with pytest.raises(ValueError, match="conditioned on 3 weights"):
+        ModelLimits(cond_dim=3, n_items=N_ITEMS)  # no objectives recorded, but not the pair either
+    # the GET form's message names the model's objectives too
+    with pytest.raises(ValueError, match=rf"in the order {named} .* e.g. weights=0.333,0.333,0.334"):
+        adapter_query("a,b,c", objectives=THREE_OBJECTIVES)
+    with pytest.raises(ValueError, match=r"in the order \['accuracy', 'diversity'\] .* e.g. weights=0.3,0.7"):
+        adapter_query("abc")
 
 
 def test_a_taken_metrics_port_is_a_clear_error_before_ray_starts():
@@ -275,6 +326,17 @@ def test_catalogue_gives_titles_a_users_test_split_and_the_lists_metrics(artifac
         assert got[f"alpha_ndcg@{k}"] == pytest.approx(float(alpha_ndcg_at_k(top, torch.as_tensor(
             data.item_categories))[0]))
     assert catalogue.list_metrics([dense, *others], dense)["ndcg@10"] == 1.0
+    # a model with the novelty objective also gets the list's long-tail share (fairness, a gap between groups of
+    # users, has no value for one list)
+    novel = load_catalogue(artifacts["data"], N_ITEMS, objectives=("accuracy", "fairness", "novelty"))
+    tail = data.tail_items()
+    for items in ([dense, *others], others[:4]):
+        got = novel.list_metrics(items, dense)
+        k = min(10, len(items))
+        assert set(got) == {f"ndcg@{k}", f"alpha_ndcg@{k}", f"tail@{k}"}
+        assert got[f"tail@{k}"] == pytest.approx(float(tail[items[:k]].mean()))
+        assert got[f"ndcg@{k}"] == catalogue.list_metrics(items, dense)[f"ndcg@{k}"]
+    assert 0 < tail.sum() < N_ITEMS
     assert "unknown user 'nobody'" in catalogue.user_case("nobody")["error"]
     # data that cannot be read or no longer fits the backbone: served without it, saying why
     moved = load_catalogue({**artifacts["data"], "path": str(tmp_path / "gone")}, N_ITEMS)
@@ -349,7 +411,7 @@ def server(artifacts, registry, free_port, metrics_port):
         args = parser.parse_args(["serve", "--model", str(artifacts["checkpoint"]), "--backbone",
                                   str(artifacts["backbone"]), "--port", str(free_port()), "--steps", "10",
                                   "--max-batch-size", "8", "--batch-wait-timeout-s", "0.2", "--no-block",
-                                  "--models", registry["model"]])
+                                  "--models", f"{registry['model']},{registry['three']}"])
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             summary = serve_app(app_args(args), serve_options(args))
@@ -517,7 +579,7 @@ def test_the_control_page_and_what_it_asks_for(server):
 
 def test_one_deployment_serves_allow_listed_registered_models(server, registry):
     health = requests.get(server + "/healthz", timeout=30).json()
-    assert health["models"][1:] == [registry["model"]]
+    assert health["models"][1:] == [registry["model"], registry["three"]]
     other = post(server, "/v1/adapters", {"weights": [0.3, 0.7], "model": registry["model"]})
     assert other.status_code == 200, other.text
     assert other.json()["generator"]["generator_run_id"] == registry["run_id"]
@@ -537,6 +599,46 @@ def test_one_deployment_serves_allow_listed_registered_models(server, registry):
                          ("padirec-dit@champion", "is not served here")):
         refused = post(server, "/v1/adapters", {"weights": [0.3, 0.7], "model": name})
         assert refused.status_code == 422 and reason in refused.text, refused.text
+
+
+def test_a_three_objective_model_takes_weights_by_its_objectives(server, registry):
+    model = registry["three"]
+    described = requests.get(server + "/v1/model", params={"model": model}, timeout=30).json()
+    assert described["objectives"] == list(THREE_OBJECTIVES) == described["generator"]["objectives"]
+    assert described["generator"]["cond_dim"] == 3 and described["n_items"] == N_ITEMS
+    assert described["generator"]["generator_run_id"] == registry["three_run_id"]
+    # by name in any order, as a list in the model's order, and as a GET: one adapter
+    first = post(server, "/v1/adapters", {"weights": {"novelty": 0.2, "accuracy": 0.5, "diversity": 0.3},
+                                          "model": model})
+    assert first.status_code == 200, first.text
+    assert first.json()["weights"] == [0.5, 0.3, 0.2] and len(first.json()["params"]) == N_PARAMS
+    listed = post(server, "/v1/adapters", {"weights": [0.5, 0.3, 0.2], "model": model})
+    got = requests.get(server + "/v1/adapters", params={"weights": "0.5,0.3,0.2", "model": model}, timeout=30)
+    for answer in (listed, got):
+        assert answer.status_code == 200 and answer.json()["params"] == first.json()["params"], answer.text
+    # the default model's adapter for its own pair is another model's
+    assert post(server, "/v1/adapters", {"weights": [0.5, 0.5]}).json()["params"] != first.json()["params"]
+    # a user's list gets the novelty objective's metric too
+    recommended = post(server, "/v1/recommendations", {"user": "1", "weights": [0.2, 0.2, 0.6], "model": model})
+    assert recommended.status_code == 200, recommended.text
+    metrics = recommended.json()["metrics"]
+    assert set(metrics) == {"ndcg@10", "alpha_ndcg@10", "tail@10"} and 0 <= metrics["tail@10"] <= 1
+    # weights that do not fit the model: 422s naming its objectives
+    named = "['accuracy', 'diversity', 'novelty']"
+    for path, body, reason in (
+            ("/v1/adapters", {"weights": {"accuracy": 0.5, "diversity": 0.3, "fairness": 0.2}, "model": model},
+             f"['fairness'] not among the model's objectives {named}"),
+            ("/v1/adapters", {"weights": [0.5, 0.5], "model": model}, f"takes 3 weights ({named}), got 2"),
+            ("/v1/adapters", {"weights": {"accuracy": 0.5, "diversity": 0.5}, "model": model},
+             "missing weight(s) for ['novelty']"),
+            ("/v1/recommendations", {"history": [1, 2], "weights": [0.5, 0.5], "model": model}, "takes 3 weights"),
+            ("/v1/adapters", {"weights": [0.5, 0.3, 0.2]}, "takes 2 weights (['accuracy', 'diversity']), got 3")):
+        refused = post(server, path, body)
+        assert refused.status_code == 422 and reason in refused.json()["detail"], (body, refused.text)
+    for query, reason in ((f"weights=0.5,0.5&model={model}", f"takes 3 weights ({named})"),
+                          (f"weights=a,b,c&model={model}", f"in the order {named}")):
+        refused = requests.get(server + "/v1/adapters?" + query, timeout=30)
+        assert refused.status_code == 422 and reason in refused.json()["detail"], (query, refused.text)
 
 
 def test_prometheus_metrics_count_cache_hits_timings_and_rejections(server, metrics_port):

@@ -1,18 +1,20 @@
 """The methods a controllability report compares (paper §5.1, DESIGN §5): each answers a task w.
 
-An `AdapterMethod` maps task weights `[K, 2]` to adapters (a list of K arrays `[S_k, 1096]`; a
+An `AdapterMethod` maps task weights `[K, p]` to adapters (a list of K arrays `[S_k, 1096]`; a
 task's metrics are the mean over its S_k adapters, e.g. Retrain's seeds or PaDiRec's samples):
 
 - Retrain: the sweep's own adapters at exactly that w (last kept epoch, every seed), trained on
   demand with the sweep's settings when w is off the grid;
-- Soup: `w_acc · θ(w_acc=1) + (1 − w_acc) · θ(w_acc=0)`, seed by seed;
-- CMR: a hypernetwork w → adapter trained end to end on the w-weighted loss, w ~ U(0, 1) per batch;
+- Soup: `Σ_j w_j · θ(e_j)` over the simplex's vertices (two objectives: `w_acc · θ(1, 0) + (1 − w_acc) · θ(0, 1)`),
+  seed by seed;
+- CMR: a hypernetwork w → adapter trained end to end on the w-weighted loss, w uniform on the simplex per batch;
 - Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control);
 - PaDiRec: adapters sampled from the trained DiT;
 - BestOf (`evaluation.select`): another method's candidates per task, reduced to the best on a validation sample.
 
 MMR and DPP are not adapters: they re-rank the frozen backbone's top candidates for diversity
-(`padirec.evaluation.rerank`: α-DCG coverage gain; greedy MAP of a category-similarity DPP).
+(`padirec.evaluation.rerank`: α-DCG coverage gain; greedy MAP of a category-similarity DPP), so they are defined for
+the paper's pair (accuracy, diversity) only.
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from padirec.data import SequenceData
-from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.sampling import SamplerConfig
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics
 from padirec.evaluation.rerank import dpp_rerank, mmr_rerank
 from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
 from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
-from padirec.objectives import CategoryTable, weighted_loss
+from padirec.objectives import OBJECTIVES, ObjectiveData, weighted_loss
 from padirec.sweep.report import chosen_adapters
 from padirec.training import (
     AdapterConfig,
@@ -58,8 +59,8 @@ class Scorer:
     chunk: int = 32  # adapters per rank_metrics call (bounds the [chunk, users, items] score tensor)
 
     @classmethod
-    def build(cls, backbone: Backbone, data: SequenceData, split: str = "test") -> Scorer:
-        eval_set = EvalSet.build(data, split)
+    def build(cls, backbone: Backbone, data: SequenceData, split: str = "test", objectives=OBJECTIVES) -> Scorer:
+        eval_set = EvalSet.build(data, split, objectives=objectives)
         return cls(backbone, eval_set, encode_instances(backbone, eval_set.instances))
 
     def sample(self, n_users: int, seed: int = 0) -> Scorer:
@@ -71,10 +72,10 @@ class Scorer:
         return replace(self, eval_set=self.eval_set.subset(rows), states=self.states[torch.as_tensor(rows)])
 
     def per_adapter(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """NDCG@10 and α-NDCG@10 of each adapter in `flat [n, 1096]`."""
+        """The metrics (NDCG@10, α-NDCG@10 and the split's further ones) of each adapter in `flat [n, 1096]`."""
         parts = [rank_metrics(self.backbone, self.eval_set, torch.as_tensor(flat[i : i + self.chunk]), self.states)
                  for i in range(0, len(flat), self.chunk)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in ("ndcg10", "alpha_ndcg10")}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def per_candidate(self, adapters: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per task: the metrics of each of its adapters (all tasks' adapters scored in one pass)."""
@@ -86,7 +87,7 @@ class Scorer:
     def per_task(self, adapters: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Per task: the mean metric over that task's adapters."""
         tasks = self.per_candidate(adapters)
-        return {k: np.array([task[k].mean() for task in tasks]) for k in ("ndcg10", "alpha_ndcg10")}
+        return {k: np.array([task[k].mean() for task in tasks]) for k in tasks[0]}
 
     def list_metrics(self, top: torch.Tensor) -> dict[str, float]:
         """Mean NDCG@k and α-NDCG@k of ranked lists `[N, k]` (one per user of the split)."""
@@ -109,7 +110,7 @@ class AdapterMethod(Method):
 
     @abstractmethod
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
-        """Task weights `[K, 2]` -> K arrays `[S_k, 1096]`."""
+        """Task weights `[K, p]` -> K arrays `[S_k, 1096]`."""
 
     def metrics(self, weights: np.ndarray, scorer: Scorer) -> dict[str, np.ndarray]:
         return scorer.per_task(self.adapters(weights))
@@ -126,13 +127,13 @@ class Retrain(AdapterMethod):
     def __init__(self, arrays: dict[str, np.ndarray], backbone: Backbone | None = None,
                  data: SequenceData | None = None, config: AdapterConfig = AdapterConfig()):
         last = chosen_adapters(arrays)
-        self.w_acc, self.seed, self.params = arrays["w"][last, 0], arrays["seed"][last], arrays["params"][last]
+        self.w, self.seed, self.params = arrays["w"][last], arrays["seed"][last], arrays["params"][last]
         self.seeds = sorted({int(s) for s in arrays["seed"]})
         self.backbone, self.data, self.config = backbone, data, config
-        self.trained: dict[float, np.ndarray] = {}  # on-demand adapters by w_acc
+        self.trained: dict[tuple, np.ndarray] = {}  # on-demand adapters by w (rounded)
 
     def train(self, weights: np.ndarray, seed: int = 0, epochs: int | None = None) -> AdapterResult:
-        """Train adapters for `weights [K, 2]` as the sweep did (its settings; only the chosen adapter kept)."""
+        """Train adapters for `weights [K, p]` as the sweep did (its settings; only the chosen adapter kept)."""
         if self.backbone is None or self.data is None:
             raise ValueError("training Retrain adapters on demand needs the backbone and the data")
         config = replace(self.config, seed=seed, epochs=epochs or self.config.epochs, keep_last=1)
@@ -140,30 +141,38 @@ class Retrain(AdapterMethod):
         return train_adapters(self.backbone, self.data, weights, config, progress=False, eval_splits=splits)
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
-        on_grid = [np.flatnonzero(np.abs(self.w_acc - w) < 1e-6) for w in weights[:, 0]]
-        missing = [w for w, rows in zip(weights, on_grid) if not len(rows) and float(w[0]) not in self.trained]
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape[1] != self.w.shape[1]:
+            raise ValueError(f"tasks have {weights.shape[1]} weights, the sweep's adapters {self.w.shape[1]}")
+        on_grid = [np.flatnonzero(np.abs(self.w - w).max(1) < 1e-6) for w in weights]
+        key = (lambda w: tuple(np.round(w, 6).tolist()))  # noqa: E731
+        missing = [w for w, rows in zip(weights, on_grid) if not len(rows) and key(w) not in self.trained]
         if missing:  # off the sweep's grid: train them now, one packed run per seed of the sweep
             missing = np.array(missing, dtype=np.float32)
             print(f"[evaluate] Retrain: training {len(missing)} off-grid adapters x {len(self.seeds)} seeds",
                   flush=True)
             runs = np.stack([self.train(missing, seed).params[-1] for seed in self.seeds], axis=1)  # [K, S, P]
-            self.trained.update({float(w[0]): p for w, p in zip(missing, runs)})
+            self.trained.update({key(w): p for w, p in zip(missing, runs)})
         return [self.params[rows[np.argsort(self.seed[rows], kind="stable")]] if len(rows)
-                else self.trained[float(w[0])] for w, rows in zip(weights, on_grid)]
+                else self.trained[key(w)] for w, rows in zip(weights, on_grid)]
 
 
 class Soup(AdapterMethod):
-    """Model soup: linear interpolation between the w_acc = 1 and w_acc = 0 Retrain adapters, seed by seed."""
+    """Model soup: the Retrain adapters of the simplex's vertices (one objective alone each) mixed by w, seed by
+    seed (two objectives: linear interpolation between w_acc = 1 and w_acc = 0)."""
 
     name = "Soup"
 
     def __init__(self, retrain: Retrain):
-        accuracy, diversity = retrain.adapters(task_weights([1.0, 0.0]))
-        n = min(len(accuracy), len(diversity))
-        self.accuracy, self.diversity = accuracy[:n], diversity[:n]
+        vertices = retrain.adapters(np.eye(retrain.w.shape[1], dtype=np.float32))
+        n = min(len(v) for v in vertices)
+        self.vertices = [v[:n] for v in vertices]  # per objective: [seeds, 1096]
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
-        return [float(w) * self.accuracy + (1.0 - float(w)) * self.diversity for w in weights[:, 0]]
+        if len(self.vertices) == 2:  # w_acc and its complement, exactly as the two-objective soup always has
+            accuracy, diversity = self.vertices
+            return [float(w) * accuracy + (1.0 - float(w)) * diversity for w in weights[:, 0]]
+        return [sum(float(x) * v for x, v in zip(w, self.vertices)) for w in weights]
 
 
 # ---------------------------------------------------------------------------------------- re-rankers: MMR, DPP
@@ -279,8 +288,8 @@ class HypernetworkMethod(AdapterMethod):
 @dataclass
 class CMRConfig:
     epochs: int = 10
-    hidden: int = 0  # 0: every adapter value linear in [w_acc, w_div] (CMR's code); > 0: an MLP of this width
-    weights_per_batch: int = 4  # w ~ U(0, 1) drawn per batch, K of them trained on the batch's states at once
+    hidden: int = 0  # 0: every adapter value linear in w (CMR's code); > 0: an MLP of this width
+    weights_per_batch: int = 4  # w drawn per batch (uniform on the simplex), K of them trained on its states at once
     lr: float = 1e-3
     seed: int = 0
 
@@ -300,17 +309,23 @@ class CMR(HypernetworkMethod):
         rng = np.random.default_rng(config.seed)
         train = data.train_instances()
         states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
-        categories = CategoryTable.from_multi_hot(data.item_categories)
-        model = WeightToAdapter(hidden=config.hidden, init=init_adapter_flat(adapter.init_seed, backbone.config.hidden))
+        context = ObjectiveData.build(data, adapter.objectives)
+        p = len(adapter.objectives)
+        model = WeightToAdapter(p, hidden=config.hidden, init=init_adapter_flat(adapter.init_seed,
+                                                                                 backbone.config.hidden))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         bar = tqdm(range(config.epochs), desc="CMR hypernetwork", disable=not progress)
         for _ in bar:
             losses = []
             for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
-                w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
-                w = torch.stack([w_acc, 1 - w_acc], dim=1)
-                h = apply_adapters(states[torch.as_tensor(index)], unflatten(model(w)))
-                per_objective = adapter_losses(h, candidates, backbone, categories, adapter)
+                if p == 2:  # w_acc ~ U(0, 1), as CMR draws it
+                    w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
+                    w = torch.stack([w_acc, 1 - w_acc], dim=1)
+                else:  # uniform on the simplex
+                    w = torch.as_tensor(rng.dirichlet(np.ones(p), config.weights_per_batch), dtype=torch.float32)
+                index = torch.as_tensor(index)
+                h = apply_adapters(states[index], unflatten(model(w)))
+                per_objective = adapter_losses(h, candidates, backbone, context, adapter, index)
                 loss = weighted_loss(per_objective, loss_weights(w, adapter)).mean()
                 optimizer.zero_grad()
                 loss.backward()

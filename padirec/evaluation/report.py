@@ -1,4 +1,5 @@
-"""The controllability report (paper §5, DESIGN §5): every method on the 11 tasks, in one MLflow run.
+"""The controllability report (paper §5, DESIGN §5): every method on the 11 tasks (or, for more than two objectives,
+the simplex grid at `task_step` and the paper's Table 3 layout), in one MLflow run.
 
 A headline (the best method on each metric), Table 1 (Avg.HV, Pearson r-a / r-d against Retrain), the
 w-following metrics and paired tests over seeds (`controllability`), the per-task curves (Figure 3), response time
@@ -26,13 +27,12 @@ from padirec.contracts.names import CURVES_FILE, REPORT_DIR, STAGE_REPORT, STAGE
 from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
-from padirec.diffusion.sampling import parse_sampler, sampler_label
+from padirec.diffusion.sampling import parse_sampler
 from padirec.evaluation.baselines import (
     CMR,
     DPP,
     METHODS,
     MMR,
-    AdapterMethod,
     CMRConfig,
     Hypernetwork,
     HypernetworkConfig,
@@ -53,9 +53,11 @@ from padirec.evaluation.controllability import (
     tables_markdown,
     write_csv,
 )
+from padirec.evaluation.measurements import response_times, robustness
 from padirec.evaluation.select import best_of_runs
 from padirec.models import Backbone
-from padirec.sweep.report import TASKS, plot_curves
+from padirec.sweep.grid import simplex_grid
+from padirec.sweep.report import TASKS, fixed_accuracy_markdown, fixed_accuracy_rows, plot_curves, plot_fixed_accuracy
 from padirec.training import AdapterConfig
 
 ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sources of paper RQ1
@@ -66,6 +68,7 @@ class EvaluateConfig:
     methods: list[str] = field(
         default_factory=lambda: list(METHODS))  # Retrain is always evaluated
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
+    task_step: float = 0.0  # more than two objectives: the simplex grid at this step (0: the sweep's own grid)
     split: Literal["valid", "test"] = "test"
     samplers: list[str] = field(default_factory=lambda: ["ddim:1"])  # "ddim:STEPS" | "ddpm" (all T steps)
     guidance: list[float] = field(default_factory=lambda: [0.0])  # classifier-free guidance γ values
@@ -123,79 +126,6 @@ def log_step(message: str, started: float) -> None:
     print(f"[evaluate {time.perf_counter() - started:7.1f} s] {message}", flush=True)
 
 
-# ------------------------------------------------------------------------------------ measurements
-
-
-def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np.ndarray,
-                   config: EvaluateConfig, full_epochs: int) -> list[dict]:
-    """Wall time from a task w to a servable adapter (paper Table 2), tasks taken in turn.
-
-    PaDiRec: one generation with the model already loaded (as a server holds it). Retrain: one
-    adapter trained on demand with the sweep's settings for `retrain_timing_epochs` epochs; the full
-    run is estimated as the measured set-up (encoding the training users) plus the measured epochs
-    scaled to the sweep's `full_epochs`.
-    """
-    rows = []
-    if padirec is not None:
-        padirec.generator.generate(weights[:1], padirec.sampler, seed=config.seed)  # warm-up
-        seconds = []
-        for i in range(config.timing_repeats):
-            started = time.perf_counter()
-            padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=config.seed + i)
-            seconds.append(time.perf_counter() - started)
-        label = sampler_label(padirec.sampler, padirec.generator.schedule.num_steps)
-        rows.append({"approach": "PaDiRec", "what": f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})",
-                     "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
-                     "repeats": len(seconds), "measured": True})
-    epochs = config.retrain_timing_epochs
-    if retrain is not None and epochs > 0 and retrain.backbone is not None:
-        total, loop = [], []
-        for i in range(config.timing_repeats):
-            started = time.perf_counter()
-            result = retrain.train(weights[i % len(weights)][None], seed=i, epochs=epochs)
-            total.append(time.perf_counter() - started)
-            loop.append(result.seconds)
-        rows.append({"approach": "Retrain", "what": f"train one adapter, {epochs} epoch(s)",
-                     "seconds_mean": float(np.mean(total)), "seconds_std": float(np.std(total)),
-                     "repeats": len(total), "measured": True})
-        if epochs != full_epochs:
-            estimate = np.array(total) - np.array(loop) + np.array(loop) * full_epochs / epochs
-            rows.append({"approach": "Retrain", "what": f"train one adapter, {full_epochs} epochs (the sweep's): "
-                                                        f"set-up + {full_epochs}/{epochs} x measured epochs",
-                         "seconds_mean": float(estimate.mean()), "seconds_std": float(estimate.std()),
-                         "repeats": len(total), "measured": False})
-    return rows
-
-
-def robustness(methods: dict[str, AdapterMethod], weights: np.ndarray, scorer: Scorer, std: float, repeats: int,
-               seed: int = 0) -> list[dict]:
-    """Paper RQ1: Gaussian noise N(0, std²) on every parameter; change of both metrics per adapter.
-
-    Also the mean L2 distance of each method's adapters to the mean Retrain adapter of the same task.
-    """
-    rng = np.random.default_rng(seed)
-    served = {name: method.adapters(weights) for name, method in methods.items()}
-    reference = [a.mean(0) for a in served["Retrain"]]
-    rows = []
-    for name, adapters in served.items():
-        flat = np.concatenate(adapters).astype(np.float32)
-        clean = scorer.per_adapter(flat)
-        deltas = {k: [] for k in clean}
-        for _ in range(repeats):
-            noisy = scorer.per_adapter(flat + rng.normal(0.0, std, flat.shape).astype(np.float32))
-            for k in clean:
-                deltas[k].append(noisy[k] - clean[k])
-        distance = np.concatenate([np.linalg.norm(a - r, axis=1) for a, r in zip(adapters, reference)])
-        row = {"method": name, "noise_std": std, "adapters": len(flat), "repeats": repeats}
-        for k, d in deltas.items():
-            d = np.concatenate(d)
-            row.update({f"delta_{k}_mean": float(d.mean()), f"delta_{k}_std": float(d.std()),
-                        f"abs_delta_{k}": float(np.abs(d).mean())})
-        row["l2_to_retrain"] = float(distance.mean())
-        rows.append(row)
-    return rows
-
-
 def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbone, data: SequenceData,
               arrays: dict[str, np.ndarray], adapter: AdapterConfig, config: EvaluateConfig,
               progress: bool = True) -> dict[str, list[Method]]:
@@ -247,13 +177,20 @@ def report_markdown(result: dict, header: list[str]) -> str:
     curves, table = result["main_curves"], result["table"]
     methods = list(table)
     lines = ["# Controllability report", "", *headline(table, result["significance"]), "",
-             *[f"- {h}" for h in header], "", *tables_markdown(table, result["significance"]),
-             "## Figure 3: test NDCG@10 / α-NDCG@10 per task", "",
-             "| w_acc | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
-    for i, w in enumerate(curves["Retrain"]["w_acc"]):
-        lines.append(f"| {w:.2f} | " + " | ".join(f"{curves[m]['ndcg10'][i]:.4f} / {curves[m]['alpha_ndcg10'][i]:.4f}"
-                                                for m in methods) + " |")
-    lines += ["", "![curves](controllability.png)", ""]
+             *[f"- {h}" for h in header], "", *tables_markdown(table, result["significance"])]
+    if result.get("fixed_accuracy") is not None:  # more than two objectives: the paper's Table 3 layout
+        objectives = result["objectives"]
+        lines += [f"## Table 3 layout: each further objective's weight at fixed accuracy weights "
+                  f"({len(curves['Retrain']['w'])} tasks on the simplex of {', '.join(objectives)}; all of them in "
+                  f"{CURVES_FILE})", "",
+                  fixed_accuracy_markdown(result["fixed_accuracy"], objectives), "![table 3](controllability.png)", ""]
+    else:
+        lines += ["## Figure 3: test NDCG@10 / α-NDCG@10 per task", "",
+                  "| w_acc | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
+        for i, w in enumerate(curves["Retrain"]["w_acc"]):
+            lines.append(f"| {w:.2f} | " + " | ".join(f"{curves[m]['ndcg10'][i]:.4f} / "
+                                                    f"{curves[m]['alpha_ndcg10'][i]:.4f}" for m in methods) + " |")
+        lines += ["", "![curves](controllability.png)", ""]
     if result["response_times"]:
         lines += ["## Table 2: response time, from receiving w to a servable adapter", "",
                   "| approach | what | seconds (mean ± std) | repeats |", "| --- | --- | --- | --- |"]
@@ -292,19 +229,30 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = np.round(np.asarray(config.tasks, dtype=float), 4)
-    weights = task_weights(tasks)
+    objectives = list(adapter.objectives)
+    if len(objectives) == 2:
+        tasks = np.round(np.asarray(config.tasks, dtype=float), 4)
+        weights = task_weights(tasks)
+    else:  # the simplex of the sweep's objectives
+        weights = (simplex_grid(config.task_step, len(objectives)) if config.task_step
+                   else np.unique(np.round(arrays["w"], 4), axis=0).astype(np.float32))
+        tasks = weights
+        header = [*header, f"objectives: {', '.join(objectives)} ({len(weights)} tasks: "
+                           f"{f'grid step {config.task_step:g}' if config.task_step else 'the sweep grid'}); MMR and "
+                           "DPP re-rank for accuracy and diversity only: left out"]
+        if config.select:
+            raise ValueError("best-of-N selection (select) is defined for two objectives so far")
     if "PaDiRec" in config.methods and not generators:
         raise ValueError("PaDiRec needs a generator (or leave it out of the methods)")
     log_step(f"encoding the {config.split} split ({data.n_users} users, {data.n_items} items)", started)
-    scorer = Scorer.build(backbone, data, config.split)
+    scorer = Scorer.build(backbone, data, config.split, objectives)
     retrain = Retrain(arrays, backbone, data, adapter)
     methods: dict[str, Method] = {"Retrain": retrain}
     if "Soup" in config.methods:
         methods["Soup"] = Soup(retrain)
-    if "MMR" in config.methods:
+    if "MMR" in config.methods and len(objectives) == 2:
         methods["MMR"] = MMR(config.mmr_candidates)
-    if "DPP" in config.methods:
+    if "DPP" in config.methods and len(objectives) == 2:
         methods["DPP"] = DPP(config.dpp_candidates)
     if "CMR" in config.methods:
         cmr = config.cmr
@@ -325,14 +273,16 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     for name, method in {**methods, **{v.name: v for v in variants}, **{n: r[0] for n, r in selected.items()}}.items():
         log_step(f"{name}: {len(tasks)} tasks x {len(runs.get(name, [method]))} run(s)", started)
         seeds[name] = seed_curves(runs.get(name, [method]), weights, scorer, isinstance(method, Retrain | Soup))
-        curves[name] = {"w_acc": tasks, **{k: v.mean(0) for k, v in seeds[name].items()}}
+        curves[name] = {"w_acc": weights[:, 0].astype(float), **({"w": weights} if len(objectives) > 2 else {}),
+                        **{k: v.mean(0) for k, v in seeds[name].items()}}
     names = {**{m: m for m in methods}, **({"PaDiRec": variants[0].name} if variants else {})}
     main, main_seeds = {m: curves[n] for m, n in names.items()}, {m: seeds[n] for m, n in names.items()}
-    table = controllability_table(main, per_seed=main_seeds)
-    tests = paired_tests(main_seeds, tasks) if variants else []
+    table = controllability_table(main, per_seed=main_seeds, objectives=objectives)
+    tests = paired_tests(main_seeds, tasks, objectives=objectives) if variants else []
     ablated = ["Retrain", *(v.name for v in variants), *selected]
-    ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated}) \
-        if len(variants) > 1 or selected else {}
+    ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated},
+                                     objectives=objectives) if len(variants) > 1 or selected else {}
+    fixed = fixed_accuracy_rows(main, objectives) if len(objectives) > 2 else None
 
     log_step("response time (Table 2)", started)
     times = response_times(retrain, variants[0] if variants else None, weights, config, adapter.epochs)
@@ -344,10 +294,13 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         robust = robustness(sources, weights, scorer, config.noise_std, config.noise_repeats, config.seed)
 
     result = {"curves": curves, "main_curves": main, "table": table, "significance": tests, "ablation": ablation,
-              "response_times": times, "robustness": robust}
-    files = [write_csv(out / CURVES_FILE, curve_rows(curves)), write_csv(out / "seeds.csv", seed_rows(seeds, tasks)),
-             write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]),
-             plot_curves(main, out / "controllability.png", "Controllability: methods against w_acc")]
+              "response_times": times, "robustness": robust, "objectives": objectives, "fixed_accuracy": fixed}
+    png = out / "controllability.png"
+    plot = (plot_curves(main, png, "Controllability: methods against w_acc") if fixed is None
+            else plot_fixed_accuracy(fixed, objectives, png, "Controllability (Table 3 layout)"))
+    files = [write_csv(out / CURVES_FILE, curve_rows(curves, objectives)),
+             write_csv(out / "seeds.csv", seed_rows(seeds, tasks, objectives)),
+             write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]), plot]
     if tests:
         files.append(write_csv(out / "significance.csv", tests))
     if times:
@@ -385,10 +338,12 @@ def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndar
         metrics.update({f"wilcoxon_{slug(t['method'])}_vs_{slug(t['versus'])}_{k}": t[k]
                         for t in result["significance"] for k in ("p_value", "regret_difference")})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        stamp = int(time.time() * 1000)  # the curves as metric histories, step = 100 · w_acc
+        stamp = int(time.time() * 1000)  # the curves as metric histories, step = 100 · w_acc (the task's index for
+        two = len(result["objectives"]) == 2  # more objectives, whose tasks share w_acc values)
+        metric_keys = [k for k in result["curves"]["Retrain"] if k not in ("w", "w_acc")]
         mlflow.MlflowClient().log_batch(run.info.run_id, metrics=[
-            Metric(f"curve_{slug(name)}_{k}", float(v), stamp, int(round(100 * w)))
-            for name, curve in result["curves"].items() for k in ("ndcg10", "alpha_ndcg10")
-            for w, v in zip(curve["w_acc"], curve[k])])
+            Metric(f"curve_{slug(name)}_{k}", float(v), stamp, int(round(100 * w)) if two else t)
+            for name, curve in result["curves"].items() for k in metric_keys
+            for t, (w, v) in enumerate(zip(curve["w_acc"], curve[k])) if np.isfinite(v)])
         mlflow.log_artifacts(str(out), REPORT_DIR)
     return {**result, "run_id": run.info.run_id, "output_dir": str(out)}

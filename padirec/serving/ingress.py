@@ -89,7 +89,8 @@ class PaDiRecAPI:
             info = (await generator.describe.remote())["generator"]
             backbone = await recommender.describe.remote()
             known = ModelState(generator, recommender,
-                               ModelLimits(info["cond_dim"], backbone["n_items"], self.max_history), info, backbone,
+                               ModelLimits(info["cond_dim"], backbone["n_items"], self.max_history,
+                                           tuple(info["objectives"])), info, backbone,
                                AdapterCache(self.cache_size, info["precision"]))
             self.models[model_id] = known
         return known
@@ -143,13 +144,14 @@ class PaDiRecAPI:
 
     @api.get("/v1/adapters", response_model=AdapterResponse)
     async def adapter_by_query(self, http: Request,
-                               weights: str = Query(description="comma-separated, in the objectives' order (GET "
-                                                                "/v1/model), summing to 1: 0.3,0.7"),
+                               weights: str = Query(description="comma-separated, one per objective of the model "
+                                                                "in its order (GET /v1/model), summing to 1: 0.3,0.7"),
                                encoding: Literal["json", "base64"] = "json", model: str | None = None) -> Response:
         """The same as the POST, for clients and HTTP caches that prefer a GET; also the fastest way on Ray Serve (no
         request body for the replica to fetch from the proxy, BENCHMARKS §4)."""
+        objectives = (await self.state(self.model_id(model))).limits.objectives  # for the message
         try:
-            request = adapter_query(weights, encoding, model)
+            request = adapter_query(weights, encoding, model, objectives)
         except ValidationError as err:
             raise RequestValidationError(err.errors()) from err
         except ValueError as err:

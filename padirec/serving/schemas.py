@@ -3,11 +3,12 @@
 Two layers of validation, both plain Python (no Ray), so that they can be unit-tested:
 
 - the pydantic models check what a request means on its own: types (strict: `"0.3"` or `true` is not a
-  number), finite non-negative weights summing to 1 (within `SUM_TOLERANCE`), objective names,
-  a non-empty history of integers, `1 <= k <= MAX_K`. FastAPI turns their errors into 422s.
-- `check_weights` / `check_recommendation` check it against the served model (`ModelLimits`): the number
-  of objectives the generator is conditioned on, item ids in `1..n_items`, the history bound, `k` against
-  the number of items left to recommend. They raise `RequestError`, which the ingress turns into a 422.
+  number), finite non-negative weights summing to 1 (within `SUM_TOLERANCE`), a non-empty history of integers,
+  `1 <= k <= MAX_K`. FastAPI turns their errors into 422s.
+- `check_weights` / `check_recommendation` check it against the served model (`ModelLimits`): the objectives the
+  generator is conditioned on (a dict must name exactly them, a list must have one number per objective, in their
+  order), item ids in `1..n_items`, the history bound, `k` against the number of items left to recommend. They
+  raise `RequestError`, which the ingress turns into a 422 whose message names the model's objectives.
 """
 
 from __future__ import annotations
@@ -35,30 +36,42 @@ MODEL_DOC = ("a registered model of the deployment's allow-list, NAME/VERSION or
 # the sum (schemathesis found 8.7e307 + 9.3e307 -> OverflowError -> 500)
 Weight = Annotated[float, Field(strict=True, ge=0.0, le=1.0 + SUM_TOLERANCE, allow_inf_nan=False)]
 
-WEIGHTS_DOC = ("preference weights: {\"accuracy\": 0.3, \"diversity\": 0.7} or [0.3, 0.7] in the order "
-               f"{list(OBJECTIVES)}; finite, non-negative, summing to 1 (within {SUM_TOLERANCE})")
+MAX_REPORTED_NAMES = 5  # objective names of a request quoted in an error message
+MAX_NAME_CHARS = 40  # ... each cut to this length
+WEIGHTS_DOC = ("preference weights, one per objective of the model (GET /v1/model lists them; the paper's pair "
+               f"{list(OBJECTIVES)} by default): {{\"accuracy\": 0.3, \"diversity\": 0.7}} or [0.3, 0.7] in the "
+               f"model's order; finite, non-negative, summing to 1 (within {SUM_TOLERANCE})")
 
 
 class RequestError(ValueError):
     """A request that is well-formed but does not fit the served model (-> HTTP 422)."""
 
 
-def weights_list(weights: dict[str, float] | list[float]) -> list[float]:
-    """The weights as a list in `OBJECTIVES` order (a dict must name exactly the known objectives)."""
+def _names(names) -> list[str]:
+    """Names a request gave, as an error message may quote them (a few, each cut short)."""
+    names = sorted(str(n) for n in names)
+    shown = [n if len(n) <= MAX_NAME_CHARS else n[:MAX_NAME_CHARS] + "…" for n in names[:MAX_REPORTED_NAMES]]
+    return shown + ([f"… {len(names) - len(shown)} more"] if len(names) > len(shown) else [])
+
+
+def weights_list(weights: dict[str, float] | list[float], objectives=OBJECTIVES) -> list[float]:
+    """The weights as a list in the order of `objectives` (a model's; default: the paper's pair): a dict must name
+    exactly those objectives; a list is taken as it is (`check_weights` checks its length)."""
     if isinstance(weights, dict):
-        unknown = sorted(set(weights) - set(OBJECTIVES))
+        objectives = list(objectives)
+        unknown = set(weights) - set(objectives)
         if unknown:
-            raise ValueError(f"unknown objective name(s) {unknown}; known: {list(OBJECTIVES)}")
-        missing = [name for name in OBJECTIVES if name not in weights]
+            raise ValueError(f"objective name(s) {_names(unknown)} not among the model's objectives {objectives}")
+        missing = [name for name in objectives if name not in weights]
         if missing:
-            raise ValueError(f"missing weight(s) for {missing}; give all of {list(OBJECTIVES)}")
-        return [float(weights[name]) for name in OBJECTIVES]
+            raise ValueError(f"missing weight(s) for {missing}; give all of the model's objectives {objectives}")
+        return [float(weights[name]) for name in objectives]
     return [float(x) for x in weights]
 
 
 def _check_weights_schema(weights: dict[str, float] | list[float]) -> dict[str, float] | list[float]:
-    values = weights_list(weights)
-    total = math.fsum(values)
+    """The sum (any names: which objectives a dict must name depends on the model, `check_weights`)."""
+    total = math.fsum(weights.values() if isinstance(weights, dict) else weights)
     if abs(total - 1.0) > SUM_TOLERANCE:
         raise ValueError(f"weights must sum to 1 (within {SUM_TOLERANCE}), got sum {total:.6g}")
     return weights
@@ -85,17 +98,26 @@ class AdapterRequest(BaseModel):
                             "little-endian bytes, base64: 5,848 characters instead of about 20,000)")
 
 
-def adapter_query(weights: str, encoding: str = "json", model: str | None = None) -> AdapterRequest:
+def adapter_query(weights: str, encoding: str = "json", model: str | None = None,
+                  objectives=OBJECTIVES) -> AdapterRequest:
     """`GET /v1/adapters?weights=0.3,0.7[&encoding=base64][&model=NAME/VERSION]` as the POST's request model (a
-    ValueError or pydantic's ValidationError when it is not one)."""
+    ValueError or pydantic's ValidationError when it is not one); `objectives`: the named model's, for the message."""
     try:
         values = [float(x) for x in weights.split(",")] if len(weights) <= MAX_QUERY_CHARS else None
     except ValueError:
         values = None
     if values is None:
-        raise ValueError(f"weights must be comma-separated numbers in the order {list(OBJECTIVES)} (at most "
-                         f"{MAX_QUERY_CHARS} characters), e.g. weights=0.3,0.7")
+        example = ",".join(["0.3", "0.7"] if len(objectives) == 2 else _even(len(objectives)))
+        raise ValueError(f"weights must be comma-separated numbers in the order {list(objectives)} (at most "
+                         f"{MAX_QUERY_CHARS} characters), e.g. weights={example}")
     return AdapterRequest(weights=values, encoding=encoding, model=model)
+
+
+def _even(p: int) -> list[str]:
+    """p weights in 3 decimals that sum to exactly 1 (an example for a message)."""
+    units = [1000 // p] * p
+    units[-1] += 1000 - sum(units)
+    return [f"{u / 1000:g}" for u in units]
 
 
 class RecommendationRequest(BaseModel):
@@ -157,7 +179,9 @@ class RecommendationResponse(BaseModel):
     history: list[int] | None = Field(None, description="with a user: the test-split history the list is for")
     held_out: int | None = Field(None, description="with a user: their held-out (test) item")
     metrics: dict[str, float] | None = Field(None, description="with a user: NDCG and α-NDCG of the list at 10 (or "
-                                                               "k) against the held-out item, as the report measures")
+                                                               "k) against the held-out item, as the report measures; "
+                                                               "tail@10, its share of long-tail items, for a model "
+                                                               "with the novelty objective")
     details: dict[str, ItemInfo] | None = Field(None, description="with describe: every listed, history and "
                                                                   "held-out item by id")
 
@@ -183,18 +207,29 @@ class HealthResponse(BaseModel):
 
 @dataclass(frozen=True)
 class ModelLimits:
-    """What the served model accepts."""
+    """What the served model accepts: `objectives` names the columns of w, in order (empty: the paper's pair, as
+    the generator's of an older checkpoint)."""
 
     cond_dim: int
     n_items: int
     max_history: int = DEFAULT_MAX_HISTORY
+    objectives: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = tuple(self.objectives) or OBJECTIVES[: self.cond_dim]
+        if len(names) != self.cond_dim:
+            raise ValueError(f"a model conditioned on {self.cond_dim} weights cannot have the objectives {list(names)}")
+        object.__setattr__(self, "objectives", names)
 
 
 def check_weights(weights: dict[str, float] | list[float], limits: ModelLimits) -> np.ndarray:
-    """Validated weights as float64 `[cond_dim]`, renormalised to sum exactly to 1."""
-    values = np.asarray(weights_list(weights), dtype=np.float64)
+    """Validated weights as float64 `[cond_dim]` in the model's objective order, renormalised to sum exactly to 1."""
+    try:
+        values = np.asarray(weights_list(weights, limits.objectives), dtype=np.float64)
+    except ValueError as err:
+        raise RequestError(str(err)) from err
     if values.shape != (limits.cond_dim,):
-        raise RequestError(f"the generator takes {limits.cond_dim} weights ({list(OBJECTIVES)[:limits.cond_dim]}), "
+        raise RequestError(f"the generator takes {limits.cond_dim} weights ({list(limits.objectives)}), "
                            f"got {len(values)}")
     if not np.isfinite(values).all() or (values < 0).any() or abs(values.sum() - 1.0) > SUM_TOLERANCE:
         raise RequestError("weights must be finite, non-negative and sum to 1")  # already checked by the schema

@@ -11,13 +11,12 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from padirec.contracts.artifacts import generator_lineage, resolve_backbone_file, resolve_generator_file
-from padirec.contracts.checkpoint import load_checkpoint
+from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint
 from padirec.contracts.names import GENERATOR_RUN_TAG, MODEL_VERSION_TAG
 from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, SamplerConfig, make_sampler
 from padirec.models import Backbone, load_backbone
 from padirec.models.adapter import HIDDEN_SIZE
-from padirec.objectives import OBJECTIVES
 from padirec.serving.catalogue import Catalogue, load_catalogue
 from padirec.serving.engine import AdapterCache
 
@@ -70,20 +69,21 @@ def load_served_generator(checkpoint: str, settings: GenerationSettings, device:
             "model_version": lineage.get(MODEL_VERSION_TAG), "epoch": meta.get("epoch"),
             "dataset_sha256": meta.get("dataset_sha256"), "backbone_run_id": meta.get("backbone_run_id"),
             "sweep_run_id": meta.get("sweep_run_id"), "cond_dim": generator.cond_dim,
-            "objectives": list(OBJECTIVES)[: generator.cond_dim], "sampler": asdict(sampler), "seed": settings.seed,
+            "objectives": generator.objectives, "sampler": asdict(sampler), "seed": settings.seed,
             "device": device, "precision": settings.precision}
     return ServedGenerator(checkpoint, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info)
 
 
 def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
     """The backbone to serve: `backbone` if given, else the generator checkpoint's `backbone_run_id`."""
-    if backbone:
-        return backbone
-    run_id = load_checkpoint(resolve_generator_file(checkpoint)).backbone_run_id
-    if not run_id:
+    return backbone or _recorded_backbone(checkpoint, load_checkpoint(resolve_generator_file(checkpoint)))
+
+
+def _recorded_backbone(checkpoint: str, recorded: GeneratorCheckpoint) -> str:
+    if not recorded.backbone_run_id:
         raise ValueError(f"the generator {checkpoint} names no backbone run (its dataset had no backbone_run_id); "
                          "pass backbone=PATH_OR_RUN_ID")
-    return run_id
+    return recorded.backbone_run_id
 
 
 def load_serving_backbone(reference: str, device: str = "cpu") -> tuple[Backbone, dict]:
@@ -107,12 +107,14 @@ class ServedBackbone:
 
 def load_served_backbone(checkpoint: str, backbone: str | None = None, data_dir: str | None = None) -> ServedBackbone:
     """The backbone of `checkpoint` (or `backbone`), with the catalogue of the data it was trained on (read from
-    `data_dir` when given: the same dataset in another place on the serving machine)."""
-    reference = backbone_reference(checkpoint, backbone)
+    `data_dir` when given: the same dataset in another place on the serving machine), which scores a user's list by
+    the generator's objectives."""
+    recorded = load_checkpoint(resolve_generator_file(checkpoint))  # its backbone and objectives
+    reference = backbone or _recorded_backbone(checkpoint, recorded)
     model, extra = load_serving_backbone(reference)
     run_id = generator_lineage(checkpoint).get(GENERATOR_RUN_TAG)
     catalogue = load_catalogue(extra.get("data"), model.config.n_items, run_id,
-                               {"path": data_dir} if data_dir else None)
+                               {"path": data_dir} if data_dir else None, recorded.objective_names())
     config = model.config
     info = {"model": checkpoint, "backbone": reference, "name": config.name, "n_items": config.n_items,
             "max_len": config.max_len, "hidden": config.hidden}

@@ -47,10 +47,16 @@ function showWeights() {
   $("weights").textContent = "(" + state.model.objectives.map((n, i) => `${n} ${state.weights[i].toFixed(2)}`).join(", ") + ")";
 }
 
+// The weights in thousandths that sum to exactly 1 (largest remainders): with three or more objectives, rounding
+// each on its own can overshoot the server's tolerance, and taking the last as 1 minus the rest can go negative.
 function weightsBody() {
-  const w = state.weights.map((x) => Math.round(x * 1000) / 1000);
-  w[w.length - 1] = Math.round((1 - w.slice(0, -1).reduce((s, x) => s + x, 0)) * 1000) / 1000;
-  return Object.fromEntries(state.model.objectives.map((name, i) => [name, Math.max(0, w[i])]));
+  const scaled = state.weights.map((x) => Math.max(0, x) * 1000), units = scaled.map(Math.floor);
+  let left = 1000 - units.reduce((s, u) => s + u, 0);
+  for (const i of scaled.map((x, j) => j).sort((a, b) => (scaled[b] - units[b]) - (scaled[a] - units[a]))) {
+    if (left <= 0) break;
+    units[i] += 1; left -= 1;
+  }
+  return Object.fromEntries(state.model.objectives.map((name, i) => [name, units[i] / 1000]));
 }
 
 // ------------------------------------------------------------------------------------------------------ the curve
