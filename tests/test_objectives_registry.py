@@ -1,0 +1,120 @@
+"""More than two objectives (issue 15): the registry, the fairness and novelty losses and metrics, user groups from
+the readers, p-dimensional controllability metrics, and a three-objective pipeline end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from support import GENRES, write_ml100k
+
+from padirec.data import SyntheticConfig, make_synthetic, preprocess, read_interactions_table, read_movielens_100k
+from padirec.data.errors import DataError
+from padirec.evaluation.controllability import controllability_table
+from padirec.evaluation.ranking import EvalSet, group_gap
+from padirec.objectives import fairness_loss, novelty_loss, resolve_objectives
+
+
+def test_objectives_must_be_known_distinct_and_start_with_accuracy():
+    assert [o.metric for o in resolve_objectives("accuracy,diversity,fairness")] == ["ndcg10", "alpha_ndcg10",
+                                                                                     "ndcg_gap10"]
+    for bad in (["accuracy", "speed"], ["diversity", "accuracy"], ["accuracy"], ["accuracy", "accuracy"]):
+        with pytest.raises(ValueError):
+            resolve_objectives(bad)
+
+
+def test_fairness_loss_is_the_gap_between_the_groups_soft_ndcg_and_its_gradient_closes_it():
+    scores = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], requires_grad=True)  # group 0 served, group 1 not
+    groups = torch.tensor([0, 1])
+    loss = fairness_loss(scores, groups, temperature=1.0)
+    assert 0.1 < float(loss.detach()) < 1.0
+    loss.backward()
+    assert scores.grad[0, 0] > 0 > scores.grad[1, 0]  # descent lowers the served group's positive, raises the other's
+    assert float(fairness_loss(scores.detach(), torch.tensor([0, -1]))) == 0.0  # one known group: no gap
+
+
+def test_novelty_loss_rewards_putting_tail_items_first():
+    tail = torch.tensor([0.0, 0.0, 1.0, 1.0])  # items 2 and 3 are the long tail
+    items = torch.tensor([[1, 2, 3]])
+    head_first, tail_first = torch.tensor([[3.0, 0.0, -1.0]]), torch.tensor([[-1.0, 3.0, 2.0]])
+    assert novelty_loss(tail_first, items, tail) < novelty_loss(head_first, items, tail)
+
+
+def test_group_gap_and_tail_share_in_rank_metrics():
+    values = torch.tensor([[1.0, 0.0, 0.5, 0.5]])
+    assert torch.allclose(group_gap(values, torch.tensor([0, 1, 1, -1])), torch.tensor([0.75]))
+    data = preprocess(make_synthetic(SyntheticConfig(groups=2)))
+    tail = data.tail_items()
+    assert tail[0] == 0 and tail.sum() == round(0.8 * data.n_items)
+    assert data.train_counts()[tail == 1].max() <= data.train_counts()[1:][tail[1:] == 0].min()
+    eval_set = EvalSet.build(data, "test", objectives=["accuracy", "diversity", "fairness", "novelty"])
+    assert eval_set.groups.shape == (data.n_users,) and set(eval_set.groups.tolist()) == {0, 1}
+    with pytest.raises(DataError, match="no user groups"):
+        EvalSet.build(preprocess(make_synthetic()), "test", objectives=["accuracy", "diversity", "fairness"])
+
+
+def test_synthetic_groups_leave_the_interactions_of_the_default_unchanged():
+    plain, grouped = make_synthetic(), make_synthetic(SyntheticConfig(groups=0))
+    assert (plain.items == grouped.items).all() and not grouped.user_groups
+    assert set(make_synthetic(SyntheticConfig(groups=3)).user_groups.values()) == {"g0", "g1", "g2"}
+
+
+def test_readers_take_user_groups_and_name_the_bad_line(tmp_path):
+    write_ml100k(tmp_path / "ml", [(1, 1, 5, 1), (1, 2, 4, 2), (2, 1, 3, 3)], {1: [GENRES[0]], 2: [GENRES[1]]})
+    users = [1, 2]
+    (tmp_path / "ml" / "u.user").write_text("".join(f"{u}|24|{'MF'[u % 2]}|other|0000\n" for u in users))
+    raw = read_movielens_100k(tmp_path / "ml")
+    assert raw.user_groups[users[0]] == "MF"[users[0] % 2]
+    (tmp_path / "ml" / "u.user").write_text("1|24|X|other|0000\n")
+    with pytest.raises(DataError, match=r"u.user.*line 1.*gender must be M or F"):
+        read_movielens_100k(tmp_path / "ml")
+    (tmp_path / "i.csv").write_text("user,item,timestamp\n1,1,1\n1,2,2\n2,1,3\n")
+    (tmp_path / "u.csv").write_text("user,group\n1,young\n2,old\n")
+    assert read_interactions_table(tmp_path / "i.csv", users_path=tmp_path / "u.csv").user_groups == {
+        1: "young", 2: "old"}
+    (tmp_path / "u.csv").write_text("user,group\n1,young\n1,old\n")
+    with pytest.raises(DataError, match=r"u.csv.*line 3.*group 'young' and 'old'"):
+        read_interactions_table(tmp_path / "i.csv", users_path=tmp_path / "u.csv")
+
+
+def test_controllability_table_in_three_objectives_rewards_following_w():
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(3), 20)
+    retrain = {"w": w, "w_acc": w[:, 0], "ndcg10": 0.1 + 0.1 * w[:, 0], "alpha_ndcg10": 0.5 + 0.3 * w[:, 1],
+               "ndcg_gap10": 0.08 - 0.05 * w[:, 2]}
+    constant = {k: (np.full(20, v.mean()) if k not in ("w", "w_acc") else v) for k, v in retrain.items()}
+    table = controllability_table({"Retrain": retrain, "Constant": constant},
+                                  objectives=["accuracy", "diversity", "fairness"])
+    row = table["Retrain"]
+    assert row["r_a"] == row["r_d"] == row["r_f"] == pytest.approx(1.0)
+    assert row["rho_a"] == pytest.approx(1.0) and row["rho_d"] == pytest.approx(1.0)
+    assert row["rho_f"] == pytest.approx(-1.0)  # the gap falls as its weight grows
+    assert table["Constant"]["regret"] > row["regret"] and row["igd_plus"] == 0
+    assert row["hv"] > table["Constant"]["hv"]
+
+
+def test_pipeline_runs_three_objectives_end_to_end(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", PYTHONUNBUFFERED="1")
+    (tmp_path / "c.yaml").write_text("data: {synthetic_groups: 2}\n")
+    done = subprocess.run([sys.executable, "-m", "padirec.cli", "pipeline", "--small", "--quiet", "--config", "c.yaml",
+                           "--objectives", "accuracy,diversity,fairness"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "padirec-output"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"]["rows"] == 15 * 2  # the 0.25 grid on the 3-simplex x 2 kept epochs
+    assert list(summary["controllability"]) == ["Retrain", "Soup", "CMR", "Hypernetwork", "PaDiRec"]
+    assert {"r_a", "r_d", "r_f", "rho_f"} <= set(summary["controllability"]["PaDiRec"])
+    report = (out / "report" / "controllability.md").read_text()
+    assert "Table 3 layout" in report and "NDCG_GAP@10" in report
+    header = (out / "report" / "curves.csv").read_text().splitlines()[0]
+    assert header == "method,w_acc,w_accuracy,w_diversity,w_fairness,ndcg10,alpha_ndcg10,ndcg_gap10"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(summary["dataset"]["path"])
+    assert {"w_accuracy", "w_diversity", "w_fairness", "ndcg_gap10", "test_ndcg_gap10"} <= set(table.column_names)
+    assert np.isfinite(table.column("test_ndcg_gap10").to_numpy()).all()
