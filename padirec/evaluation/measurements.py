@@ -4,19 +4,15 @@ robustness to parameter noise (paper RQ1)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from padirec.diffusion.sampling import sampler_label
 from padirec.evaluation.baselines import AdapterMethod, PaDiRec, Retrain, Scorer
 
-if TYPE_CHECKING:
-    from padirec.evaluation.report import EvaluateConfig
 
-
-def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np.ndarray,
-                   config: EvaluateConfig, full_epochs: int) -> list[dict]:
+def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np.ndarray, full_epochs: int,
+                   repeats: int, seed: int = 0, epochs: int = 1) -> list[dict]:
     """Wall time from a task w to a servable adapter (paper Table 2), tasks taken in turn.
 
     PaDiRec: one generation with the model already loaded (as a server holds it). Retrain: one
@@ -26,20 +22,19 @@ def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np
     """
     rows = []
     if padirec is not None:
-        padirec.generator.generate(weights[:1], padirec.sampler, seed=config.seed)  # warm-up
+        padirec.generator.generate(weights[:1], padirec.sampler, seed=seed)  # warm-up
         seconds = []
-        for i in range(config.timing_repeats):
+        for i in range(repeats):
             started = time.perf_counter()
-            padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=config.seed + i)
+            padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=seed + i)
             seconds.append(time.perf_counter() - started)
         label = sampler_label(padirec.sampler, padirec.generator.schedule.num_steps)
         rows.append({"approach": "PaDiRec", "what": f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})",
                      "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
                      "repeats": len(seconds), "measured": True})
-    epochs = config.retrain_timing_epochs
     if retrain is not None and epochs > 0 and retrain.backbone is not None:
         total, loop = [], []
-        for i in range(config.timing_repeats):
+        for i in range(repeats):
             started = time.perf_counter()
             result = retrain.train(weights[i % len(weights)][None], seed=i, epochs=epochs)
             total.append(time.perf_counter() - started)

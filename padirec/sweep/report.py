@@ -3,6 +3,7 @@ objectives, the paper's Table 3 layout (each further objective's weight varied a
 
 from __future__ import annotations
 
+import csv
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from mlflow.tracking import MlflowClient
 
 from padirec import tracking
 from padirec.contracts.dataset import dataset_arrays, dataset_objectives, download_dataset, read_dataset
-from padirec.evaluation.controllability import curve_rows, write_csv
 from padirec.metrics import curve_gaps, spearman
 from padirec.objectives import resolve_objectives
 
@@ -229,8 +229,12 @@ def simplex_report(parent_run_id: str, arrays: dict[str, np.ndarray], objectives
     markdown = (f"Retrain over {len(curve['w'])} weights of the ({', '.join(objectives)}) simplex\n\n"
                 + fixed_accuracy_markdown(rows, objectives))
     (out / "retrain_curve.md").write_text(markdown + "\n")
-    write_csv(out / "retrain_simplex.csv", [{**weights, "adapters": int(curve["n"][t])} for t, weights in
-                                            enumerate(curve_rows({"Retrain": curve}, objectives))])
+    names = [o.metric for o in resolve_objectives(objectives)]
+    with open(out / "retrain_simplex.csv", "w", newline="") as f:  # the evaluation's CSV helpers sit above this
+        writer = csv.writer(f)
+        writer.writerow([*(f"w_{n}" for n in objectives), *names, "adapters"])
+        writer.writerows([*curve["w"][t].tolist(), *(float(curve[n][t]) for n in names), int(curve["n"][t])]
+                         for t in range(len(curve["w"])))
     png = plot_fixed_accuracy(rows, objectives, out / "retrain_curve.png", f"Retrain, sweep {parent_run_id[:8]}")
     print(markdown)
     if log:
