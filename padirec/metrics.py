@@ -78,8 +78,7 @@ def hypervolumes(ndcg: np.ndarray, alpha_ndcg: np.ndarray, bounds: tuple | None 
 
 def minmax_bounds(ndcg, alpha_ndcg) -> tuple[float, float, float, float]:
     """`(ndcg_min, ndcg_max, div_min, div_max)` over the given points: the common scale of a comparison."""
-    ndcg, alpha_ndcg = np.asarray(ndcg, dtype=float), np.asarray(alpha_ndcg, dtype=float)
-    return float(np.nanmin(ndcg)), float(np.nanmax(ndcg)), float(np.nanmin(alpha_ndcg)), float(np.nanmax(alpha_ndcg))
+    return tuple(point_bounds(np.column_stack([np.ravel(ndcg), np.ravel(alpha_ndcg)])))
 
 
 def curve_gaps(ndcg, alpha_ndcg) -> np.ndarray:
@@ -122,13 +121,17 @@ def w_utility_points(w, points, bounds, maximise=None) -> np.ndarray:
 
 def metric_points(ndcg, alpha_ndcg) -> np.ndarray:
     """`[n, 2]` points (NDCG@10, α-NDCG@10), both maximised; rows with a NaN metric dropped."""
-    points = np.column_stack([np.asarray(ndcg, dtype=float).ravel(), np.asarray(alpha_ndcg, dtype=float).ravel()])
-    return points[np.isfinite(points).all(1)]
+    return _finite(np.column_stack([np.ravel(ndcg), np.ravel(alpha_ndcg)]))
 
 
 def _finite(points) -> np.ndarray:
     points = np.asarray(points, dtype=float)
     return points[np.isfinite(points).all(1)]
+
+
+def _directions(points: np.ndarray, maximise) -> list[bool]:
+    """`maximise` per metric (default: every metric maximised)."""
+    return [True] * points.shape[1] if maximise is None else list(maximise)
 
 
 def fixed_hypervolume(ndcg, alpha_ndcg, reference: tuple[float, float] = (0.0, 0.0)) -> float:
@@ -143,8 +146,8 @@ def hypervolume_points(points, reference, maximise=None) -> float:
     """The hypervolume of points `[n, p]` (rows with a NaN dropped) against a fixed `reference` in raw metric
     units, each metric maximised or minimised (`maximise`); NaN without points."""
     points = _finite(points)
-    maximise = [True] * points.shape[1] if maximise is None else list(maximise)
-    return float(moocore.hypervolume(points, ref=reference, maximise=maximise)) if len(points) else float("nan")
+    return float(moocore.hypervolume(points, ref=reference, maximise=_directions(points, maximise))) \
+        if len(points) else float("nan")
 
 
 def pareto_front(ndcg, alpha_ndcg) -> np.ndarray:
@@ -155,7 +158,7 @@ def pareto_front(ndcg, alpha_ndcg) -> np.ndarray:
 def front_points(points, maximise=None) -> np.ndarray:
     """The non-dominated rows of points `[n, p]`."""
     points = _finite(points)
-    return moocore.filter_dominated(points, maximise=[True] * points.shape[1] if maximise is None else list(maximise))
+    return moocore.filter_dominated(points, maximise=_directions(points, maximise))
 
 
 def igd_plus(ndcg, alpha_ndcg, front: np.ndarray) -> float:
@@ -169,8 +172,8 @@ def igd_plus(ndcg, alpha_ndcg, front: np.ndarray) -> float:
 def igd_plus_points(points, front: np.ndarray, maximise=None) -> float:
     """`igd_plus` for points `[n, p]` and a front `[m, p]`, each metric maximised or minimised (`maximise`)."""
     points = _finite(points)
-    maximise = [True] * points.shape[1] if maximise is None else list(maximise)
-    return float(moocore.igd_plus(points, ref=front, maximise=maximise)) if len(points) else float("nan")
+    return float(moocore.igd_plus(points, ref=front, maximise=_directions(points, maximise))) \
+        if len(points) else float("nan")
 
 
 def w_regret(utilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

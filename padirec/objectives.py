@@ -25,13 +25,12 @@ class Objective:
     maximise: bool  # False: lower is better (a gap)
     short: str  # the letter of report keys: r-a, r-d, r-f, ...
     worst: float = 0.0  # the metric's worst value: the fixed hypervolume reference point's coordinate
-    needs: str = ""  # what the data must carry: "groups" (user attributes)
 
 
 REGISTRY = {o.name: o for o in (
     Objective("accuracy", "ndcg10", "NDCG@10", True, "a"),
     Objective("diversity", "alpha_ndcg10", "α-NDCG@10", True, "d"),
-    Objective("fairness", "ndcg_gap10", "NDCG_GAP@10", False, "f", worst=1.0, needs="groups"),
+    Objective("fairness", "ndcg_gap10", "NDCG_GAP@10", False, "f", worst=1.0),  # needs user groups
     Objective("novelty", "tail10", "Tail@10", True, "n"),
 )}
 OBJECTIVES = ("accuracy", "diversity")  # the paper's pair: the default of every stage
@@ -169,17 +168,15 @@ class ObjectiveData:
     groups: torch.Tensor | None = None  # long [n training instances]; −1: unknown
 
     @classmethod
-    def build(cls, data, names=OBJECTIVES, device: torch.device | str | None = None) -> ObjectiveData:
-        """From a `SequenceData`: the groups are those of its training instances (`data.train_instances()`)."""
+    def build(cls, data, names=OBJECTIVES, device: torch.device | str | None = None,
+              instances=None) -> ObjectiveData:
+        """From a `SequenceData`: the groups are those of its training instances (`instances`, the caller's
+        `data.train_instances()` where it has them)."""
         names = tuple(o.name for o in resolve_objectives(names))
         tail = torch.as_tensor(data.tail_items(TAIL_SHARE), device=device) if "novelty" in names else None
-        groups = (torch.as_tensor(data.groups_of(data.train_instances().users), device=device)
-                  if "fairness" in names else None)
+        users = (instances or data.train_instances()).users if "fairness" in names else None
+        groups = torch.as_tensor(data.groups_of(users), device=device) if users is not None else None
         return cls(names, CategoryTable.from_multi_hot(data.item_categories, device), tail, groups)
-
-    def to(self, device: torch.device | str) -> ObjectiveData:
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
-        return ObjectiveData(self.names, self.categories.to(device), move(self.tail), move(self.groups))
 
 
 def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: CategoryTable | ObjectiveData,

@@ -38,6 +38,7 @@ from padirec.objectives import (
     CategoryTable,
     ObjectiveData,
     bce_loss,
+    metric_keys,
     objective_losses,
     resolve_objectives,
     weighted_loss,
@@ -279,7 +280,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     backbone = backbone.to(config.device).eval()
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    context = ObjectiveData.build(data, config.objectives, config.device)
+    context = ObjectiveData.build(data, config.objectives, config.device, train)
     init = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device)[None]
     at_init = np.abs(mean_losses(init, states, data, train, backbone, context, config)[0])
     if config.objective_scale == "initial":
@@ -341,7 +342,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     if weights.shape[1] != len(config.objectives):
         raise ValueError(f"weights must have {len(config.objectives)} columns ({', '.join(config.objectives)}), "
                          f"got shape {weights.shape}")
-    metrics_of = [o.metric for o in resolve_objectives(config.objectives)]
+    metrics_of = metric_keys(config.objectives)
     maximise = [o.maximise for o in resolve_objectives(config.objectives)]
     best = config.keep == "best"
     if best and "valid" not in eval_splits:
@@ -353,7 +354,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     rng = np.random.default_rng(config.seed)
     train = data.train_instances()
     states = encode_instances(backbone, train)
-    context = ObjectiveData.build(data, config.objectives, config.device)
+    context = ObjectiveData.build(data, config.objectives, config.device, train)
     w = loss_weights(weights, config).to(config.device)
     K = len(weights)
     params = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device).repeat(K, 1)

@@ -309,7 +309,7 @@ class CMR(HypernetworkMethod):
         rng = np.random.default_rng(config.seed)
         train = data.train_instances()
         states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
-        context = ObjectiveData.build(data, adapter.objectives)
+        context = ObjectiveData.build(data, adapter.objectives, instances=train)
         p = len(adapter.objectives)
         model = WeightToAdapter(p, hidden=config.hidden, init=init_adapter_flat(adapter.init_seed,
                                                                                  backbone.config.hidden))

@@ -32,19 +32,14 @@ from padirec.metrics import (
     w_regret,
     w_utility_points,
 )
-from padirec.objectives import OBJECTIVES, REGISTRY, Objective, resolve_objectives
+from padirec.objectives import OBJECTIVES, REGISTRY, Objective, metric_keys, resolve_objectives
 
 if TYPE_CHECKING:  # annotations only: the methods are run by the report, this module only measures them
     from padirec.evaluation.baselines import Method, Scorer
 
 REFERENCE_POINT = (0.0, 0.0)  # the worst value of both metrics: every point counts, nothing depends on the methods
 SIGNIFICANCE = 0.05  # p at or above it: a tie
-METRICS = ("ndcg10", "alpha_ndcg10")  # the paper's pair (`metric_names` for other objectives)
-
-
-def metric_names(objectives=OBJECTIVES) -> tuple[str, ...]:
-    """The metrics of the objectives, in order (`METRICS` for the paper's pair)."""
-    return tuple(o.metric for o in resolve_objectives(objectives))
+METRICS = ("ndcg10", "alpha_ndcg10")  # the paper's pair (`objectives.metric_keys` for others)
 
 
 def paper_labels(objectives=OBJECTIVES) -> dict[str, str]:
@@ -79,12 +74,12 @@ def task_matrix(w) -> np.ndarray:
 
 def points_of(curve: dict, objectives=OBJECTIVES) -> np.ndarray:
     """A method's metric points `[..., p]` (per task; per seed and task for per-seed curves)."""
-    return np.stack([np.asarray(curve[k], dtype=float) for k in metric_names(objectives)], axis=-1)
+    return np.stack([np.asarray(curve[k], dtype=float) for k in metric_keys(objectives)], axis=-1)
 
 
 def joint_bounds(per_seed: dict[str, dict[str, np.ndarray]], objectives=OBJECTIVES) -> list[float]:
     """`point_bounds` over every method's per-seed points: the one scale of a report (dataset, backbone)."""
-    return point_bounds(np.concatenate([points_of(s, objectives).reshape(-1, len(metric_names(objectives)))
+    return point_bounds(np.concatenate([points_of(s, objectives).reshape(-1, len(metric_keys(objectives)))
                                         for s in per_seed.values()]))
 
 
@@ -92,7 +87,7 @@ def seed_utilities(per_seed: dict[str, dict[str, np.ndarray]], w, objectives=OBJ
     """w-utility `[seeds, tasks]` of every method's per-seed points under their `joint_bounds`; `w` the tasks'
     weights (`task_matrix`)."""
     bounds, maximise = joint_bounds(per_seed, objectives), [o.maximise for o in resolve_objectives(objectives)]
-    weights, names = task_matrix(w), metric_names(objectives)
+    weights, names = task_matrix(w), metric_keys(objectives)
     return {m: w_utility_points(weights, np.stack([np.atleast_2d(s[k]) for k in names], axis=-1), bounds, maximise)
             for m, s in per_seed.items()}
 
@@ -118,7 +113,7 @@ def controllability_table(curves: dict[str, dict[str, np.ndarray]], reference: s
     rho_<letter> (ρ with that objective's own weight).
     """
     found: tuple[Objective, ...] = resolve_objectives(objectives)
-    names = metric_names(objectives)
+    names = metric_keys(objectives)
     maximise = [o.maximise for o in found]
     per_seed = per_seed or {m: {k: np.atleast_2d(c[k]) for k in names} for m, c in curves.items()}
     paper_hv = avg_hv_points({m: points_of(c, objectives) for m, c in curves.items()}, maximise)
@@ -213,7 +208,7 @@ def weight_columns(w, objectives=OBJECTIVES) -> list[dict]:
 
 def curve_rows(curves: dict[str, dict[str, np.ndarray]], objectives=OBJECTIVES) -> list[dict]:
     """The curves as `CURVES_ARTIFACT` rows: method, w_acc (and w_<objective> for more than two), the metrics."""
-    names = metric_names(objectives)
+    names = metric_keys(objectives)
     return [{"method": m, **weights, **{k: float(c[k][t]) for k in names}}
             for m, c in curves.items()
             for t, weights in enumerate(weight_columns(c.get("w", c["w_acc"]), objectives))]
@@ -221,7 +216,7 @@ def curve_rows(curves: dict[str, dict[str, np.ndarray]], objectives=OBJECTIVES) 
 
 def seed_rows(per_seed: dict[str, dict[str, np.ndarray]], w, objectives=OBJECTIVES) -> list[dict]:
     """Every method's per-seed curves as CSV rows (method, seed index, the task's weights, the metrics)."""
-    names, columns = metric_names(objectives), weight_columns(w, objectives)
+    names, columns = metric_keys(objectives), weight_columns(w, objectives)
     return [{"method": m, "seed": i, **weights, **{k: float(np.atleast_2d(s[k])[i, t]) for k in names}}
             for m, s in per_seed.items() for i in range(len(np.atleast_2d(s[names[0]])))
             for t, weights in enumerate(columns)]

@@ -149,17 +149,17 @@ class PaDiRecAPI:
                                encoding: Literal["json", "base64"] = "json", model: str | None = None) -> Response:
         """The same as the POST, for clients and HTTP caches that prefer a GET; also the fastest way on Ray Serve (no
         request body for the replica to fetch from the proxy, BENCHMARKS §4)."""
-        objectives = (await self.state(self.model_id(model))).limits.objectives  # for the message
+        state = await self.state(self.model_id(model))  # its objectives name the weights in a message
         try:
-            request = adapter_query(weights, encoding, model, objectives)
+            request = adapter_query(weights, encoding, model, state.limits.objectives)
         except ValidationError as err:
             raise RequestValidationError(err.errors()) from err
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        return await self._adapter(request, http)
+        return await self._adapter(request, http, state)
 
-    async def _adapter(self, request: AdapterRequest, http: Request) -> Response:
-        model = await self.state(self.model_id(request.model))
+    async def _adapter(self, request: AdapterRequest, http: Request, model: ModelState | None = None) -> Response:
+        model = model or await self.state(self.model_id(request.model))
         try:
             w = check_weights(request.weights, model.limits)
         except RequestError as err:

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from padirec import tracking
 from padirec.contracts.dataset import dataset_arrays, dataset_objectives, download_dataset, read_dataset
 from padirec.metrics import curve_gaps, spearman
-from padirec.objectives import resolve_objectives
+from padirec.objectives import metric_keys, resolve_objectives
 
 TASKS = np.round(np.linspace(0.0, 1.0, 11), 4)
 
@@ -57,7 +57,7 @@ def retrain_curve(arrays: dict[str, np.ndarray], tasks: np.ndarray = TASKS) -> d
 def task_curve(arrays: dict[str, np.ndarray], objectives) -> dict[str, np.ndarray]:
     """Per distinct w of the sweep (its order): mean over seeds of the chosen adapters' test metrics, for every
     objective (the Retrain baseline over the whole simplex). Keys: w `[T, p]`, w_acc, the metrics, n."""
-    names = [o.metric for o in resolve_objectives(objectives)]
+    names = metric_keys(objectives)
     last = chosen_adapters(arrays)
     w = np.round(arrays["w"], 4)
     tasks = np.unique(w[last], axis=0)
@@ -229,7 +229,7 @@ def simplex_report(parent_run_id: str, arrays: dict[str, np.ndarray], objectives
     markdown = (f"Retrain over {len(curve['w'])} weights of the ({', '.join(objectives)}) simplex\n\n"
                 + fixed_accuracy_markdown(rows, objectives))
     (out / "retrain_curve.md").write_text(markdown + "\n")
-    names = [o.metric for o in resolve_objectives(objectives)]
+    names = metric_keys(objectives)
     with open(out / "retrain_simplex.csv", "w", newline="") as f:  # the evaluation's CSV helpers sit above this
         writer = csv.writer(f)
         writer.writerow([*(f"w_{n}" for n in objectives), *names, "adapters"])
