@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from padirec.contracts.names import (
 )
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.models import load_backbone, save_backbone
+from padirec.objectives import simplex_weights
 from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, scale_params, train_adapters
 
 
@@ -67,18 +69,27 @@ class AdapterRun:
     adapter: np.ndarray  # float32 [1096]
 
 
-def adapt(backbone: str, w_acc: float, config: AdapterConfig = AdapterConfig(), data_overrides: dict | None = None,
-          experiment: str = tracking.DEFAULT_EXPERIMENT, progress: bool = True) -> AdapterRun:
-    """Phase 2 for one weight as an MLflow run: the adapter of `backbone` (run id or file) trained on
-    `w_acc·BCE + (1 − w_acc)·L_div`, on the backbone's data unless `data_overrides` (DataSpec fields) say else."""
-    if not 0.0 <= w_acc <= 1.0:
-        raise ValueError(f"w_acc must be in [0, 1], got {w_acc}")
+def adapt(backbone: str, w: float | Sequence[float], config: AdapterConfig = AdapterConfig(),
+          data_overrides: dict | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
+          progress: bool = True) -> AdapterRun:
+    """Phase 2 for one weight as an MLflow run: the adapter of `backbone` (run id or file) trained on `Σ_j w_j ·
+    loss_j`, on the backbone's data unless `data_overrides` (DataSpec fields) say else. `w`: w_acc (two
+    objectives, w_div = 1 − w_acc) or one number per `config.objectives`, summing to 1."""
+    if np.ndim(w) == 0:
+        if len(config.objectives) != 2 or not 0.0 <= float(w) <= 1.0:
+            raise ValueError(f"w_acc must be in [0, 1] and the objectives two (else give one weight per objective: "
+                             f"{', '.join(config.objectives)}), got {w}")
+        w = [float(w), 1.0 - float(w)]
+    weights = simplex_weights(w, config.objectives)
+    if len(weights) != 1:
+        raise ValueError(f"one w of {len(config.objectives)} numbers, got {len(weights)}")
     model, extra = load_backbone(resolve_backbone_file(backbone))
     data = load_data(data_spec(extra.get("data"), data_overrides))
-    weights = np.array([[w_acc, 1.0 - w_acc]], dtype=np.float32)
     tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
-    with tracking.start_run(f"adapter-w{w_acc:.2f}", experiment, tags=tags) as run:
-        mlflow.log_params({"w_acc": w_acc, "w_div": 1.0 - w_acc, "backbone_run_id": backbone,
+    named = {f"w_{name}": float(v) for name, v in zip(config.objectives, weights[0], strict=True)}
+    with tracking.start_run(f"adapter-w{weights[0][0]:.2f}", experiment, tags=tags) as run:
+        mlflow.log_params({"w_acc": float(weights[0][0]), **({"w_div": float(weights[0][1])} if len(named) == 2
+                                                              else named), "backbone_run_id": backbone,
                            **{k: v for k, v in asdict(config).items() if k not in ("scales", "weight_map")}})
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]

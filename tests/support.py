@@ -7,7 +7,6 @@ puts tests/ on sys.path, under `pytest` and `python -m pytest` alike. Test modul
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from padirec.cli.generator import add_commands
+from padirec.cli.main import build_parser
 from padirec.contracts.dataset import write_dataset as write_gathered
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +56,7 @@ def write_config(tmp_path: Path, **train) -> Path:
 
 def cli(argv: list[str]) -> dict:
     """Run a `padirec` command of this package through its own parser; return the JSON it prints."""
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         args.func(args)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ from padirec.data import SyntheticConfig, make_synthetic, preprocess, read_inter
 from padirec.data.errors import DataError
 from padirec.evaluation.controllability import controllability_table
 from padirec.evaluation.ranking import EvalSet, group_gap
-from padirec.objectives import fairness_loss, novelty_loss, resolve_objectives
+from padirec.objectives import GroupMeans, fairness_loss, novelty_loss, resolve_objectives, soft_ranks
 
 
 def test_objectives_must_be_known_distinct_and_start_with_accuracy():
@@ -26,14 +27,29 @@ def test_objectives_must_be_known_distinct_and_start_with_accuracy():
             resolve_objectives(bad)
 
 
-def test_fairness_loss_is_the_gap_between_the_groups_soft_ndcg_and_its_gradient_closes_it():
+def test_fairness_loss_is_the_squared_gap_between_the_groups_soft_ndcg_and_its_gradient_closes_it():
     scores = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], requires_grad=True)  # group 0 served, group 1 not
     groups = torch.tensor([0, 1])
+    gain = 1 / torch.log2(1 + soft_ranks(scores.detach(), 1.0)[:, 0])
     loss = fairness_loss(scores, groups, temperature=1.0)
-    assert 0.1 < float(loss.detach()) < 1.0
+    assert float(loss.detach()) == pytest.approx(float(gain[0] - gain[1]) ** 2, rel=1e-5)
+    assert float(gain[0] - gain[1]) > 0.1
     loss.backward()
     assert scores.grad[0, 0] > 0 > scores.grad[1, 0]  # descent lowers the served group's positive, raises the other's
     assert float(fairness_loss(scores.detach(), torch.tensor([0, -1]))) == 0.0  # one known group: no gap
+
+
+def test_fairness_loss_takes_who_is_ahead_from_the_running_means_not_from_one_noisy_batch():
+    running = GroupMeans(decay=0.99)
+    served = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])  # group 0 ahead
+    for _ in range(20):
+        fairness_loss(served, torch.tensor([0, 1]), 1.0, running, n_groups=2)
+    flipped = torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)  # one batch where 1 is ahead
+    loss = fairness_loss(flipped, torch.tensor([0, 1]), 1.0, running, n_groups=2)
+    assert float(loss.detach()) < 0  # measured in the running direction: group 0 − group 1, here negative
+    loss.backward()
+    assert flipped.grad[0, 0] > 0 > flipped.grad[1, 0]  # still lowers group 0 and raises group 1
+    assert float(running.means[0] - running.means[1]) > 0  # one batch does not flip the running order
 
 
 def test_novelty_loss_rewards_putting_tail_items_first():
@@ -96,25 +112,48 @@ def test_controllability_table_in_three_objectives_rewards_following_w():
     assert row["hv"] > table["Constant"]["hv"]
 
 
-def test_pipeline_runs_three_objectives_end_to_end(tmp_path):
+@pytest.mark.parametrize("third, metric, label, config", [
+    ("fairness", "ndcg_gap10", "NDCG_GAP@10", "data: {synthetic_groups: 2}\n"),
+    ("novelty", "tail10", "Tail@10", "{}\n"),  # data without user attributes
+])
+def test_pipeline_runs_three_objectives_end_to_end(tmp_path, third, metric, label, config):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", PYTHONUNBUFFERED="1")
-    (tmp_path / "c.yaml").write_text("data: {synthetic_groups: 2}\n")
+    (tmp_path / "c.yaml").write_text(config)
     done = subprocess.run([sys.executable, "-m", "padirec.cli", "pipeline", "--small", "--quiet", "--config", "c.yaml",
-                           "--objectives", "accuracy,diversity,fairness"], cwd=tmp_path, env=env,
+                           "--objectives", f"accuracy,diversity,{third}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "padirec-output"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"]["rows"] == 15 * 2  # the 0.25 grid on the 3-simplex x 2 kept epochs
     assert list(summary["controllability"]) == ["Retrain", "Soup", "CMR", "Hypernetwork", "PaDiRec"]
-    assert {"r_a", "r_d", "r_f", "rho_f"} <= set(summary["controllability"]["PaDiRec"])
+    short = third[0]
+    assert {"r_a", "r_d", f"r_{short}", f"rho_{short}"} <= set(summary["controllability"]["PaDiRec"])
     report = (out / "report" / "controllability.md").read_text()
-    assert "Table 3 layout" in report and "NDCG_GAP@10" in report
+    assert "Table 3 layout" in report and label in report
     header = (out / "report" / "curves.csv").read_text().splitlines()[0]
-    assert header == "method,w_acc,w_accuracy,w_diversity,w_fairness,ndcg10,alpha_ndcg10,ndcg_gap10"
+    assert header == f"method,w_acc,w_accuracy,w_diversity,w_{third},ndcg10,alpha_ndcg10,{metric}"
     import pyarrow.parquet as pq
 
     table = pq.read_table(summary["dataset"]["path"])
-    assert {"w_accuracy", "w_diversity", "w_fairness", "ndcg_gap10", "test_ndcg_gap10"} <= set(table.column_names)
-    assert np.isfinite(table.column("test_ndcg_gap10").to_numpy()).all()
+    assert {"w_accuracy", "w_diversity", f"w_{third}", metric, f"test_{metric}"} <= set(table.column_names)
+    assert np.isfinite(table.column(f"test_{metric}").to_numpy()).all()
+
+
+def test_adapt_takes_one_weight_per_objective(tiny_sweep, mlflow_store):
+    from support import cli
+
+    backbone = str(tiny_sweep["backbone_path"])
+    report = cli(["adapt", "--backbone-run", backbone, "--objectives", "accuracy,diversity,novelty",
+                  "--weights", "0.5,0.3,0.2", "--epochs", "1", "--keep-last", "1", "--quiet"])
+    assert report["w"] == pytest.approx([0.5, 0.3, 0.2])
+    assert 0 <= report["test_tail10"] <= 1
+    params = mlflow.get_run(report["run_id"]).data.params
+    assert float(params["w_novelty"]) == pytest.approx(0.2) and "novelty" in params["objectives"]
+    with pytest.raises(ValueError, match="sum to 1"):
+        cli(["adapt", "--backbone-run", backbone, "--objectives", "accuracy,diversity,novelty",
+             "--weights", "0.5,0.3,0.3", "--epochs", "1", "--keep-last", "1", "--quiet"])
+    with pytest.raises(ValueError, match="one weight per objective"):
+        cli(["adapt", "--backbone-run", backbone, "--objectives", "accuracy,diversity,novelty", "--w-acc", "0.5",
+             "--epochs", "1", "--keep-last", "1", "--quiet"])

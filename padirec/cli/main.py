@@ -48,7 +48,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def cmd_adapt(args: argparse.Namespace) -> None:
     config = build(AdapterConfig, section(args, "adapter"), given(args, "adapter"))
-    run = adapt(args.backbone_run, args.w_acc, config, data_overrides(args), args.experiment, not args.quiet)
+    w = args.w_acc if args.weights is None else args.weights
+    run = adapt(args.backbone_run, w, config, data_overrides(args), args.experiment, not args.quiet)
     if args.output:
         np.save(args.output, run.adapter)
     print_json({"run_id": run.run_id, "w": run.w, "seconds": round(run.seconds, 2), **run.metrics})
@@ -128,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(adapt_parser)
     add_common(adapt_parser)
     adapt_parser.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint")
-    adapt_parser.add_argument("--w-acc", type=float, required=True, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
+    weight = adapt_parser.add_mutually_exclusive_group(required=True)
+    weight.add_argument("--w-acc", type=float, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
+    weight.add_argument("--weights", type=lambda v: [float(x) for x in v.split(",")], metavar="W1,W2,...",
+                        help="one weight per objective (--objectives' order), summing to 1")
     add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
                                             "diversity_topk", "lr", "seed", "init_seed", "device"], section="adapter")
     adapt_parser.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")

@@ -18,6 +18,7 @@ from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.sampling import SamplerConfig, make_sampler
 from padirec.evaluation.ranking import EvalSet, rank_metrics
 from padirec.models import load_backbone
+from padirec.objectives import simplex_weights
 
 
 def task_weights(w_acc_values) -> np.ndarray:
@@ -26,19 +27,6 @@ def task_weights(w_acc_values) -> np.ndarray:
     if w_acc.ndim != 1 or ((w_acc < 0) | (w_acc > 1)).any():
         raise ValueError(f"w_acc values must be numbers in [0, 1], got {w_acc_values!r}")
     return np.stack([w_acc, 1.0 - w_acc], axis=1)
-
-
-def simplex_weights(values, objectives: list[str]) -> np.ndarray:
-    """Rows `[K, p]` from `values`: p numbers per w for the p `objectives`, concatenated; each row non-negative and
-    summing to 1 (within 1e-3)."""
-    values = np.asarray(values, dtype=np.float32).ravel()
-    p = len(objectives)
-    if values.size == 0 or values.size % p:
-        raise ValueError(f"weights must be {p} numbers per w ({', '.join(objectives)}), got {values.size} numbers")
-    weights = values.reshape(-1, p)
-    if (weights < 0).any() or (np.abs(weights.sum(1) - 1) > 1e-3).any() or not np.isfinite(weights).all():
-        raise ValueError(f"each w ({', '.join(objectives)}) must be non-negative and sum to 1, got {weights.tolist()}")
-    return weights
 
 
 def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler: SamplerConfig = SamplerConfig(),
