@@ -3,8 +3,8 @@
     python benchmarks/fairness_gap.py BACKBONE.pt --objective-scale initial --epochs 10
 
 BACKBONE.pt is a backbone checkpoint of data with user groups (ML-100K's genders, or `synthetic_groups: 2`).
-Prints the backbone's test gap beside its sampling noise (the standard deviation of the gap over 2,000 random
-relabellings of the users: a gap inside it cannot be closed measurably), then the adapters at w_acc 0.2 and 0.5
+Prints the backbone's test gap beside the gap of random groups of the same sizes (2,000 relabellings of the users:
+a gap no larger than theirs cannot be closed measurably), then the adapters at w_acc 0.2 and 0.5
 with w_fair at five even steps from 0 to 1 − w_acc (w_div the rest), their test metrics and, per w_acc, the
 Spearman correlation of NDCG_GAP@10 with w_fair. Other flags override `AdapterConfig` fields.
 """
@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, dict]:
 
 
 @torch.no_grad()
-def gap_noise(backbone, data, repeats: int = 2000) -> tuple[float, float]:
-    """The backbone's test NDCG_GAP@10 and its standard deviation under random relabellings of the users' groups."""
+def gap_noise(backbone, data, repeats: int = 2000) -> tuple[float, float, float]:
+    """The backbone's test NDCG_GAP@10, its mean under random relabellings of the users' groups (same sizes) and
+    the share of relabellings with a gap at least as large (a permutation p-value)."""
     eval_set = EvalSet.build(data, "test", objectives=OBJECTIVES)
     top = topk_full_ranking(backbone.score(encode_instances(backbone, eval_set.instances)), eval_set.excluded,
                             eval_set.k)
@@ -49,15 +50,18 @@ def gap_noise(backbone, data, repeats: int = 2000) -> tuple[float, float]:
         return max(means) - min(means)
 
     rng = np.random.default_rng(0)
-    return gap(groups), float(np.std([gap(rng.permutation(groups)) for _ in range(repeats)]))
+    null = np.array([gap(rng.permutation(groups)) for _ in range(repeats)])
+    observed = gap(groups)
+    return observed, float(null.mean()), float((null >= observed).mean())
 
 
 def main() -> None:
     backbone_path, overrides = parse_args()
     backbone, extra = load_backbone(backbone_path)
     data = load_data(DataSpec(**extra["data"]))
-    observed, noise = gap_noise(backbone, data)
-    print(f"backbone: test NDCG_GAP@10 {observed:.4f}, relabelling std {noise:.4f} ({data.group_names})")
+    observed, null, p_value = gap_noise(backbone, data)
+    print(f"backbone: test NDCG_GAP@10 {observed:.4f} ({data.group_names}); random groups of the same sizes: "
+          f"{null:.4f} on average, p = {p_value:.3f}")
     weights = np.array([(a, 1 - a - f, f) for a in W_ACC for f in np.linspace(0, 1 - a, 5)], dtype=np.float32)
     config = AdapterConfig(**{"epochs": 10, "keep_last": 1, **overrides, "objectives": OBJECTIVES})
     started = time.time()

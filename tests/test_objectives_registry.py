@@ -124,6 +124,7 @@ def test_pipeline_runs_three_objectives_end_to_end(tmp_path, third, metric, labe
                            "--objectives", f"accuracy,diversity,{third}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"ρ({label}, w_{third}) at w_acc" in done.stdout + done.stderr  # the Retrain curve's stage line
     out = tmp_path / "padirec-output"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"]["rows"] == 15 * 2  # the 0.25 grid on the 3-simplex x 2 kept epochs

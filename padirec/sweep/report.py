@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from padirec import tracking
 from padirec.contracts.dataset import dataset_arrays, dataset_objectives, download_dataset, read_dataset
 from padirec.metrics import curve_gaps, spearman
-from padirec.objectives import metric_keys, resolve_objectives
+from padirec.objectives import REGISTRY, metric_keys, resolve_objectives
 
 TASKS = np.round(np.linspace(0.0, 1.0, 11), 4)
 
@@ -102,7 +102,7 @@ def fixed_accuracy_rows(curves: dict[str, dict], objectives, levels=None) -> lis
 
 def fixed_accuracy_summary(rows: list[dict]) -> str:
     """One line: each further objective's ρ with its weight at the accuracy levels (Retrain's rows)."""
-    return "; ".join(f"ρ({r['objective']} metric, w_{r['objective']}) at w_acc {r['w_acc']:g} = {r['rho']:.3f}"
+    return "; ".join(f"ρ({REGISTRY[r['objective']].label}, w_{r['objective']}) at w_acc {r['w_acc']:g} = {r['rho']:.3f}"
                      for r in rows if r["method"] == "Retrain")
 
 
