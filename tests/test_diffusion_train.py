@@ -225,3 +225,11 @@ def test_ray_train_ddp_registers_generates_and_resumes(mlflow_store, ray_cluster
     assert [m.step for m in client.get_metric_history(resumed["run_id"], "loss")] == [6, 7]
     assert client.get_model_version_by_alias("padirec-dit", "champion").version == 2
     assert load_checkpoint(resolve_generator_file("models:/padirec-dit@champion")).epoch == 8
+
+
+def test_cpu_shortfall_names_a_cluster_too_small_for_the_workers_and_the_data_read():
+    from padirec.diffusion.ray_train import cpu_shortfall
+
+    assert cpu_shortfall(4, 2, 1) is None
+    message = cpu_shortfall(2, 2, 1)  # `ray start --num-cpus 2`: both CPUs held by the workers, the read waits
+    assert "needs 3 CPUs" in message and "has 2" in message

@@ -8,6 +8,7 @@ again with the same `storage_path` and `name` continues from `ray.train.get_chec
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -100,6 +101,17 @@ def _ray_dataset(path: str):
     return ray.data.read_parquet(path, columns=["w", "params"])
 
 
+def cpu_shortfall(cluster_cpus: float, num_workers: int, cpus_per_worker: float) -> str | None:
+    """Why a run of `num_workers` would hang on a cluster of `cluster_cpus` (None if it fits): the workers hold
+    their CPUs for the whole run and the Ray Data read of the dataset needs one more beside them."""
+    needed = num_workers * cpus_per_worker + 1
+    if cluster_cpus >= needed:
+        return None
+    return (f"Ray Train needs {needed:g} CPUs ({num_workers} workers x {cpus_per_worker:g} + 1 for the Ray Data read) "
+            f"but the cluster has {cluster_cpus:g}: the run would wait for resources; use fewer --workers, or a "
+            f"bigger cluster (an autoscaling one may add them)")
+
+
 def train_dit_ray(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTTrainConfig(), num_workers: int = 2,
                   use_gpu: bool = False, storage_path: str | os.PathLike | None = None, name: str | None = None,
                   resources_per_worker: dict | None = None, tracking: dict | None = None,
@@ -119,6 +131,11 @@ def train_dit_ray(dataset_path: str | os.PathLike, config: DiTTrainConfig = DiTT
         raise ValueError(f"{info['rows']} rows cannot be split over {num_workers} workers")
     resources = dict(resources_per_worker or {"CPU": 1})
     init_ray(num_workers * resources.get("CPU", 1))
+    import ray
+
+    shortfall = cpu_shortfall(ray.cluster_resources().get("CPU", 0), num_workers, resources.get("CPU", 1))
+    if shortfall:
+        logging.getLogger(__name__).warning(shortfall)
     storage = storage_uri(str(storage_path) if storage_path else None)
     name = name or f"dit-{info['sha256'][:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
     loop_config = {"config": asdict(config), "info": info, "tracking": tracking,
