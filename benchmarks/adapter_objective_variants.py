@@ -19,9 +19,9 @@ from padirec.models import load_backbone
 from padirec.training import AdapterConfig, train_adapters
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[str, dict]:
+def parse_args(argv: list[str] | None = None, description: str | None = __doc__) -> tuple[str, dict]:
     """The backbone path, and the `AdapterConfig` overrides given (only those)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("backbone", metavar="BACKBONE.pt", help="backbone checkpoint (e.g. from `padirec pretrain`)")
     add_flags(parser.add_argument_group("AdapterConfig overrides"), AdapterConfig, section="adapter")
     args = parser.parse_args(argv)

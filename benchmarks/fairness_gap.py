@@ -9,29 +9,20 @@ with w_fair at five even steps from 0 to 1 − w_acc (w_div the rest), their tes
 Spearman correlation of NDCG_GAP@10 with w_fair. Other flags override `AdapterConfig` fields.
 """
 
-import argparse
 import time
 
 import numpy as np
 import torch
+from adapter_objective_variants import parse_args  # same folder: one backbone + AdapterConfig flags front
 from scipy.stats import spearmanr
 
-from padirec.cli.flags import add_flags, flag_values
 from padirec.config import DataSpec, load_data
-from padirec.evaluation.ranking import EvalSet, encode_instances, ndcg_at_k, topk_full_ranking
+from padirec.evaluation.ranking import EvalSet, encode_instances, group_gap, ndcg_at_k, topk_full_ranking
 from padirec.models import load_backbone
 from padirec.training import AdapterConfig, train_adapters
 
 OBJECTIVES = ["accuracy", "diversity", "fairness"]
 W_ACC = (0.2, 0.5)
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[str, dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("backbone", metavar="BACKBONE.pt", help="backbone checkpoint (e.g. from `padirec pretrain`)")
-    add_flags(parser.add_argument_group("AdapterConfig overrides"), AdapterConfig, section="adapter")
-    args = parser.parse_args(argv)
-    return args.backbone, flag_values(args).get("adapter", {})
 
 
 @torch.no_grad()
@@ -41,22 +32,17 @@ def gap_noise(backbone, data, repeats: int = 2000) -> tuple[float, float, float]
     eval_set = EvalSet.build(data, "test", objectives=OBJECTIVES)
     top = topk_full_ranking(backbone.score(encode_instances(backbone, eval_set.instances)), eval_set.excluded,
                             eval_set.k)
-    ndcg = ndcg_at_k(top, torch.as_tensor(eval_set.instances.targets)).numpy()
-    groups = eval_set.groups.numpy()
-    ndcg, groups = ndcg[groups >= 0], groups[groups >= 0]
-
-    def gap(labels):
-        means = [ndcg[labels == g].mean() for g in np.unique(labels)]
-        return max(means) - min(means)
-
+    known = eval_set.groups >= 0
+    ndcg = ndcg_at_k(top, torch.as_tensor(eval_set.instances.targets))[None, known]
+    groups = eval_set.groups[known]
     rng = np.random.default_rng(0)
-    null = np.array([gap(rng.permutation(groups)) for _ in range(repeats)])
-    observed = gap(groups)
+    null = np.array([float(group_gap(ndcg, groups[rng.permutation(len(groups))])) for _ in range(repeats)])
+    observed = float(group_gap(ndcg, groups))
     return observed, float(null.mean()), float((null >= observed).mean())
 
 
 def main() -> None:
-    backbone_path, overrides = parse_args()
+    backbone_path, overrides = parse_args(description=__doc__)
     backbone, extra = load_backbone(backbone_path)
     data = load_data(DataSpec(**extra["data"]))
     observed, null, p_value = gap_noise(backbone, data)

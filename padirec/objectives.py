@@ -178,16 +178,13 @@ def fairness_loss(scores: torch.Tensor, groups: torch.Tensor, temperature: float
     (−1: unknown, left out). Squared, the push fades as the gap closes: the gap settles lower as the fairness
     weight grows, where the plain gap either closes fully or not at all and overshoots (BENCHMARKS §13)."""
     gain = 1 / torch.log2(1 + soft_ranks(scores, temperature)[..., 0])  # [..., B]
-    known = groups >= 0
-    if int(known.sum()) == 0:
-        return gain.sum(-1) * 0
-    n_groups = n_groups or int(groups.max()) + 1
-    onehot = F.one_hot(groups.clamp(min=0), n_groups).to(gain.dtype) * known[:, None]
+    n_groups = n_groups or max(int(groups.max()) + 1, 1)
+    onehot = F.one_hot(groups.clamp(min=0), n_groups).to(gain.dtype) * (groups >= 0)[:, None]
     count = onehot.sum(0)
     present = count > 0
     means = (gain @ onehot) / count.clamp(min=1)  # [..., G]; absent groups 0
     reference = running.update(means, present) if running is not None else means.detach()
-    reference = torch.where(present & ~reference.isnan(), reference, torch.nan)
+    reference = torch.where(present, reference, torch.nan)
     if int((~reference.isnan()).sum(-1).min()) < 2:  # fewer than two groups to compare
         return gain.sum(-1) * 0
     ahead = reference.nan_to_num(-torch.inf).argmax(-1, keepdim=True)
@@ -215,6 +212,7 @@ class ObjectiveData:
     tail: torch.Tensor | None = None  # float [n_items + 1]
     groups: torch.Tensor | None = None  # long [n training instances]; −1: unknown
     running: GroupMeans | None = None  # the fairness loss's running group means (who is ahead), per training run
+    n_groups: int = 0  # the groups in `groups`
 
     @classmethod
     def build(cls, data, names=OBJECTIVES, device: torch.device | str | None = None,
@@ -226,7 +224,8 @@ class ObjectiveData:
         users = (instances or data.train_instances()).users if "fairness" in names else None
         groups = torch.as_tensor(data.groups_of(users), device=device) if users is not None else None
         running = GroupMeans() if groups is not None else None
-        return cls(names, CategoryTable.from_multi_hot(data.item_categories, device), tail, groups, running)
+        n_groups = max(int(groups.max()) + 1, 1) if groups is not None else 0
+        return cls(names, CategoryTable.from_multi_hot(data.item_categories, device), tail, groups, running, n_groups)
 
 
 def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: CategoryTable | ObjectiveData,
@@ -248,8 +247,8 @@ def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: Cate
         elif name == "fairness":
             if context.groups is None or index is None:
                 raise ValueError("the fairness loss needs the users' groups and the batch's instance index")
-            n_groups = int(context.groups.max()) + 1
-            losses.append(fairness_loss(scores, context.groups[index], temperature, context.running, n_groups))
+            losses.append(fairness_loss(scores, context.groups[index], temperature, context.running,
+                                        context.n_groups))
         elif name == "novelty":
             losses.append(novelty_loss(list_scores, list_items, context.tail, temperature))
         else:

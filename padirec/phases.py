@@ -76,20 +76,21 @@ def adapt(backbone: str, w: float | Sequence[float], config: AdapterConfig = Ada
     loss_j`, on the backbone's data unless `data_overrides` (DataSpec fields) say else. `w`: w_acc (two
     objectives, w_div = 1 − w_acc) or one number per `config.objectives`, summing to 1."""
     if np.ndim(w) == 0:
-        if len(config.objectives) != 2 or not 0.0 <= float(w) <= 1.0:
-            raise ValueError(f"w_acc must be in [0, 1] and the objectives two (else give one weight per objective: "
-                             f"{', '.join(config.objectives)}), got {w}")
+        if len(config.objectives) != 2:
+            raise ValueError(f"w_acc alone is for two objectives: give one weight per objective "
+                             f"({', '.join(config.objectives)})")
         w = [float(w), 1.0 - float(w)]
-    weights = simplex_weights(w, config.objectives)
+    weights = simplex_weights(w, config.objectives)  # non-negative, summing to 1
     if len(weights) != 1:
         raise ValueError(f"one w of {len(config.objectives)} numbers, got {len(weights)}")
     model, extra = load_backbone(resolve_backbone_file(backbone))
     data = load_data(data_spec(extra.get("data"), data_overrides))
     tags = {STAGE_TAG: STAGE_ADAPTER, BACKBONE_RUN_TAG: backbone}
-    named = {f"w_{name}": float(v) for name, v in zip(config.objectives, weights[0], strict=True)}
-    with tracking.start_run(f"adapter-w{weights[0][0]:.2f}", experiment, tags=tags) as run:
-        mlflow.log_params({"w_acc": float(weights[0][0]), **({"w_div": float(weights[0][1])} if len(named) == 2
-                                                              else named), "backbone_run_id": backbone,
+    w = [float(v) for v in weights[0]]
+    named = ({"w_div": w[1]} if len(w) == 2 else
+             {f"w_{name}": v for name, v in zip(config.objectives, w, strict=True)})
+    with tracking.start_run(f"adapter-w{w[0]:.2f}", experiment, tags=tags) as run:
+        mlflow.log_params({"w_acc": w[0], **named, "backbone_run_id": backbone,
                            **{k: v for k, v in asdict(config).items() if k not in ("scales", "weight_map")}})
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]

@@ -52,7 +52,7 @@ def _unwrap_optional(hint):
     return hint
 
 
-def _comma_list(cast):
+def comma_list(cast):
     def parse(text: str) -> list:
         try:
             return [cast(x.strip()) for x in text.split(",") if x.strip()]
@@ -114,7 +114,7 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
             kwargs["choices"] = list(typing.get_args(hint))
         elif origin is list:
             (item,) = typing.get_args(hint)
-            kwargs["type"], kwargs["metavar"] = _comma_list(item), "A,B,..."
+            kwargs["type"], kwargs["metavar"] = comma_list(item), "A,B,..."
         elif hint in (int, float, str):
             kwargs["type"], kwargs["metavar"] = hint, flag.lstrip("-").replace("-", "_").upper()
         else:

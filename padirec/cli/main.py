@@ -18,7 +18,7 @@ import numpy as np
 
 from padirec.cli.common import add_common, add_data_flags, data_overrides, given, print_json, section
 from padirec.cli.evaluation import add_commands as add_evaluation_commands
-from padirec.cli.flags import add_flags
+from padirec.cli.flags import add_flags, comma_list
 from padirec.cli.generator import add_commands as add_generator_commands
 from padirec.cli.serving import add_commands as add_serving_commands
 from padirec.config import build, data_spec, load_data
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt_parser.add_argument("--backbone-run", required=True, help="MLflow run id of the backbone, or a checkpoint")
     weight = adapt_parser.add_mutually_exclusive_group(required=True)
     weight.add_argument("--w-acc", type=float, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
-    weight.add_argument("--weights", type=lambda v: [float(x) for x in v.split(",")], metavar="W1,W2,...",
+    weight.add_argument("--weights", type=comma_list(float), metavar="W1,W2,...",
                         help="one weight per objective (--objectives' order), summing to 1")
     add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
                                             "diversity_topk", "lr", "seed", "init_seed", "device"], section="adapter")
