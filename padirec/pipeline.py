@@ -28,8 +28,8 @@ from padirec.diffusion.generator import load_generator
 from padirec.diffusion.model import DiTConfig
 from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.train import DiTTrainConfig
-from padirec.evaluation.baselines import CMRConfig, HypernetworkConfig
 from padirec.evaluation.controllability import headline
+from padirec.evaluation.hypernetworks import CMRConfig, HypernetworkConfig, PHNConfig, YOTOConfig
 from padirec.evaluation.report import EvaluateConfig, run_report
 from padirec.evaluation.stage import lineage_tags
 from padirec.models import load_backbone
@@ -53,7 +53,8 @@ class PipelineConfig:
         dit=DiTConfig(hidden=128, depth=2, heads=4, ffn=512)))  # a small DiT
     dit_workers: int = 2  # Ray Train DDP workers (0 = in-process)
     evaluate: EvaluateConfig = field(default_factory=lambda: EvaluateConfig(  # every method, sized for a quick run
-        samples=1, timing_repeats=3, cmr=CMRConfig(epochs=5), hypernetwork=HypernetworkConfig(steps=500)))
+        samples=1, timing_repeats=3, cmr=CMRConfig(epochs=5), phn=PHNConfig(epochs=5), yoto=YOTOConfig(epochs=5),
+        hypernetwork=HypernetworkConfig(steps=500)))
     output_dir: str = "padirec-output"
     experiment: str = tracking.DEFAULT_EXPERIMENT
 
@@ -65,8 +66,10 @@ class PipelineConfig:
             adapter=replace(self.adapter, epochs=3, keep_last=2),
             dit_train=replace(self.dit_train, epochs=5, dit=replace(self.dit_train.dit, hidden=32, depth=1, heads=2,
                                                                      ffn=64)),
-            evaluate=replace(self.evaluate, samplers=["ddim:10"], timing_repeats=2, seeds=2, cmr=replace(
-                self.evaluate.cmr, epochs=2), hypernetwork=replace(self.evaluate.hypernetwork, steps=200)))
+            evaluate=replace(self.evaluate, samplers=["ddim:10"], timing_repeats=2, seeds=2,
+                             cmr=replace(self.evaluate.cmr, epochs=2), phn=replace(self.evaluate.phn, epochs=2),
+                             yoto=replace(self.evaluate.yoto, epochs=2),
+                             hypernetwork=replace(self.evaluate.hypernetwork, steps=200)))
 
 
 def pipeline_config(path: str | None = None, *overrides: dict | None) -> PipelineConfig:

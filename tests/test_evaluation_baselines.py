@@ -1,4 +1,4 @@
-"""The report's methods pinned on a tiny synthetic sweep: Retrain, Soup, MMR, DPP, CMR, Hypernetwork."""
+"""The report's methods pinned on a tiny synthetic sweep: Retrain, Soup, MMR, DPP, PaDiRec, best-of-N."""
 
 from dataclasses import replace
 
@@ -7,21 +7,10 @@ import pytest
 import torch
 
 from padirec.diffusion.generate import task_weights
-from padirec.evaluation.baselines import (
-    CMR,
-    DPP,
-    MMR,
-    CMRConfig,
-    Hypernetwork,
-    HypernetworkConfig,
-    Retrain,
-    Scorer,
-    Soup,
-    WeightToAdapter,
-)
+from padirec.evaluation.baselines import DPP, MMR, Retrain, Scorer, Soup
 from padirec.evaluation.rerank import mmr_rerank
 from padirec.metrics import ideal_alpha_dcg, topk_full_ranking
-from padirec.models import N_PARAMS, init_adapter_flat
+from padirec.models import N_PARAMS
 from padirec.sweep import retrain_curve
 from padirec.sweep.report import chosen_adapters
 
@@ -102,26 +91,6 @@ def test_rerankers_at_lambda_one_are_the_backbones_ranking_and_diversify_below(s
     assert torch.equal(reranker.rankings(scorer, 1.0), backbone_top)
     diversity = reranker.metrics(task_weights([1.0, 0.5, 0.0]), scorer)["alpha_ndcg10"]
     assert diversity[1] >= diversity[0] and diversity[2] > diversity[0]
-
-
-def test_cmr_hypernetwork_starts_at_the_init_and_learns_to_depend_on_w(tiny_sweep):
-    init = init_adapter_flat(tiny_sweep["adapter"].init_seed)
-    untrained = WeightToAdapter(init=init)(torch.as_tensor(task_weights([0.0, 0.3, 1.0])))
-    assert torch.allclose(untrained, init.expand(3, -1), atol=1e-6)
-    cmr = CMR.fit(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"], CMRConfig(epochs=1),
-                  progress=False)
-    diversity, middle, accuracy = (a[0] for a in cmr.adapters(task_weights([0.0, 0.5, 1.0])))
-    assert np.abs(accuracy - diversity).max() > 1e-3
-    assert np.allclose(middle, (accuracy + diversity) / 2, atol=1e-5)  # CMR's generated layer is linear in w
-
-
-def test_hypernetwork_reproduces_its_training_adapters_on_a_toy_set():
-    rng = np.random.default_rng(0)
-    w = task_weights([0.0, 0.25, 0.5, 0.75, 1.0])
-    params = rng.normal(0, 1, (5, N_PARAMS)).astype(np.float32) * np.linspace(0.1, 2, N_PARAMS, dtype=np.float32)
-    model = Hypernetwork.fit(w, params, HypernetworkConfig(hidden=64, steps=600, lr=3e-3), progress=False)
-    predicted = np.concatenate(model.adapters(w))
-    assert np.abs(predicted - params).mean() < 0.05 * np.abs(params).mean()
 
 
 def test_chosen_adapters_are_the_sweeps_rank_0_when_it_kept_its_best():

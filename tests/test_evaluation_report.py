@@ -139,27 +139,29 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
     config.write_text(yaml.safe_dump({"evaluate": {"hypernetwork": {"steps": 100}, "mmr_candidates": 20}}))
     out = tmp_path / "report"
     main(["evaluate", "--sweep", sweep_run, "--model", checkpoint, "--config", str(config), "--samplers", "ddim:5",
-          "--guidance", "0,1", "--samples", "2", "--cmr-epochs", "1", "--noise-std", "0.05", "--noise-repeats", "1",
+          "--guidance", "0,1", "--samples", "2", "--cmr-epochs", "1",
+          "--phn-epochs", "1", "--yoto-epochs", "1", "--noise-std", "0.05", "--noise-repeats", "1",
           "--timing-repeats", "2", "--output", str(out), "--quiet"])
 
     files = {"controllability.md", "controllability.png", "curves.csv", "seeds.csv", "table1.csv", "significance.csv",
              "response_time.csv", "robustness.csv", "ablation.csv", "ablation.png"}
     assert files <= {p.name for p in out.iterdir()}
     table = {r["method"]: r for r in read_csv(out / "table1.csv")}
-    assert list(table) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec"]
+    assert list(table) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork", "PaDiRec"]
     assert float(table["Retrain"]["r_a"]) == pytest.approx(1.0)
     # 5 seeds (the default) for the learned methods, the sweep's 2 for Retrain and Soup, MMR deterministic
     assert {m: int(r["seeds"]) for m, r in table.items()} == {"Retrain": 2, "Soup": 2, "MMR": 1, "DPP": 1, "CMR": 5,
-                                                               "Hypernetwork": 5, "PaDiRec": 5}
+                                                               "PHN": 5, "YOTO": 5, "Hypernetwork": 5, "PaDiRec": 5}
     assert all(float(r["regret"]) >= 0 and float(r["hv"]) > 0 for r in table.values())
     seeds = read_csv(out / "seeds.csv")
-    assert len(seeds) == 11 * (2 + 2 + 1 + 1 + 5 + 5 + 5 + 1)  # ... and one run of the second γ variant
+    assert len(seeds) == 11 * (2 + 2 + 1 + 1 + 5 + 5 + 5 + 5 + 5 + 1)  # ... and one run of the second γ variant
     tests = {r["versus"]: r for r in read_csv(out / "significance.csv")}
-    assert list(tests) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork"]
+    assert list(tests) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork"]
     assert all(r["outcome"] in ("better", "worse", "tie") and 0 <= float(r["p_value"]) <= 1 for r in tests.values())
     assert (float(tests["MMR"]["p_value"]) < 0.05) == (tests["MMR"]["outcome"] != "tie")
     curves = read_csv(out / "curves.csv")
-    methods = ["Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec (γ=0)", "PaDiRec (γ=1)"]
+    methods = ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork", "PaDiRec (γ=0)",
+               "PaDiRec (γ=1)"]
     assert [r["method"] for r in curves[::11]] == methods and len(curves) == 11 * len(methods)
     on_grid = {float(r["w_acc"]): r for r in curves if r["method"] == "Retrain" and float(r["w_acc"]) in (0, .5, 1)}
     expected = retrain_curve(tiny_sweep["arrays"], tasks=np.array([0.0, 0.5, 1.0]))

@@ -128,7 +128,7 @@ def test_pipeline_runs_three_objectives_end_to_end(tmp_path, third, metric, labe
     out = tmp_path / "padirec-output"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"]["rows"] == 15 * 2  # the 0.25 grid on the 3-simplex x 2 kept epochs
-    assert list(summary["controllability"]) == ["Retrain", "Soup", "CMR", "Hypernetwork", "PaDiRec"]
+    assert list(summary["controllability"]) == ["Retrain", "Soup", "CMR", "PHN", "YOTO", "Hypernetwork", "PaDiRec"]
     short = third[0]
     assert {"r_a", "r_d", f"r_{short}", f"rho_{short}"} <= set(summary["controllability"]["PaDiRec"])
     report = (out / "report" / "controllability.md").read_text()

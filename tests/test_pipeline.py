@@ -45,7 +45,8 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     assert sweep.data.tags[DATASET_SHA256_TAG] == summary["dataset"]["sha256"]
     assert summary["dataset"]["rows"] == 5 * 1 * 2  # grid 0.25 x seed 0 x 2 kept epochs
     assert str(client.get_model_version_by_alias("padirec-dit", "champion").version) == summary["generator"]["version"]
-    assert list(summary["controllability"]) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec"]
+    assert list(summary["controllability"]) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork",
+                                                "PaDiRec"]
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
     report = client.get_run(summary["report_run_id"])
     assert report.data.tags[STAGE_TAG] == "report"

@@ -8,7 +8,7 @@ from padirec.cli.common import add_common, add_data_flags, data_overrides, given
 from padirec.cli.flags import add_flags
 from padirec.config import build
 from padirec.contracts.names import DEFAULT_MODEL_URI
-from padirec.evaluation.baselines import CMRConfig
+from padirec.evaluation.hypernetworks import END_TO_END
 from padirec.evaluation.report import EvaluateConfig
 from padirec.evaluation.stage import evaluate
 
@@ -20,7 +20,8 @@ EVALUATE_FIELDS = ["methods", "samplers", "guidance", "samples", "seeds", "seed"
 def add_commands(commands) -> None:
     """Add `evaluate` to the `padirec` subparsers."""
     parser = commands.add_parser(
-        "evaluate", help="controllability report: PaDiRec vs Retrain, Soup, MMR, DPP, CMR, Hypernetwork (paper §5)",
+        "evaluate",
+        help="controllability report: PaDiRec vs Retrain, Soup, MMR, DPP, CMR, PHN, YOTO, Hypernetwork (paper §5)",
         description="For w_acc in {0, 0.1, ..., 1}: test NDCG@10 / α-NDCG@10 (full ranking) of every method, "
                     "Avg.HV and Pearson r-a / r-d against Retrain (Table 1), the curves (Figure 3), response "
                     "time (Table 2), optional noise robustness (RQ1) and generator ablations (Figure 5). "
@@ -35,8 +36,9 @@ def add_commands(commands) -> None:
                                              "(e.g. pre=a/dit.pt,pre_post=b/dit.pt,adanorm=c/dit.pt)")
     parser.add_argument("--backbone", help="backbone run id or checkpoint (default: the sweep's backbone run)")
     add_flags(parser, EvaluateConfig, EVALUATE_FIELDS, section="evaluate")
-    add_flags(parser, CMRConfig, ["epochs"], section="evaluate.cmr", flags={"epochs": "--cmr-epochs"},
-              helps={"epochs": "CMR hypernetwork epochs"})
+    for name, method in END_TO_END.items():  # --cmr-epochs, --phn-epochs, --yoto-epochs
+        add_flags(parser, method.config_type, ["epochs"], section=f"evaluate.{name.lower()}",
+                  flags={"epochs": f"--{name.lower()}-epochs"}, helps={"epochs": f"{name}'s training epochs"})
     parser.add_argument("--output", help="directory for the report files (default: a temp dir)")
     parser.set_defaults(func=cmd_evaluate)
 

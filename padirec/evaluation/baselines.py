@@ -7,8 +7,8 @@ task's metrics are the mean over its S_k adapters, e.g. Retrain's seeds or PaDiR
   demand with the sweep's settings when w is off the grid;
 - Soup: `Σ_j w_j · θ(e_j)` over the simplex's vertices (two objectives: `w_acc · θ(1, 0) + (1 − w_acc) · θ(0, 1)`),
   seed by seed;
-- CMR: a hypernetwork w → adapter trained end to end on the w-weighted loss, w uniform on the simplex per batch;
-- Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control);
+- CMR, PHN, YOTO and the Hypernetwork (`evaluation.hypernetworks`): one network w → adapter, trained end to end on
+  the w-weighted loss or regressing the swept adapters;
 - PaDiRec: adapters sampled from the trained DiT;
 - BestOf (`evaluation.select`): another method's candidates per task, reduced to the best on a validation sample.
 
@@ -24,8 +24,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn as nn
-from tqdm.auto import tqdm
 
 from padirec.data import SequenceData
 from padirec.diffusion.generator import Generator
@@ -33,20 +31,13 @@ from padirec.diffusion.sampling import SamplerConfig
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics
 from padirec.evaluation.rerank import dpp_rerank, mmr_rerank
 from padirec.metrics import alpha_ndcg_at_k, ndcg_at_k, topk_full_ranking
-from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
-from padirec.objectives import OBJECTIVES, ObjectiveData, weighted_loss
+from padirec.models import Backbone
+from padirec.objectives import OBJECTIVES
 from padirec.sweep.report import chosen_adapters
-from padirec.training import (
-    AdapterConfig,
-    AdapterResult,
-    adapter_losses,
-    calibrate,
-    candidate_batches,
-    loss_weights,
-    train_adapters,
-)
+from padirec.training import AdapterConfig, AdapterResult, train_adapters
 
-METHODS = ("Retrain", "Soup", "MMR", "DPP", "CMR", "Hypernetwork", "PaDiRec")  # BestOf: `EvaluateConfig.select`
+# the report's methods (best-of-N rows come with `EvaluateConfig.select`)
+METHODS = ("Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork", "PaDiRec")
 
 
 @dataclass
@@ -240,134 +231,6 @@ class DPP(Reranker):
 
     def rerank(self, scores: torch.Tensor, categories: torch.Tensor, lam: float, eval_set: EvalSet) -> torch.Tensor:
         return dpp_rerank(scores, categories, lam, eval_set.k, self.jitter)
-
-
-# ------------------------------------------------------------------------------ hypernetworks: CMR, MLP
-
-
-class WeightToAdapter(nn.Module):
-    """w `[B, p]` -> flat adapter `[B, 1096]`: linear in w (hidden = 0, CMR's generated layer) or an MLP.
-
-    It starts at `init` for every w on the simplex (linear: each column is `init`, and Σ w = 1;
-    MLP: a zero last layer whose bias is `init`).
-    """
-
-    def __init__(self, n_objectives: int = 2, hidden: int = 0, layers: int = 2, init: torch.Tensor | None = None):
-        super().__init__()
-        init = torch.zeros(N_PARAMS) if init is None else init.float()
-        if hidden == 0:
-            self.net = nn.Linear(n_objectives, len(init), bias=False)
-            self.net.weight.data.copy_(init[:, None].expand(-1, n_objectives))
-        else:
-            blocks, width = [], n_objectives
-            for _ in range(layers):
-                blocks += [nn.Linear(width, hidden), nn.SiLU()]
-                width = hidden
-            out = nn.Linear(width, len(init))
-            nn.init.zeros_(out.weight)
-            out.bias.data.copy_(init)
-            self.net = nn.Sequential(*blocks, out)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return self.net(w)
-
-
-class HypernetworkMethod(AdapterMethod):
-    """Shared by CMR and Hypernetwork: one adapter per w from a `WeightToAdapter` (denormalised if fitted so)."""
-
-    def __init__(self, model: WeightToAdapter, normalizer: ParamNormalizer | None = None):
-        self.model, self.normalizer = model.eval(), normalizer
-
-    @torch.no_grad()
-    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
-        flat = self.model(torch.as_tensor(weights, dtype=torch.float32))
-        flat = self.normalizer.denormalize(flat) if self.normalizer is not None else flat
-        return list(flat.numpy()[:, None])
-
-
-@dataclass
-class CMRConfig:
-    epochs: int = 10
-    hidden: int = 0  # 0: every adapter value linear in w (CMR's code); > 0: an MLP of this width
-    weights_per_batch: int = 4  # w drawn per batch (uniform on the simplex), K of them trained on its states at once
-    lr: float = 1e-3
-    seed: int = 0
-
-
-class CMR(HypernetworkMethod):
-    """CMR (Chen et al., 2023): a hypernetwork w -> adapter trained end to end on Σ_j w_j · loss_j."""
-
-    name = "CMR"
-
-    @classmethod
-    def fit(cls, backbone: Backbone, data: SequenceData, adapter: AdapterConfig = AdapterConfig(),
-            config: CMRConfig = CMRConfig(), progress: bool = True) -> CMR:
-        """Train on the sweep's objective (`adapter_losses` and `loss_weights` with its settings), a fresh batch of
-        w per step."""
-        torch.manual_seed(config.seed)
-        adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
-        rng = np.random.default_rng(config.seed)
-        train = data.train_instances()
-        states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
-        context = ObjectiveData.build(data, adapter.objectives, instances=train)
-        p = len(adapter.objectives)
-        model = WeightToAdapter(p, hidden=config.hidden, init=init_adapter_flat(adapter.init_seed,
-                                                                                 backbone.config.hidden))
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        bar = tqdm(range(config.epochs), desc="CMR hypernetwork", disable=not progress)
-        for _ in bar:
-            losses = []
-            for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
-                if p == 2:  # w_acc ~ U(0, 1), as CMR draws it
-                    w_acc = torch.as_tensor(rng.random(config.weights_per_batch), dtype=torch.float32)
-                    w = torch.stack([w_acc, 1 - w_acc], dim=1)
-                else:  # uniform on the simplex
-                    w = torch.as_tensor(rng.dirichlet(np.ones(p), config.weights_per_batch), dtype=torch.float32)
-                index = torch.as_tensor(index)
-                h = apply_adapters(states[index], unflatten(model(w)))
-                per_objective = adapter_losses(h, candidates, backbone, context, adapter, index)
-                loss = weighted_loss(per_objective, loss_weights(w, adapter)).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        return cls(model)
-
-
-@dataclass
-class HypernetworkConfig:
-    hidden: int = 256
-    layers: int = 2
-    steps: int = 2000  # full-batch Adam steps on the normalised adapters
-    lr: float = 1e-3
-    seed: int = 0
-
-
-class Hypernetwork(HypernetworkMethod):
-    """An MLP w -> adapter regressing the swept adapters (MSE on per-tensor normalised parameters)."""
-
-    name = "Hypernetwork"
-
-    @classmethod
-    def fit(cls, w: np.ndarray, params: np.ndarray, config: HypernetworkConfig = HypernetworkConfig(),
-            progress: bool = True) -> Hypernetwork:
-        torch.manual_seed(config.seed)
-        params = torch.as_tensor(np.array(params, dtype=np.float32))
-        normalizer = ParamNormalizer.fit(params)
-        target, w = normalizer.normalize(params), torch.as_tensor(w, dtype=torch.float32)
-        model = WeightToAdapter(w.shape[1], config.hidden, config.layers)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
-        bar = tqdm(range(config.steps), desc="Hypernetwork regression", disable=not progress, mininterval=1.0)
-        for _ in bar:
-            loss = (model(w) - target).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.set_postfix(mse=f"{loss.item():.4f}", refresh=False)
-        return cls(model, normalizer)
 
 
 # --------------------------------------------------------------------------------------------- PaDiRec

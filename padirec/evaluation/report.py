@@ -28,20 +28,7 @@ from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.sampling import parse_sampler
-from padirec.evaluation.baselines import (
-    CMR,
-    DPP,
-    METHODS,
-    MMR,
-    CMRConfig,
-    Hypernetwork,
-    HypernetworkConfig,
-    Method,
-    PaDiRec,
-    Retrain,
-    Scorer,
-    Soup,
-)
+from padirec.evaluation.baselines import DPP, METHODS, MMR, Method, PaDiRec, Retrain, Scorer, Soup
 from padirec.evaluation.controllability import (
     controllability_table,
     curve_rows,
@@ -52,6 +39,14 @@ from padirec.evaluation.controllability import (
     table_markdown,
     tables_markdown,
     write_csv,
+)
+from padirec.evaluation.hypernetworks import (
+    END_TO_END,
+    CMRConfig,
+    Hypernetwork,
+    HypernetworkConfig,
+    PHNConfig,
+    YOTOConfig,
 )
 from padirec.evaluation.measurements import response_times, robustness
 from padirec.evaluation.select import best_of_runs
@@ -78,6 +73,8 @@ class EvaluateConfig:
     mmr_candidates: int = 100  # top-N of the backbone that MMR re-ranks
     dpp_candidates: int = 100  # top-N of the backbone that DPP re-ranks
     cmr: CMRConfig = field(default_factory=CMRConfig)
+    phn: PHNConfig = field(default_factory=PHNConfig)
+    yoto: YOTOConfig = field(default_factory=YOTOConfig)
     hypernetwork: HypernetworkConfig = field(default_factory=HypernetworkConfig)
     noise_std: float = 0.0  # > 0: the RQ1 robustness check with this Gaussian noise on every parameter
     noise_repeats: int = 5
@@ -129,13 +126,15 @@ def log_step(message: str, started: float) -> None:
 def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbone, data: SequenceData,
               arrays: dict[str, np.ndarray], adapter: AdapterConfig, config: EvaluateConfig,
               progress: bool = True) -> dict[str, list[Method]]:
-    """`config.seeds` runs of each learned method, for its spread over seeds: CMR and Hypernetwork refitted with
-    seed + i, the main PaDiRec sampled with seed + i. Retrain and Soup hold the sweep's seeds; re-rankers have none."""
+    """`config.seeds` runs of each learned method, for its spread over seeds: CMR, PHN, YOTO and Hypernetwork
+    refitted with seed + i, the main PaDiRec sampled with seed + i. Retrain and Soup hold the sweep's seeds;
+    re-rankers have none."""
     runs = {name: [method] for name, method in methods.items()}
     for i in range(1, config.seeds):
-        if "CMR" in runs:
-            cmr = replace(config.cmr, seed=config.cmr.seed + i)
-            runs["CMR"].append(CMR.fit(backbone, data, adapter, cmr, progress))
+        for name in END_TO_END.keys() & runs.keys():
+            settings = getattr(config, name.lower())
+            runs[name].append(END_TO_END[name].fit(backbone, data, adapter, replace(settings, seed=settings.seed + i),
+                                                   progress))
         if "Hypernetwork" in runs:
             hyper = replace(config.hypernetwork, seed=config.hypernetwork.seed + i)
             runs["Hypernetwork"].append(Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress))
@@ -254,10 +253,10 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         methods["MMR"] = MMR(config.mmr_candidates)
     if "DPP" in config.methods and len(objectives) == 2:
         methods["DPP"] = DPP(config.dpp_candidates)
-    if "CMR" in config.methods:
-        cmr = config.cmr
-        log_step(f"CMR: training its hypernetwork end to end ({cmr.epochs} epochs)", started)
-        methods["CMR"] = CMR.fit(backbone, data, adapter, cmr, progress)
+    for name in (m for m in END_TO_END if m in config.methods):
+        settings = getattr(config, name.lower())
+        log_step(f"{name}: training it end to end on the sweep's objective ({settings.epochs} epochs)", started)
+        methods[name] = END_TO_END[name].fit(backbone, data, adapter, settings, progress)
     if "Hypernetwork" in config.methods:
         hyper = config.hypernetwork
         log_step(f"Hypernetwork: regressing the {len(arrays['params'])} swept adapters ({hyper.steps} steps)", started)
