@@ -227,3 +227,19 @@ def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep,
     assert list(result["table"]) == ["Retrain", "PaDiRec"]  # the main table is unchanged
     with pytest.raises(ValueError, match="select must be >= 0"):
         EvaluateConfig(select=-1)
+
+
+def test_held_out_tables_score_the_off_grid_tasks_alone():
+    from padirec.evaluation.report import held_out_tables
+
+    w_acc = np.linspace(0, 1, 5)
+    held = np.array([False, True, False, True, False])
+    good = {"w_acc": w_acc, "ndcg10": w_acc, "alpha_ndcg10": 1 - w_acc}
+    worse_off_grid = {"w_acc": w_acc, "ndcg10": np.where(held, 0.0, w_acc), "alpha_ndcg10": np.where(held, 0.0,
+                                                                                                      1 - w_acc)}
+    curves = {"Retrain": good, "PaDiRec": worse_off_grid}
+    per_seed = {m: {k: np.atleast_2d(v) for k, v in c.items() if k != "w_acc"} for m, c in curves.items()}
+    result = held_out_tables(curves, per_seed, held, ["accuracy", "diversity"], variants=[])
+    assert result["tasks"] == 2 and result["significance"] == []
+    assert result["table"]["Retrain"]["regret"] == pytest.approx(0.0)
+    assert result["table"]["PaDiRec"]["regret"] > 0.3  # all of its loss is on the held-out tasks

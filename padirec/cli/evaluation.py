@@ -12,9 +12,9 @@ from padirec.evaluation.hypernetworks import END_TO_END
 from padirec.evaluation.report import EvaluateConfig
 from padirec.evaluation.stage import evaluate
 
-EVALUATE_FIELDS = ["methods", "samplers", "guidance", "samples", "seeds", "seed", "split", "mmr_candidates",
-                   "dpp_candidates", "noise_std", "noise_repeats", "timing_repeats", "retrain_timing_epochs",
-                   "select", "select_sampler", "select_users"]
+EVALUATE_FIELDS = ["methods", "tasks", "task_step", "samplers", "guidance", "samples", "seeds", "seed", "split",
+                   "mmr_candidates", "dpp_candidates", "noise_std", "noise_repeats", "timing_repeats",
+                   "retrain_timing_epochs", "select", "select_sampler", "select_users"]
 
 
 def add_commands(commands) -> None:

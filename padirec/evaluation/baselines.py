@@ -131,11 +131,15 @@ class Retrain(AdapterMethod):
         splits = ("valid",) if config.keep == "best" else ()  # "best" chooses by validation utility
         return train_adapters(self.backbone, self.data, weights, config, progress=False, eval_splits=splits)
 
+    def rows(self, weights: np.ndarray) -> list[np.ndarray]:
+        """Per task, the sweep's rows at exactly that w (empty: off the grid)."""
+        return [np.flatnonzero(np.abs(self.w - w).max(1) < 1e-6) for w in np.asarray(weights, dtype=np.float32)]
+
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         weights = np.asarray(weights, dtype=np.float32)
         if weights.shape[1] != self.w.shape[1]:
             raise ValueError(f"tasks have {weights.shape[1]} weights, the sweep's adapters {self.w.shape[1]}")
-        on_grid = [np.flatnonzero(np.abs(self.w - w).max(1) < 1e-6) for w in weights]
+        on_grid = self.rows(weights)
         key = (lambda w: tuple(np.round(w, 6).tolist()))  # noqa: E731
         missing = [w for w, rows in zip(weights, on_grid) if not len(rows) and key(w) not in self.trained]
         if missing:  # off the sweep's grid: train them now, one packed run per seed of the sweep

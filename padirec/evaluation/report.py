@@ -32,10 +32,12 @@ from padirec.evaluation.baselines import DPP, METHODS, MMR, Method, PaDiRec, Ret
 from padirec.evaluation.controllability import (
     controllability_table,
     curve_rows,
+    follow_markdown,
     headline,
     paired_tests,
     seed_curves,
     seed_rows,
+    significance_markdown,
     table_markdown,
     tables_markdown,
     write_csv,
@@ -62,7 +64,8 @@ ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sou
 class EvaluateConfig:
     methods: list[str] = field(
         default_factory=lambda: list(METHODS))  # Retrain is always evaluated
-    tasks: list[float] = field(default_factory=lambda: TASKS.tolist())  # w_acc values; w_div = 1 - w_acc
+    # w_acc values (w_div = 1 - w_acc); those off the sweep's grid are also reported apart, as held-out weights
+    tasks: list[float] = field(default_factory=lambda: TASKS.tolist())
     task_step: float = 0.0  # more than two objectives: the simplex grid at this step (0: the sweep's own grid)
     split: Literal["valid", "test"] = "test"
     samplers: list[str] = field(default_factory=lambda: ["ddim:1"])  # "ddim:STEPS" | "ddpm" (all T steps)
@@ -172,11 +175,27 @@ def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain"
     return path
 
 
+def held_out_tables(curves: dict[str, dict], per_seed: dict[str, dict], held: np.ndarray, objectives: list[str],
+                    variants: list) -> dict:
+    """The table and the paired tests on the tasks off the sweep's grid alone (issue 14.4): there Retrain's
+    adapters are trained on demand and every method that learned from the sweep interpolates."""
+    curves = {m: {k: np.asarray(v)[held] for k, v in c.items()} for m, c in curves.items()}
+    per_seed = {m: {k: np.atleast_2d(v)[:, held] for k, v in c.items()} for m, c in per_seed.items()}
+    w = curves["Retrain"].get("w", curves["Retrain"]["w_acc"])
+    return {"tasks": int(held.sum()), "table": controllability_table(curves, per_seed=per_seed, objectives=objectives),
+            "significance": paired_tests(per_seed, w, objectives=objectives) if variants else []}
+
+
 def report_markdown(result: dict, header: list[str]) -> str:
     curves, table = result["main_curves"], result["table"]
     methods = list(table)
     lines = ["# Controllability report", "", *headline(table, result["significance"]), "",
              *[f"- {h}" for h in header], "", *tables_markdown(table, result["significance"])]
+    if held := result.get("held_out"):
+        lines += [f"## Held-out weights: the {held['tasks']} tasks off the sweep's grid (Retrain trained there on "
+                  "demand; the generator and the Hypernetwork interpolate; regret normalised over these tasks)", "",
+                  follow_markdown(held["table"]), ""]
+        lines += [significance_markdown(held["significance"]), ""] if held["significance"] else []
     if result.get("fixed_accuracy") is not None:  # more than two objectives: the paper's Table 3 layout
         objectives = result["objectives"]
         lines += [f"## Table 3 layout: each further objective's weight at fixed accuracy weights "
@@ -278,6 +297,8 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     main, main_seeds = {m: curves[n] for m, n in names.items()}, {m: seeds[n] for m, n in names.items()}
     table = controllability_table(main, per_seed=main_seeds, objectives=objectives)
     tests = paired_tests(main_seeds, tasks, objectives=objectives) if variants else []
+    held = np.array([not len(r) for r in retrain.rows(weights)])  # off the sweep's grid: interpolated
+    held_out = {} if held.all() or not held.any() else held_out_tables(main, main_seeds, held, objectives, variants)
     ablated = ["Retrain", *(v.name for v in variants), *selected]
     ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated},
                                      objectives=objectives) if len(variants) > 1 or selected else {}
@@ -294,6 +315,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         robust = robustness(sources, weights, scorer, config.noise_std, config.noise_repeats, config.seed)
 
     result = {"curves": curves, "main_curves": main, "table": table, "significance": tests, "ablation": ablation,
+              "held_out": held_out,
               "response_times": times, "robustness": robust, "objectives": objectives, "fixed_accuracy": fixed}
     png = out / "controllability.png"
     plot = (plot_curves(main, png, "Controllability: methods against w_acc") if fixed is None
@@ -303,6 +325,8 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
              write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]), plot]
     if tests:
         files.append(write_csv(out / "significance.csv", tests))
+    if held_out:
+        files.append(write_csv(out / "held_out.csv", [{"method": m, **r} for m, r in held_out["table"].items()]))
     if times:
         files.append(write_csv(out / "response_time.csv", times))
     if robust:
