@@ -144,8 +144,10 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
           "--timing-repeats", "2", "--output", str(out), "--quiet"])
 
     files = {"controllability.md", "controllability.png", "curves.csv", "seeds.csv", "table1.csv", "significance.csv",
-             "response_time.csv", "robustness.csv", "ablation.csv", "ablation.png"}
+             "response_time.csv", "robustness.csv", "ablation.csv", "ablation.png", "held_out.csv"}
     assert files <= {p.name for p in out.iterdir()}
+    # the tiny sweep's grid is (0, 0.5, 1): the other 8 of the 11 tasks are held-out weights, reported apart
+    assert [r["method"] for r in read_csv(out / "held_out.csv")][:2] == ["Retrain", "Soup"]
     table = {r["method"]: r for r in read_csv(out / "table1.csv")}
     assert list(table) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork", "PaDiRec"]
     assert float(table["Retrain"]["r_a"]) == pytest.approx(1.0)
@@ -182,6 +184,7 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
                                                     "- PaDiRec on w-utility regret (Wilcoxon signed-rank, paired "
                                                     "(task, seed), p < 0.05)"]
     assert "fixed reference point (NDCG@10, α-NDCG@10) = (0, 0)" in markdown and "## Paired tests" in markdown
+    assert "## Held-out weights: the 8 tasks off the sweep's grid" in markdown
 
     client = MlflowClient()
     reports = mlflow.search_runs(experiment_names=["padirec"], filter_string="tags.`padirec.stage` = 'report'")

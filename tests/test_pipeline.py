@@ -75,7 +75,7 @@ def test_pipeline_deploy_serves_the_version_it_registered(monkeypatch):
 CONSOLE_DEMO = """
 import sys, time
 from pathlib import Path
-from padirec.pipeline import Console
+from padirec.console import Console
 
 console = Console(2, Path(sys.argv[1]), sys.argv[2])
 with console.stage("first", "first stage") as said:
