@@ -228,6 +228,9 @@ def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep,
     assert result["ablation"]["PaDiRec (best of 3, DDIM-5)"]["seeds"] == 2  # a run per seed, like PaDiRec's
     assert result["ablation"]["Retrain (best seed)"]["seeds"] == 1
     assert list(result["table"]) == ["Retrain", "PaDiRec"]  # the main table is unchanged
+    # Table 2 times the selection too: 3 samples generated and scored on the 30 validation users
+    best = [r for r in result["response_times"] if r["what"].startswith("best of 3 (DDIM-5)")]
+    assert len(best) == 1 and "30 validation users" in best[0]["what"] and best[0]["seconds_mean"] > 0
     with pytest.raises(ValueError, match="select must be >= 0"):
         EvaluateConfig(select=-1)
 
