@@ -20,7 +20,7 @@ from padirec.contracts.dataset import write_dataset
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
 from padirec.diffusion import DiffusionSchedule, DiT, DiTConfig, SamplerConfig, ScheduleConfig, sample
 from padirec.diffusion.generator import load_generator
-from padirec.diffusion.objective import diffusion_losses
+from padirec.diffusion.objective import diffusion_losses, jitter_weights
 from padirec.diffusion.ray_train import train_dit_ray
 from padirec.diffusion.task import TaskLossConfig, adapter_task_loss
 from padirec.diffusion.train import DiTTrainConfig, train_dit
@@ -204,7 +204,7 @@ def options_setup(tmp_path, monkeypatch):
     config = build(DiTTrainConfig, dict(
         epochs=2, batch_size=6, lr=3e-3, prediction="x0", device="cpu",
         dit={**TINY_DIT, "conditioning": "mcgln", "reference": True}, schedule={"steps": 50},
-        consistency_weight=0.5, last_step_prob=0.2, task_loss_weight=0.1,
+        consistency_weight=0.5, last_step_prob=0.2, task_loss_weight=0.1, cond_jitter=0.25,
         task={"backbone": str(tmp_path / "backbone.pt"), "instances": 32, "batch_size": 4}))
     mean = torch.tensor(np.stack([r["params"] for r in rows]).mean(0))
     return {"path": write_dataset(rows, tmp_path / "data")["path"], "config": config, "mean_adapter": mean}
@@ -219,6 +219,21 @@ def check_options_checkpoint(checkpoint_path, mean_adapter: torch.Tensor) -> Non
     torch.testing.assert_close(generator.model.reference, to_tokens(generator.normalizer.normalize(mean_adapter)))
     adapters = generator.generate(np.array([[1.0, 0.0], [0.0, 1.0]]), SamplerConfig("ddim", steps=1))
     assert adapters.shape == (2, N_PARAMS) and np.isfinite(adapters).all()
+
+
+@pytest.mark.parametrize("p", [2, 3])
+def test_cond_jitter_moves_w_within_the_simplex_by_at_most_its_amount(p):
+    w = torch.distributions.Dirichlet(torch.ones(p)).sample((2000,))
+    w[:p] = torch.eye(p)  # the vertices too: clipped back onto the simplex
+    moved = jitter_weights(w, 0.1, torch.Generator().manual_seed(0))
+    assert (moved >= 0).all() and torch.allclose(moved.sum(1), torch.ones(2000))
+    inside = (w > 0.2).all(1)  # away from the faces nothing is clipped: the bound is exact
+    assert (moved - w)[inside].abs().max() <= 0.1 + 1e-6 and (moved - w).abs().max() <= 0.12
+    assert (moved - w)[inside].abs().max() > 0.07  # it does move, about this far
+    assert (moved - w).mean(0).abs().max() < 0.01  # no drift away from the grid's weights
+    assert jitter_weights(w, 0.0) is w
+    with pytest.raises(ValueError, match="cond_jitter"):
+        DiTTrainConfig(cond_jitter=0.7)
 
 
 def test_options_train_checkpoint_and_generate_in_one_step(options_setup, tmp_path):

@@ -15,8 +15,8 @@ from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.task import TaskLossConfig
 from padirec.diffusion.train import DiTTrainConfig
 
-TRAIN_FIELDS = ["epochs", "batch_size", "lr", "prediction", "checkpoint_every", "seed", "consistency_weight",
-                "last_step_prob", "task_loss_weight"]
+TRAIN_FIELDS = ["epochs", "batch_size", "lr", "prediction", "checkpoint_every", "seed", "cond_jitter",
+                "consistency_weight", "last_step_prob", "task_loss_weight"]
 RUN_FIELDS = ["workers", "gpu", "cpus_per_worker", "storage_path", "name", "max_failures", "model_name", "alias",
               "register"]
 

@@ -35,6 +35,20 @@ def prediction_target(schedule: DiffusionSchedule, x0: Tensor, t: Tensor, noise:
     return x0
 
 
+def jitter_weights(w: Tensor, amount: float, generator: torch.Generator | None = None) -> Tensor:
+    """w moved within the simplex by up to `amount` per coordinate (a uniform draw, centred to sum to zero and
+    scaled to that bound, then clipped at 0 and renormalised, which can add a little at the simplex's faces):
+    the sweep's grid conditions smeared over the gaps between them, so the DiT sees every w in training, not
+    only the grid's (BENCHMARKS §14: between grid points it was erratic)."""
+    if amount <= 0:
+        return w
+    p = w.shape[-1]
+    u = torch.rand(w.shape, device=w.device, generator=generator, dtype=w.dtype) * 2 - 1
+    delta = (u - u.mean(dim=-1, keepdim=True)) * (amount * p / (2 * (p - 1)))  # |delta_i| <= amount
+    moved = (w + delta).clamp_min(0)
+    return moved / moved.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 # (x̂0 tokens [B, n_tokens, width], w [B, p], generator) -> per-row loss [B]: DimeRec's task loss on x̂0
 TaskLoss = Callable[[Tensor, Tensor, torch.Generator | None], Tensor]
 

@@ -29,7 +29,7 @@ from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint, s
 from padirec.contracts.dataset import dataset_arrays, dataset_info, read_dataset
 from padirec.contracts.names import CHECKPOINT_FILE
 from padirec.diffusion.model import DiT, DiTConfig
-from padirec.diffusion.objective import EMA, PREDICTIONS, diffusion_losses, prepare_rows, unwrap
+from padirec.diffusion.objective import EMA, PREDICTIONS, diffusion_losses, jitter_weights, prepare_rows, unwrap
 from padirec.diffusion.preference import PreferenceConfig
 from padirec.diffusion.schedule import DiffusionSchedule, ScheduleConfig
 from padirec.diffusion.task import AdapterTaskLoss, TaskLossConfig, load_task_loss
@@ -49,6 +49,7 @@ class DiTTrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     prediction: Literal["eps", "v", "x0"] = "eps"  # eps: paper; v: authors' code; x0: TA-Rec
     p_uncond: float = 0.1  # CFG: probability of replacing w by the null condition
+    cond_jitter: float = 0.0  # > 0: each row's w moved within the simplex by up to this (`jitter_weights`)
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 10  # epochs; the last epoch is always saved
@@ -67,6 +68,8 @@ class DiTTrainConfig:
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {self.prediction!r}; expected one of {PREDICTIONS}")
+        if not 0.0 <= self.cond_jitter <= 0.5:
+            raise ValueError(f"cond_jitter must be in [0, 0.5], got {self.cond_jitter}")
         if self.consistency_weight < 0 or self.task_loss_weight < 0 or self.consistency_delta < 1:
             raise ValueError("consistency_weight and task_loss_weight must be >= 0, consistency_delta >= 1")
         if not 0.0 <= self.last_step_prob <= 1.0:
@@ -193,7 +196,8 @@ def train_epoch(state: TrainState, x0: Tensor, w: Tensor, epoch: int) -> dict:
     for i in range(steps):
         index = order[i * per_step : (i + 1) * per_step]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            losses = diffusion_losses(model, state.schedule, x0[index], w[index], cfg.p_uncond, cfg.prediction,
+            w_rows = jitter_weights(w[index], cfg.cond_jitter, noise_generator)
+            losses = diffusion_losses(model, state.schedule, x0[index], w_rows, cfg.p_uncond, cfg.prediction,
                                       noise_generator, cfg.consistency_weight, cfg.consistency_delta,
                                       cfg.last_step_prob, state.task_loss, cfg.task_loss_weight)
         state.optimizer.zero_grad(set_to_none=True)
