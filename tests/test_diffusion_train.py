@@ -126,6 +126,34 @@ def test_generated_adapters_load_into_a_real_backbone(real_setup, tmp_path):
     assert np.allclose(again["ndcg10"], [r["ndcg10"] for r in rows])
 
 
+def test_best_of_n_generation_keeps_the_candidate_with_the_best_validation_utility(real_setup, tmp_path):
+    from padirec.evaluation.baselines import Scorer
+    from padirec.metrics import w_utility
+
+    rows = real_rows(real_setup)
+    path = write_dataset(rows, tmp_path / "data")
+    generator = load_generator(train_dit(path, tiny_config(epochs=3, batch_size=6),
+                                         output_dir=tmp_path / "run")["checkpoint_path"])
+    ndcg, alpha = [r["ndcg10"] for r in rows], [r["alpha_ndcg10"] for r in rows]
+    bounds = generator.metadata["utility_bounds"]  # the training adapters' validation range, in the checkpoint
+    assert bounds == pytest.approx([min(ndcg), max(ndcg), min(alpha), max(alpha)])
+    weights = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    sampler = SamplerConfig("ddpm")  # a 3-epoch DiT: its one-step samples barely differ
+    chosen = generate_and_evaluate(generator, real_setup["backbone"], real_setup["data"], weights, sampler,
+                                   select=4, select_users=40)
+    candidates = generator.generate(np.repeat(weights, 4, axis=0), sampler, seed=0).reshape(2, 4, -1)
+    selector = Scorer.build(real_setup["backbone"], real_setup["data"], "valid").sample(40, 0)
+    best = []
+    for w, row, options in zip(weights, chosen, candidates):
+        scores = selector.per_adapter(options)
+        utility = w_utility(w, scores["ndcg10"], scores["alpha_ndcg10"], tuple(bounds))
+        best.append(int(np.argmax(utility)))
+        assert np.array_equal(row["params"], options[best[-1]])
+    assert best != [0, 0]  # not merely the first sample
+    with pytest.raises(ValueError, match="select must be >= 0"):
+        generate_and_evaluate(generator, real_setup["backbone"], real_setup["data"], weights, SAMPLER, select=-1)
+
+
 def test_registry_logs_registers_and_resolves(mlflow_store, tmp_path, caplog):
     path = two_mode_dataset(tmp_path / "data")
     # `train-dit --workers 0`: the in-process loop, then log + register through log_and_register

@@ -32,6 +32,8 @@ class GeneratorCheckpoint:
     metrics: dict = field(default_factory=dict)  # the last epoch's training metrics
     preference: dict | None = None  # after preference alignment: {"config": ..., "metrics": ...}
     objectives: list = field(default_factory=list)  # what w's columns weigh; empty (older files): the paper's pair
+    # the training adapters' validation (NDCG@10 lo, hi, α-NDCG@10 lo, hi): best-of-N's w-utility scale
+    utility_bounds: list = field(default_factory=list)
 
     @property
     def prediction(self) -> str:
@@ -68,7 +70,8 @@ class GeneratorCheckpoint:
         """What a loaded generator reports about itself (no tensors)."""
         return {**self.lineage(), "epoch": self.epoch, "metrics": self.metrics, "dataset_rows": self.dataset_rows,
                 "train_config": self.train_config, "dit_config": self.dit_config,
-                "schedule_config": self.schedule_config, "objectives": self.objective_names()}
+                "schedule_config": self.schedule_config, "objectives": self.objective_names(),
+                "utility_bounds": list(self.utility_bounds)}
 
 
 def save_checkpoint(checkpoint: GeneratorCheckpoint, path: str | os.PathLike) -> Path:

@@ -139,7 +139,9 @@ def dataset_info(path: str | os.PathLike) -> dict:
             "cond_dim": len(table.column("w")[0].as_py()), "normalizer": metadata["normalizer"],
             "mean_adapter": params.mean(0, dtype=np.float64).tolist(),  # the mcgln reference adapter
             "sweep_run_id": metadata.get("sweep_run_id", ""), "backbone_run_id": backbones[0] if backbones else "",
-            "objectives": dataset_objectives(metadata)}
+            "objectives": dataset_objectives(metadata),
+            "utility_bounds": [float(f(table.column(c).to_numpy())) for c in ("ndcg10", "alpha_ndcg10")
+                               for f in (np.nanmin, np.nanmax)]}
 
 
 def dataset_objectives(metadata: dict) -> list[str]:

@@ -16,7 +16,10 @@ from padirec.contracts.artifacts import log_adapter, resolve_backbone_file, reso
 from padirec.contracts.names import DEFAULT_MODEL_URI, STAGE_GENERATE, STAGE_TAG
 from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.sampling import SamplerConfig, make_sampler
+from padirec.evaluation.baselines import Scorer
 from padirec.evaluation.ranking import EvalSet, rank_metrics
+from padirec.evaluation.select import choose
+from padirec.metrics import minmax_bounds
 from padirec.models import load_backbone
 from padirec.objectives import simplex_weights
 
@@ -30,19 +33,29 @@ def task_weights(w_acc_values) -> np.ndarray:
 
 
 def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler: SamplerConfig = SamplerConfig(),
-                          seed: int = 0, split: str = "test", eval_set: EvalSet | None = None) -> list[dict]:
+                          seed: int = 0, split: str = "test", eval_set: EvalSet | None = None, select: int = 0,
+                          select_users: int = 256) -> list[dict]:
     """One generated adapter per task, all sampled in one batch and evaluated in one batched `rank_metrics` call.
 
     `weights`: w_acc values (two objectives: w_div = 1 - w_acc) or rows `[K, p]` in the generator's objectives.
+    `select` > 0: best-of-N (issue 14.1): `select` samples per task, scored on `select_users` validation users,
+    the best w-utility kept (on the training adapters' validation range, recorded in the checkpoint).
     Rows: w (and w_acc, w_div for two objectives), each objective's metric, params (float32 [1096]),
-    generation_seconds (for the whole batch)."""
+    generation_seconds (for the whole batch, selection included)."""
     weights = np.asarray(weights, dtype=np.float32)
     weights = task_weights(weights) if weights.ndim <= 1 else weights
     if weights.shape[1] != generator.cond_dim:
         raise ValueError(f"the generator is conditioned on {generator.cond_dim} objectives "
                          f"({', '.join(generator.objectives)}); tasks here have {weights.shape[1]}")
+    selector = best_of_n_selector(generator, backbone, data, select, select_users, seed) if select else None
     started = time.perf_counter()
-    adapters = generator.generate(weights, sampler, seed=seed)
+    if selector is None:
+        adapters = generator.generate(weights, sampler, seed=seed)
+    else:
+        candidates = generator.generate(np.repeat(weights, select, axis=0), sampler, seed=seed)
+        candidates = list(candidates.reshape(len(weights), select, -1))
+        chosen = choose(weights, candidates, selector, selector_bounds(generator, selector, candidates))
+        adapters = np.stack([c[i] for c, i in zip(candidates, chosen)])
     seconds = time.perf_counter() - started
     eval_set = eval_set or EvalSet.build(data, split, objectives=generator.objectives)
     device = next(backbone.parameters()).device
@@ -55,6 +68,23 @@ def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler
         row.update({name: float(values[i]) for name, values in metrics.items()})
         rows.append({**row, "params": adapters[i], "generation_seconds": seconds})
     return rows
+
+
+def best_of_n_selector(generator: Generator, backbone, data, select: int, users: int, seed: int = 0) -> Scorer:
+    """The validation sample best-of-N scores its candidates on (built once, outside the timed generation)."""
+    if select < 0 or users < 1:
+        raise ValueError(f"select must be >= 0 and select_users >= 1, got {select}, {users}")
+    if generator.cond_dim != 2:
+        raise ValueError("best-of-N selection (select) is defined for two objectives so far")
+    return Scorer.build(backbone, data, "valid").sample(users, seed)
+
+
+def selector_bounds(generator: Generator, selector: Scorer, candidates: list[np.ndarray]) -> list[float]:
+    """The training adapters' validation range from the checkpoint; older checkpoints: the candidates' own."""
+    if bounds := generator.metadata.get("utility_bounds"):
+        return list(bounds)
+    scores = selector.per_adapter(np.concatenate(candidates))
+    return list(minmax_bounds(scores["ndcg10"], scores["alpha_ndcg10"]))
 
 
 @dataclass
@@ -71,6 +101,8 @@ class GenerateConfig:
     eta: float = 0.0  # ddim noise (0 deterministic)
     guidance: float = 0.0  # classifier-free guidance gamma
     seed: int = 0
+    select: int = 0  # > 0: best-of-N, this many samples per w scored on validation users, the best kept (14.1)
+    select_users: int = 256  # validation users best-of-N scores its candidates on
     backbone: str = ""  # backbone run id or checkpoint (default: the generator's)
     split: Literal["valid", "test"] = "test"
     device: str = "cpu"  # device of the generator
@@ -100,19 +132,22 @@ def generate(config: GenerateConfig, data_overrides: dict | None = None) -> dict
     backbone, extra = load_backbone(resolve_backbone_file(backbone_ref))
     data = load_data(data_spec(extra.get("data"), data_overrides))
     sampler = config.sampler_config(generator.schedule.num_steps)
-    rows = generate_and_evaluate(generator, backbone, data, weights, sampler, config.seed, config.split)
+    rows = generate_and_evaluate(generator, backbone, data, weights, sampler, config.seed, config.split,
+                                 select=config.select, select_users=config.select_users)
     adapters = np.stack([r.pop("params") for r in rows])
     adapters = adapters[0] if len(rows) == 1 else adapters
     if config.output:
         np.save(config.output, adapters)
     header = {"model": config.model, "generator_epoch": generator.metadata.get("epoch"), "split": config.split,
               "objectives": generator.objectives,
-              "backbone_run_id": backbone_ref, "sampler": asdict(sampler), "seed": config.seed}
+              "backbone_run_id": backbone_ref, "sampler": asdict(sampler), "seed": config.seed,
+              **({"select": config.select, "select_users": config.select_users} if config.select else {})}
     if config.log:
         with tracking.start_run("generate", config.experiment, tags={STAGE_TAG: STAGE_GENERATE}) as run:
             mlflow.log_params({"model": config.model, "w_acc": ",".join(f"{w:g}" for w in weights[:, 0]),
                                "weights": ";".join(",".join(f"{x:g}" for x in w) for w in weights),
                                "backbone_run_id": backbone_ref, "seed": config.seed, "split": config.split,
+                               "select": config.select, "select_users": config.select_users,
                                **{f"sampler.{k}": v for k, v in asdict(sampler).items()}})
             for step, row in enumerate(rows):
                 mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=step)

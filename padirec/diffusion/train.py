@@ -233,7 +233,7 @@ def make_checkpoint(state: TrainState, epochs_done: int, info: dict, metrics: di
         ema=state.ema.state_dict(), optimizer=state.optimizer.state_dict(), epoch=int(epochs_done),
         dataset_sha256=info["sha256"], dataset_rows=int(info["rows"]), sweep_run_id=info["sweep_run_id"],
         backbone_run_id=info["backbone_run_id"], metrics={k: float(v) for k, v in (metrics or {}).items()},
-        objectives=list(info.get("objectives") or []))
+        objectives=list(info.get("objectives") or []), utility_bounds=list(info.get("utility_bounds") or []))
 
 
 # Called at every logged or saved epoch: (epoch index, metrics, checkpoint or None).

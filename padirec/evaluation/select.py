@@ -23,10 +23,15 @@ class BestOf(AdapterMethod):
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         candidates = self.inner.adapters(weights)
-        chosen = []
-        for w, c, scores in zip(weights, candidates, self.selector.per_candidate(candidates)):
-            chosen.append(c[int(np.argmax(w_utility(w, scores["ndcg10"], scores["alpha_ndcg10"], self.bounds)))][None])
-        return chosen
+        return [c[i][None] for c, i in zip(candidates, choose(weights, candidates, self.selector, self.bounds))]
+
+
+def choose(weights: np.ndarray, candidates: list[np.ndarray], selector: Scorer,
+           bounds: tuple[float, float, float, float] | list[float]) -> list[int]:
+    """Per task, the index of its candidate (`candidates[k]`: `[N, 1096]`) with the best w-utility on `selector`,
+    all tasks' candidates scored in one pass: the one rule of best-of-N in `evaluate` and `generate`."""
+    return [int(np.argmax(w_utility(w, s["ndcg10"], s["alpha_ndcg10"], tuple(bounds))))
+            for w, s in zip(weights, selector.per_candidate(candidates))]
 
 
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
