@@ -174,6 +174,10 @@ def pretrain_backbone(data: SequenceData, config: PretrainConfig = PretrainConfi
             best = {"ndcg10": metrics["val_ndcg10"], "epoch": epoch, "state": copy.deepcopy(backbone.state_dict())}
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", val_ndcg10=f"{metrics['val_ndcg10']:.4f}",
                         best=f"{best['ndcg10']:.4f}@{best['epoch']}")
+        if not progress:  # no bar (the pipeline's console, a job log): a line per epoch says how far it is
+            log.info("pretrain %s: epoch %d/%d, loss %.4f, val NDCG@10 %.4f (best %.4f at epoch %d)",
+                     config.backbone, epoch + 1, config.epochs, metrics["loss"], metrics["val_ndcg10"],
+                     best["ndcg10"], best["epoch"] + 1)
         if on_epoch:
             on_epoch(epoch, metrics)
         if epoch - best["epoch"] >= config.patience:

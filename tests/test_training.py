@@ -1,5 +1,6 @@
 """Phase 1 and phase 2 training on the seeded synthetic data."""
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -38,6 +39,15 @@ def test_pretrained_backbone_beats_most_popular(data, backbone):
     test = EvalSet.build(data, "test")
     ours = rank_metrics(backbone, test)["ndcg10"][0]
     assert ours > popularity_metrics(data, test)["ndcg10"]
+
+
+def test_pretraining_without_a_bar_logs_a_line_per_epoch(data, caplog):
+    """The pipeline's console shows a stage log's latest line: a long pretraining says how far it is."""
+    with caplog.at_level(logging.INFO, logger="padirec.training"):
+        pretrain_backbone(data, PretrainConfig(epochs=2, patience=5, batch_size=128), progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pretrain sasrec: epoch")]
+    assert [line.split(",")[0] for line in lines] == ["pretrain sasrec: epoch 1/2", "pretrain sasrec: epoch 2/2"]
+    assert "val NDCG@10" in lines[-1] and "best" in lines[-1]
 
 
 def test_backbone_is_frozen_in_phase_2(data, backbone):
