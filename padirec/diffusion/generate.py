@@ -16,10 +16,9 @@ from padirec.contracts.artifacts import log_adapter, resolve_backbone_file, reso
 from padirec.contracts.names import DEFAULT_MODEL_URI, STAGE_GENERATE, STAGE_TAG
 from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.sampling import SamplerConfig, make_sampler
-from padirec.evaluation.baselines import Scorer
+from padirec.evaluation.baselines import PaDiRec, Scorer
 from padirec.evaluation.ranking import EvalSet, rank_metrics
-from padirec.evaluation.select import choose
-from padirec.metrics import minmax_bounds
+from padirec.evaluation.select import BestOf
 from padirec.models import load_backbone
 from padirec.objectives import simplex_weights
 
@@ -47,15 +46,10 @@ def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler
     if weights.shape[1] != generator.cond_dim:
         raise ValueError(f"the generator is conditioned on {generator.cond_dim} objectives "
                          f"({', '.join(generator.objectives)}); tasks here have {weights.shape[1]}")
-    selector = best_of_n_selector(generator, backbone, data, select, select_users, seed) if select else None
+    best_of = best_of_n(generator, backbone, data, sampler, select, select_users, seed) if select else None
     started = time.perf_counter()
-    if selector is None:
-        adapters = generator.generate(weights, sampler, seed=seed)
-    else:
-        candidates = generator.generate(np.repeat(weights, select, axis=0), sampler, seed=seed)
-        candidates = list(candidates.reshape(len(weights), select, -1))
-        chosen = choose(weights, candidates, selector, selector_bounds(generator, selector, candidates))
-        adapters = np.stack([c[i] for c, i in zip(candidates, chosen)])
+    adapters = (np.concatenate(best_of.adapters(weights)) if best_of
+                else generator.generate(weights, sampler, seed=seed))
     seconds = time.perf_counter() - started
     eval_set = eval_set or EvalSet.build(data, split, objectives=generator.objectives)
     device = next(backbone.parameters()).device
@@ -70,21 +64,17 @@ def generate_and_evaluate(generator: Generator, backbone, data, weights, sampler
     return rows
 
 
-def best_of_n_selector(generator: Generator, backbone, data, select: int, users: int, seed: int = 0) -> Scorer:
-    """The validation sample best-of-N scores its candidates on (built once, outside the timed generation)."""
+def best_of_n(generator: Generator, backbone, data, sampler: SamplerConfig, select: int, users: int,
+              seed: int = 0) -> BestOf:
+    """evaluate's best-of-N (`BestOf` over `PaDiRec`'s samples) on `users` validation users, on the training
+    adapters' validation range from the checkpoint (older checkpoints: the candidates' own); the validation
+    sample is built here, once, outside the timed generation."""
     if select < 0 or users < 1:
         raise ValueError(f"select must be >= 0 and select_users >= 1, got {select}, {users}")
     if generator.cond_dim != 2:
         raise ValueError("best-of-N selection (select) is defined for two objectives so far")
-    return Scorer.build(backbone, data, "valid").sample(users, seed)
-
-
-def selector_bounds(generator: Generator, selector: Scorer, candidates: list[np.ndarray]) -> list[float]:
-    """The training adapters' validation range from the checkpoint; older checkpoints: the candidates' own."""
-    if bounds := generator.metadata.get("utility_bounds"):
-        return list(bounds)
-    scores = selector.per_adapter(np.concatenate(candidates))
-    return list(minmax_bounds(scores["ndcg10"], scores["alpha_ndcg10"]))
+    selector = Scorer.build(backbone, data, "valid").sample(users, seed)
+    return BestOf(PaDiRec(generator, sampler, select, seed), selector, generator.metadata.get("utility_bounds"))
 
 
 @dataclass

@@ -24,29 +24,16 @@ def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np
     """
     rows = []
     if padirec is not None:
-        padirec.generator.generate(weights[:1], padirec.sampler, seed=seed)  # warm-up
-        seconds = []
-        for i in range(repeats):
-            started = time.perf_counter()
-            padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler, seed=seed + i)
-            seconds.append(time.perf_counter() - started)
         label = sampler_label(padirec.sampler, padirec.generator.schedule.num_steps)
-        rows.append({"approach": "PaDiRec", "what": f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})",
-                     "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
-                     "repeats": len(seconds), "measured": True})
+        rows.append(timed_row(lambda i: padirec.generator.generate(weights[i % len(weights)][None], padirec.sampler,
+                                                                   seed=seed + i),
+                              repeats, f"generate one adapter ({label}, γ={padirec.sampler.guidance:g})"))
     if selected is not None:
-        selected.adapters(weights[:1])  # warm-up
-        seconds = []
-        for i in range(repeats):
-            started = time.perf_counter()
-            selected.adapters(weights[i % len(weights)][None])
-            seconds.append(time.perf_counter() - started)
         inner = selected.inner
-        rows.append({"approach": "PaDiRec", "what": f"best of {inner.samples} "
-                     f"({sampler_label(inner.sampler, inner.generator.schedule.num_steps)}): generate, score on "
-                     f"{len(selected.selector.eval_set.instances)} validation users, keep the best",
-                     "seconds_mean": float(np.mean(seconds)), "seconds_std": float(np.std(seconds)),
-                     "repeats": len(seconds), "measured": True})
+        label = sampler_label(inner.sampler, inner.generator.schedule.num_steps)
+        rows.append(timed_row(lambda i: selected.adapters(weights[i % len(weights)][None]), repeats,
+                              f"best of {inner.samples} ({label}): generate, score on "
+                              f"{len(selected.selector.eval_set.instances)} validation users, keep the best"))
     if retrain is not None and epochs > 0 and retrain.backbone is not None:
         total, loop = [], []
         for i in range(repeats):
@@ -64,6 +51,18 @@ def response_times(retrain: Retrain | None, padirec: PaDiRec | None, weights: np
                          "seconds_mean": float(estimate.mean()), "seconds_std": float(estimate.std()),
                          "repeats": len(total), "measured": False})
     return rows
+
+
+def timed_row(answer, repeats: int, what: str) -> dict:
+    """A Table 2 row for PaDiRec: `answer(i)` (one task's adapter) once to warm up, then timed `repeats` times."""
+    answer(0)
+    seconds = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        answer(i)
+        seconds.append(time.perf_counter() - started)
+    return {"approach": "PaDiRec", "what": what, "seconds_mean": float(np.mean(seconds)),
+            "seconds_std": float(np.std(seconds)), "repeats": len(seconds), "measured": True}
 
 
 def robustness(methods: dict[str, AdapterMethod], weights: np.ndarray, scorer: Scorer, std: float, repeats: int,

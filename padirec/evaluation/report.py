@@ -305,7 +305,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     fixed = fixed_accuracy_rows(main, objectives) if len(objectives) > 2 else None
 
     log_step("response time (Table 2)", started)
-    best_of = next((runs[0] for name, runs in selected.items() if name.startswith("PaDiRec")), None)
+    best_of = next((runs[0] for runs in selected.values() if isinstance(runs[0].inner, PaDiRec)), None)
     times = response_times(retrain, variants[0] if variants else None, weights, adapter.epochs, config.timing_repeats,
                            config.seed, config.retrain_timing_epochs, best_of)
     robust = []

@@ -10,28 +10,25 @@ from padirec.diffusion.sampling import parse_sampler
 from padirec.evaluation.baselines import AdapterMethod, PaDiRec, Retrain, Scorer
 from padirec.metrics import minmax_bounds, w_utility
 
+UTILITY_METRICS = ("ndcg10", "alpha_ndcg10")  # what the two-objective w-utility weighs
+
 
 class BestOf(AdapterMethod):
     """`inner`'s adapters for each task, reduced to the one with the best w-utility (`metrics.w_utility` on
-    `bounds`) on `selector`, a validation sample of users: what a deployment can do with a distribution over
-    adapters (issue 14.1). Scored on another split, the choice is out of sample."""
+    `bounds`; None: the candidates' own range) on `selector`, a validation sample of users: what a deployment can
+    do with a distribution over adapters (issue 14.1). Scored on another split, the choice is out of sample."""
 
-    def __init__(self, inner: AdapterMethod, selector: Scorer, bounds: tuple[float, float, float, float],
+    def __init__(self, inner: AdapterMethod, selector: Scorer, bounds: tuple[float, float, float, float] | None,
                  name: str = ""):
         self.inner, self.selector, self.bounds = inner, selector, bounds
         self.name = name or f"{inner.name} (best of candidates)"
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         candidates = self.inner.adapters(weights)
-        return [c[i][None] for c, i in zip(candidates, choose(weights, candidates, self.selector, self.bounds))]
-
-
-def choose(weights: np.ndarray, candidates: list[np.ndarray], selector: Scorer,
-           bounds: tuple[float, float, float, float] | list[float]) -> list[int]:
-    """Per task, the index of its candidate (`candidates[k]`: `[N, 1096]`) with the best w-utility on `selector`,
-    all tasks' candidates scored in one pass: the one rule of best-of-N in `evaluate` and `generate`."""
-    return [int(np.argmax(w_utility(w, s["ndcg10"], s["alpha_ndcg10"], tuple(bounds))))
-            for w, s in zip(weights, selector.per_candidate(candidates))]
+        scores = self.selector.per_candidate(candidates)  # all tasks' candidates in one pass
+        bounds = self.bounds or minmax_bounds(*(np.concatenate([s[k] for s in scores]) for k in UTILITY_METRICS))
+        return [c[int(np.argmax(w_utility(w, s["ndcg10"], s["alpha_ndcg10"], tuple(bounds))))][None]
+                for w, c, s in zip(weights, candidates, scores)]
 
 
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
