@@ -44,7 +44,13 @@ from padirec.serving.schemas import (
     check_weights,
     json_safe,
 )
-from padirec.serving.served import backbone_reference, load_serving_backbone, registered_model_id
+from padirec.serving.served import (
+    GenerationSettings,
+    backbone_reference,
+    load_served_generator,
+    load_serving_backbone,
+    registered_model_id,
+)
 from padirec.serving.stage import metrics_port_for
 from padirec.serving.stage import serve as serve_app
 
@@ -298,6 +304,14 @@ def test_app_arguments_and_config_file(artifacts):
     # checked against the model before Ray starts: DDIM cannot take more steps than the model's T (100 here)
     with pytest.raises(ValueError, match="steps=1000000 is more than the model's 100 diffusion steps"):
         serve_app(AppArgs(checkpoint=str(artifacts["checkpoint"]), steps=1_000_000))  # fails before Ray starts
+    with pytest.raises(ValidationError):
+        build_app({"select": -1})
+
+
+def test_best_of_n_serving_needs_two_objectives_and_says_so_before_ray_starts(registry):
+    with pytest.raises(ValueError, match=r"select=4: best-of-N selection is defined for two objectives so far; the "
+                                         r"model has 3 \(accuracy, diversity, novelty\)"):
+        serve_app(AppArgs(checkpoint="models:/" + registry["three"], select=4))
 
 
 def test_catalogue_gives_titles_a_users_test_split_and_the_lists_metrics(artifacts, tmp_path):
@@ -599,6 +613,51 @@ def test_one_deployment_serves_allow_listed_registered_models(server, registry):
                          ("padirec-dit@champion", "is not served here")):
         refused = post(server, "/v1/adapters", {"weights": [0.3, 0.7], "model": name})
         assert refused.status_code == 422 and reason in refused.text, refused.text
+
+
+def test_a_model_that_cannot_select_is_refused_as_default_and_served_plain_when_named(registry):
+    """A model whose backbone records no dataset has no validation users to select on."""
+    settings = GenerationSettings(steps=10, select=4, select_users=16)
+    with pytest.raises(ValueError, match="records no dataset; serve with select=0"):
+        load_served_generator("models:/" + registry["model"], settings)
+    named = load_served_generator("models:/" + registry["model"], settings, strict=False)
+    assert named.best_of is None and "records no dataset" in named.info["select"]["reason"]
+    assert named.info["select"]["samples"] == 0
+
+
+def test_best_of_n_serving_answers_what_generate_select_picks(server, artifacts, tmp_path):
+    """`select=4` (a second app on the `server` fixture's cluster, under /select): each w, asked concurrently with
+    others, gets the adapter `padirec generate --select 4` picks for it alone (its 4 samples scored on the same 16
+    validation users), and /v1/model says how it selects."""
+    from ray import serve
+
+    from padirec.diffusion.generate import GenerateConfig, generate
+
+    args = {"checkpoint": str(artifacts["checkpoint"]), "backbone": str(artifacts["backbone"]), "steps": 10,
+            "select": 4, "select_users": 16, "max_batch_size": 8, "batch_wait_timeout_s": 0.2,
+            "recommender_num_cpus": 0.2, "num_cpus": 0.5}
+    serve.run(build_app(args), name="padirec-select", route_prefix="/select")
+    try:
+        url, weights = server + "/select", [[0.0, 1.0], [0.3, 0.7], [0.6, 0.4], [0.9, 0.1], [1.0, 0.0]]
+        with concurrent.futures.ThreadPoolExecutor(len(weights)) as pool:
+            answers = list(pool.map(lambda w: post(url, "/v1/adapters", {"weights": w}), weights))
+        plain = [np.asarray(post(server, "/v1/adapters", {"weights": w}).json()["params"]) for w in weights]
+        picked_another = 0
+        for w, answer, sample in zip(weights, answers, plain):
+            assert answer.status_code == 200, answer.text
+            served = np.asarray(answer.json()["params"], dtype=np.float32)
+            selection = answer.json()["generator"]["select"]
+            assert selection["samples"] == 4 and selection["users"] == 16
+            generate(GenerateConfig(w_acc=[w[0]], model=str(artifacts["checkpoint"]), steps=10, select=4,
+                                    select_users=16, backbone=str(artifacts["backbone"]), log=False,
+                                    output=str(tmp_path / "picked.npy")))
+            np.testing.assert_allclose(served, np.load(tmp_path / "picked.npy"), atol=1e-5)
+            picked_another += not np.allclose(served, sample, atol=1e-5)  # the plain app's: the first sample
+        assert picked_another  # selection chose other than the first sample somewhere
+        listed = post(url, "/v1/recommendations", {"history": [1, 2, 3], "weights": [0.3, 0.7], "k": 5})
+        assert listed.status_code == 200 and len(listed.json()["items"]) == 5
+    finally:
+        serve.delete("padirec-select")
 
 
 def test_a_three_objective_model_takes_weights_by_its_objectives(server, registry):

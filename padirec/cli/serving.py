@@ -11,8 +11,8 @@ from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 
 APP_FIELDS = ["checkpoint", "backbone", "cache_size", "precision", "sampler", "steps", "guidance", "seed",
-              "num_replicas", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_timeout_s", "max_history",
-              "models", "data_dir"]
+              "select", "select_users", "num_replicas", "num_cpus", "num_gpus", "max_batch_size",
+              "batch_wait_timeout_s", "max_history", "models", "data_dir"]
 
 
 def add_commands(commands) -> None:

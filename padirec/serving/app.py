@@ -52,7 +52,7 @@ from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.names import DEFAULT_MODEL_URI
 from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS
-from padirec.serving.engine import generate_adapters, recommend_batch
+from padirec.serving.engine import generate_adapters, recommend_batch, select_adapters
 from padirec.serving.http import DEFAULT_MAX_BODY_BYTES
 from padirec.serving.ingress import PaDiRecAPI
 from padirec.serving.schemas import DEFAULT_MAX_HISTORY
@@ -89,6 +89,9 @@ class AppArgs(BaseModel):
                             description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
     seed: int = Field(0, description="seed of the initial noise, the same for every w")
+    select: int = Field(0, ge=0, description="best-of-N: this many samples per w, scored on select_users validation "
+                                             "users, the best w-utility kept (as generate --select; 0: off)")
+    select_users: int = Field(256, ge=1, description="validation users best-of-N scores its samples on")
     num_replicas: int = Field(1, ge=1, description="replicas of the generator and of the recommender")
     num_cpus: float = Field(1.0, ge=0.0, description="CPUs per generator replica (also its torch threads)")
     num_gpus: float = Field(0.0, ge=0.0, description="GPUs per generator replica; fractions share a GPU")
@@ -136,7 +139,7 @@ def _by_model(rows: list[tuple], run) -> list:
 class GeneratorDeployment:
     def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, settings: GenerationSettings = GenerationSettings(),
                  max_batch_size: int = 16, batch_wait_timeout_s: float = 0.01, threads: int = 1,
-                 tracking_uri: str | None = None):
+                 tracking_uri: str | None = None, backbone: str | None = None, data_dir: str | None = None):
         import ray
 
         torch.set_num_threads(max(1, threads))
@@ -145,8 +148,8 @@ class GeneratorDeployment:
         if use_gpu and not torch.cuda.is_available():
             raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
         self.device = "cuda" if use_gpu else "cpu"
-        self.settings = settings
-        self.default = load_served_generator(checkpoint, settings, self.device)  # fails here if bad
+        self.settings, self.data_dir = settings, data_dir
+        self.default = load_served_generator(checkpoint, settings, self.device, backbone, data_dir)  # fails if bad
         self._generate.set_max_batch_size(max_batch_size)
         self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batches = self.generated = 0
@@ -162,7 +165,8 @@ class GeneratorDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def _load(self, model_id: str) -> ServedGenerator:
-        return await asyncio.to_thread(load_served_generator, model_id, self.settings, self.device)
+        return await asyncio.to_thread(load_served_generator, model_id, self.settings, self.device, None,
+                                       self.data_dir, False)
 
     async def served(self) -> ServedGenerator:
         """The model this request names (`multiplexed_model_id`), the default when it names none."""
@@ -211,6 +215,8 @@ class GeneratorDeployment:
 
     def _sample(self, served: ServedGenerator, keys: list[tuple]) -> list[np.ndarray]:
         w = np.asarray([key for (key,) in keys], dtype=np.float32)
+        if served.best_of is not None:
+            return list(select_adapters(served.best_of, w))
         return list(generate_adapters(served.generator, w, served.sampler, self.settings.seed))
 
 
@@ -288,12 +294,18 @@ def _absolute(reference: str | None) -> str | None:
 
 def check_against_model(config: AppArgs) -> None:
     """What can only be checked against the model, before any replica starts: DDIM takes at most the model's T
-    steps. (`serve()` calls it; under `serve run` the generator replica raises the same error.)"""
+    steps; best-of-N needs two objectives. (`serve()` calls it; under `serve run` the generator replica raises the
+    same errors.)"""
     _use_tracking(config.tracking_uri)
-    steps = load_checkpoint(resolve_generator_file(_absolute(config.checkpoint))).schedule_config.get("steps")
+    recorded = load_checkpoint(resolve_generator_file(_absolute(config.checkpoint)))
+    steps = recorded.schedule_config.get("steps")
     if config.sampler == "ddim" and steps and config.steps > steps:
         raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
                          f"DDIM takes 1..{steps}")
+    objectives = recorded.objective_names()
+    if config.select and len(objectives) != 2:
+        raise ValueError(f"select={config.select}: best-of-N selection is defined for two objectives so far; the "
+                         f"model has {len(objectives)} ({', '.join(objectives)}); serve with select=0")
 
 
 def build_app(args: dict | None = None) -> Application:
@@ -307,11 +319,12 @@ def build_app(args: dict | None = None) -> Application:
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
     settings = GenerationSettings(config.sampler, config.steps, config.guidance, config.eta, config.seed,
-                                  config.cache_size, config.precision)
+                                  config.cache_size, config.precision, config.select, config.select_users)
     generator = GeneratorDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
-    ).bind(checkpoint, settings, threads=threads, tracking_uri=uri, **batching)
+    ).bind(checkpoint, settings, threads=threads, tracking_uri=uri, backbone=backbone,
+           data_dir=_absolute(config.data_dir), **batching)
     recommender = RecommenderDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.recommender_num_cpus},

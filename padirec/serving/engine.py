@@ -57,8 +57,19 @@ class AdapterCache:
 def generate_adapters(generator, w: np.ndarray, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
     """Adapters `[B, 1096]` for `w [B, p]` in one sampler call, every row from the same seeded x_T
     (a w's adapter must not depend on which other requests share its batch); non-finite output is an error."""
-    flat = generator.generate(np.ascontiguousarray(w, dtype=np.float32), sampler, seed, shared_noise=True)
-    if flat.shape != (len(w), N_PARAMS) or not np.isfinite(flat).all():
+    return _checked(generator.generate(np.ascontiguousarray(w, dtype=np.float32), sampler, seed, shared_noise=True),
+                    len(w))
+
+
+def select_adapters(best_of, w: np.ndarray) -> np.ndarray:
+    """Best-of-N adapters `[B, 1096]` for `w [B, p]` (`evaluation.select.BestOf`), one w at a time: a w's N
+    samples are then the ones `generate --select` draws for it alone, whatever else shares the batch."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    return _checked(np.concatenate([best_of.adapters(row[None])[0] for row in w]), len(w))
+
+
+def _checked(flat: np.ndarray, rows: int) -> np.ndarray:
+    if flat.shape != (rows, N_PARAMS) or not np.isfinite(flat).all():
         raise RuntimeError("the generator produced non-finite adapter parameters")
     return flat
 

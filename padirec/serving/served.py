@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from padirec.config import data_spec, load_data
 from padirec.contracts.artifacts import generator_lineage, resolve_backbone_file, resolve_generator_file
 from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint
 from padirec.contracts.names import GENERATOR_RUN_TAG, MODEL_VERSION_TAG
+from padirec.diffusion.generate import best_of_n
 from padirec.diffusion.generator import Generator, load_generator
 from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, SamplerConfig, make_sampler
+from padirec.evaluation.select import BestOf
 from padirec.models import Backbone, load_backbone
 from padirec.models.adapter import HIDDEN_SIZE
 from padirec.serving.catalogue import Catalogue, load_catalogue
@@ -44,11 +47,14 @@ class GenerationSettings:
     seed: int = 0
     cache_size: int = 1024
     precision: int = 3
+    select: int = 0  # > 0: best-of-N, this many samples per w scored on `select_users` validation users (14.1)
+    select_users: int = 256
 
 
 @dataclass(eq=False)
 class ServedGenerator:
-    """A loaded DiT with its sampler, its adapter cache and the generations in flight (by rounded w)."""
+    """A loaded DiT with its sampler, its adapter cache, the generations in flight (by rounded w) and, with
+    best-of-N, the selection among each w's samples (`diffusion.generate.best_of_n`, as `generate --select`)."""
 
     model_id: str
     generator: Generator
@@ -56,13 +62,41 @@ class ServedGenerator:
     cache: AdapterCache
     info: dict
     pending: dict = field(default_factory=dict)
+    best_of: BestOf | None = None
 
 
-def load_served_generator(checkpoint: str, settings: GenerationSettings, device: str = "cpu") -> ServedGenerator:
-    """The generator of `checkpoint`, which is also its model id (a registered model's `models:/` reference)."""
+def load_selection(checkpoint: str, generator: Generator, sampler: SamplerConfig, settings: GenerationSettings,
+                   backbone: str | None = None, data_dir: str | None = None) -> BestOf:
+    """`generate --select`'s best-of-N for a served generator: its backbone and the validation users of the data
+    the backbone records (read from `data_dir` when given)."""
+    model, extra = load_serving_backbone(backbone_reference(checkpoint, backbone))
+    if not extra.get("data"):
+        raise ValueError(f"select={settings.select} scores samples on validation users, but the backbone of "
+                         f"{checkpoint} records no dataset; serve with select=0")
+    data = load_data(data_spec(extra["data"], {"path": data_dir} if data_dir else None))
+    return best_of_n(generator, model, data, sampler, settings.select, settings.select_users, settings.seed)
+
+
+def load_served_generator(checkpoint: str, settings: GenerationSettings, device: str = "cpu",
+                          backbone: str | None = None, data_dir: str | None = None,
+                          strict: bool = True) -> ServedGenerator:
+    """The generator of `checkpoint`, which is also its model id (a registered model's `models:/` reference).
+
+    With `settings.select`, a model whose selection cannot be built (not two objectives, no recorded dataset) is an
+    error when `strict` (the deployment's default model), else served without selection, its info saying why."""
     generator = load_generator(resolve_generator_file(checkpoint), device)
     sampler = make_sampler(settings.sampler, None if settings.sampler == "ddpm" else settings.steps,
                            generator.schedule.num_steps, eta=settings.eta, guidance=settings.guidance)
+    best_of, selection = None, None
+    if settings.select:
+        try:
+            best_of = load_selection(checkpoint, generator, sampler, settings, backbone, data_dir)
+            selection = {"samples": settings.select, "users": settings.select_users,
+                         "utility_bounds": list(best_of.bounds) if best_of.bounds else None}
+        except ValueError as err:
+            if strict:
+                raise
+            selection = {"samples": 0, "reason": str(err)}
     meta = generator.metadata
     lineage = generator_lineage(checkpoint)  # run id and registered version when served from MLflow
     info = {"model": checkpoint, "checkpoint": checkpoint, "generator_run_id": lineage.get(GENERATOR_RUN_TAG),
@@ -70,8 +104,9 @@ def load_served_generator(checkpoint: str, settings: GenerationSettings, device:
             "dataset_sha256": meta.get("dataset_sha256"), "backbone_run_id": meta.get("backbone_run_id"),
             "sweep_run_id": meta.get("sweep_run_id"), "cond_dim": generator.cond_dim,
             "objectives": generator.objectives, "sampler": asdict(sampler), "seed": settings.seed,
-            "device": device, "precision": settings.precision}
-    return ServedGenerator(checkpoint, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info)
+            "device": device, "precision": settings.precision, "select": selection}
+    return ServedGenerator(checkpoint, generator, sampler, AdapterCache(settings.cache_size, settings.precision), info,
+                           best_of=best_of)
 
 
 def backbone_reference(checkpoint: str, backbone: str | None = None) -> str:
