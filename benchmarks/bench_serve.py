@@ -1,7 +1,7 @@
 """Loopback load test of `POST /v1/adapters`: throughput and latency for cache hits vs misses.
 
     python benchmarks/bench_serve.py --checkpoint dit.pt --backbone backbone.pt [--steps 50] \
-        [--requests 200] [--concurrency 8] [--time-limit 30] [--select 16 --select-users 256]
+        [--requests 200] [--concurrency 8] [--time-limit 30] [--select 16 --select-users 256] [--num-cpus 2]
     python benchmarks/bench_serve.py --url http://127.0.0.1:8000      # a running `padirec serve`
 
 Two phases, each a fixed number of requests from `--concurrency` threads, cut off at half of
@@ -49,7 +49,8 @@ def start_app(args: argparse.Namespace) -> str:
     serve.run(build_app({"checkpoint": args.checkpoint, "backbone": args.backbone, "steps": args.steps,
                          "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait_timeout_s,
                          "cache_size": args.cache_size, "precision": args.precision, "select": args.select,
-                         "select_users": args.select_users, "data_dir": args.data_dir}), name=APP_NAME)
+                         "select_users": args.select_users, "data_dir": args.data_dir,
+                         "num_cpus": args.num_cpus}), name=APP_NAME)
     return f"http://127.0.0.1:{port}"
 
 
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--select", type=int, default=0, help="best-of-N samples per w (with --checkpoint)")
     parser.add_argument("--select-users", type=int, default=256, help="validation users best-of-N scores on")
     parser.add_argument("--data-dir", help="where the backbone's dataset is (with --select; default: its own path)")
+    parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs (and torch threads) of the generator replica")
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-timeout-s", type=float, default=0.01)
     parser.add_argument("--cache-size", type=int, default=1024)
