@@ -1,7 +1,8 @@
 """TA-Rec's Adaptive Preference Alignment (APA): a DPO fine-tuning stage of a trained generator.
 
-The sweep ranks its own adapters: at one w, the adapter (seed, kept epoch) with the higher scalarised
-validation utility `w · (NDCG@10, α-NDCG@10)` is preferred. Diffusion-DPO (Wallace et al. 2024) then makes
+The sweep ranks its own adapters: at one w, the adapter (seed, kept epoch) with the higher validation w-utility
+(`metrics.w_utility_points`: each objective's metric min–max normalised over the sweep, so w weighs them on one
+scale, as in best-of-N selection and the report's regret) is preferred. Diffusion-DPO (Wallace et al. 2024) then makes
 the denoiser's error smaller on the preferred adapter than on the other, relative to a frozen copy of the
 starting model, with TA-Rec's adaptive weight `λ(t, d) = 0.5 · ((1 − t/T) + (1 − cos(x⁺, x⁻)))`: low-noise
 steps and dissimilar pairs count more. It runs after `train_dit` / `train_dit_ray` on the final
@@ -23,12 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from padirec.contracts.checkpoint import GeneratorCheckpoint, load_checkpoint, save_checkpoint
-from padirec.contracts.dataset import dataset_arrays, read_dataset
+from padirec.contracts.dataset import dataset_arrays, dataset_objectives, read_dataset
 from padirec.contracts.names import ALIGNED_FILE
 from padirec.diffusion.generator import generator_from_checkpoint
 from padirec.diffusion.model import DiT
 from padirec.diffusion.objective import PREDICTIONS, prediction_target, prepare_rows
 from padirec.diffusion.schedule import DiffusionSchedule
+from padirec.metrics import point_bounds, w_utility_points
+from padirec.objectives import metric_keys, resolve_objectives
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class PreferenceConfig:
     lr: float = 1e-5  # AdamW, far below pretraining's: DPO drifts away from the data quickly
     beta: float = 1000.0  # DPO temperature on the per-row MSE difference
     batch_size: int = 64  # pairs per step
-    margin: float = 0.0  # a pair needs utility(x⁺) − utility(x⁻) > margin
+    margin: float = 0.0  # a pair needs utility(x⁺) − utility(x⁻) > margin (normalised utility, in [0, 1])
     max_pairs_per_w: int = 64  # pairs drawn per w (all of them when fewer)
     seed: int = 0
 
@@ -51,16 +54,18 @@ class PreferenceConfig:
 
 
 def preference_pairs(w: np.ndarray, metrics: np.ndarray, margin: float = 0.0, max_pairs_per_w: int = 64,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices `(preferred, other)` of adapters trained for the same w, ranked by `w · metrics`.
+                     seed: int = 0, maximise: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices `(preferred, other)` of adapters trained for the same w, ranked by their w-utility.
 
-    `w [N, p]` and `metrics [N, p]` (the objectives' validation values, in w's order). Pairs never cross
-    grid points: an adapter for another w is not a worse answer to this one, only a different question.
+    `w [N, p]` and `metrics [N, p]` (the objectives' validation values, in w's order; `maximise[j]` False: lower
+    is better). Each metric is min–max normalised over all rows, so a metric with a small range (NDCG@10) is not
+    drowned by one with a large value (α-NDCG@10). Pairs never cross grid points: an adapter for another w is not
+    a worse answer to this one, only a different question.
     """
     w, metrics = np.asarray(w, dtype=np.float64), np.asarray(metrics, dtype=np.float64)
     if w.shape != metrics.shape or w.ndim != 2:
         raise ValueError(f"w and metrics must both be [N, p], got {w.shape} and {metrics.shape}")
-    utility = (w * metrics).sum(1)
+    utility = w_utility_points(w, metrics, point_bounds(metrics), maximise)
     rng = np.random.default_rng(seed)
     preferred, other = [], []
     _, group = np.unique(np.round(w, 6), axis=0, return_inverse=True)
@@ -102,10 +107,10 @@ def dpo_loss(model: DiT, reference: DiT, schedule: DiffusionSchedule, x_pos: Ten
 
 def align_checkpoint(checkpoint: GeneratorCheckpoint, params: np.ndarray, w: np.ndarray, metrics: np.ndarray,
                      config: PreferenceConfig, device: torch.device | str = "cpu",
-                     on_epoch=None) -> GeneratorCheckpoint:
+                     on_epoch=None, maximise: list[bool] | None = None) -> GeneratorCheckpoint:
     """Fine-tune a `dit.pt` checkpoint's EMA weights on the sweep's preference pairs; returns a new checkpoint
     whose model and EMA are the aligned weights, with `preference` (config and final metrics) added."""
-    pos, neg = preference_pairs(w, metrics, config.margin, config.max_pairs_per_w, config.seed)
+    pos, neg = preference_pairs(w, metrics, config.margin, config.max_pairs_per_w, config.seed, maximise)
     if len(pos) == 0:
         raise ValueError("no preference pairs: every w has a single adapter (sweep more seeds or kept epochs)")
     device = torch.device(device)
@@ -145,11 +150,12 @@ def align_checkpoint(checkpoint: GeneratorCheckpoint, params: np.ndarray, w: np.
 
 def align_file(checkpoint_path: str | os.PathLike, dataset_path: str | os.PathLike, config: PreferenceConfig,
                device: str = "cpu", on_epoch=None) -> Path:
-    """`align_checkpoint` from and to files: reads the gathered sweep (validation NDCG@10 / α-NDCG@10 rank the
-    adapters) and writes `dit-aligned.pt` beside the checkpoint, which stays as it was (training resumes
+    """`align_checkpoint` from and to files: reads the gathered sweep (the validation metrics of its objectives rank
+    the adapters) and writes `dit-aligned.pt` beside the checkpoint, which stays as it was (training resumes
     from it). Returns the aligned checkpoint's path."""
-    arrays = dataset_arrays(read_dataset(dataset_path)[0])
-    metrics = np.stack([arrays["ndcg10"], arrays["alpha_ndcg10"]], axis=1)
+    table, metadata = read_dataset(dataset_path)
+    arrays, objectives = dataset_arrays(table), dataset_objectives(metadata)
+    metrics = np.stack([arrays[key].astype(np.float64) for key in metric_keys(objectives)], axis=1)
     aligned = align_checkpoint(load_checkpoint(checkpoint_path), arrays["params"], arrays["w"], metrics, config,
-                               device, on_epoch)
+                               device, on_epoch, [o.maximise for o in resolve_objectives(objectives)])
     return save_checkpoint(aligned, Path(checkpoint_path).with_name(ALIGNED_FILE))
