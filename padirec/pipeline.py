@@ -19,6 +19,7 @@ from padirec.contracts.dataset import dataset_arrays, read_dataset
 from padirec.contracts.names import SWEEP_RUN_TAG
 from padirec.diffusion.generator import load_generator
 from padirec.diffusion.model import DiTConfig
+from padirec.diffusion.preference import PreferenceConfig
 from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.train import DiTTrainConfig
 from padirec.evaluation.controllability import headline
@@ -42,7 +43,8 @@ class PipelineConfig:
     adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(epochs=10, keep_last=5))
     dit_train: DiTTrainConfig = field(default_factory=lambda: DiTTrainConfig(
         epochs=120, batch_size=64, lr=1e-3, prediction="v", checkpoint_every=40, log_every=10,
-        dit=DiTConfig(hidden=128, depth=2, heads=4, ffn=512)))  # a small DiT
+        dit=DiTConfig(hidden=128, depth=2, heads=4, ffn=512),  # a small DiT
+        preference=PreferenceConfig(epochs=5)))  # APA: lower w-utility regret on each dataset measured (BENCHMARKS §14)
     dit_workers: int = 2  # Ray Train DDP workers (0 = in-process)
     evaluate: EvaluateConfig = field(default_factory=lambda: EvaluateConfig(  # every method, sized for a quick run
         samples=1, timing_repeats=3, cmr=CMRConfig(epochs=5), phn=PHNConfig(epochs=5), yoto=YOTOConfig(epochs=5),

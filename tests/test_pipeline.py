@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from padirec.cli import build_parser
 from padirec.cli.main import deploy_options
 from padirec.contracts.names import (
+    ALIGNED_FILE,
     BACKBONE_RUN_TAG,
     DATASET_SHA256_TAG,
     GENERATOR_RUN_TAG,
@@ -45,6 +46,9 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     assert sweep.data.tags[DATASET_SHA256_TAG] == summary["dataset"]["sha256"]
     assert summary["dataset"]["rows"] == 5 * 1 * 2  # grid 0.25 x seed 0 x 2 kept epochs
     assert str(client.get_model_version_by_alias("padirec-dit", "champion").version) == summary["generator"]["version"]
+    # the default chain aligns the generator (APA) and registers the aligned checkpoint
+    assert summary["generator"]["checkpoint_path"].endswith(ALIGNED_FILE)
+    assert "preference_loss" in client.get_run(summary["generator"]["run_id"]).data.metrics
     assert list(summary["controllability"]) == ["Retrain", "Soup", "MMR", "DPP", "CMR", "PHN", "YOTO", "Hypernetwork",
                                                 "PaDiRec"]
     assert (tmp_path / "padirec-output" / "report" / "controllability.png").exists()
