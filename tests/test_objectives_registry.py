@@ -159,3 +159,52 @@ def test_adapt_takes_one_weight_per_objective(tiny_sweep, mlflow_store):
     with pytest.raises(ValueError, match="one weight per objective"):
         cli(["adapt", "--backbone-run", backbone, "--objectives", "accuracy,diversity,novelty", "--w-acc", "0.5",
              "--epochs", "1", "--keep-last", "1", "--quiet"])
+
+
+def test_best_of_n_selects_by_the_w_utility_of_all_three_objectives(tiny_sweep, tmp_path):
+    """`generate --select` (and `evaluate` / `serve --select`, which share `BestOf`) in three objectives: each w
+    keeps the sample of best w-utility over NDCG@10, α-NDCG@10 and Tail@10 on the training adapters' range."""
+    from dataclasses import replace
+
+    from padirec.contracts.dataset import write_dataset
+    from padirec.diffusion.generate import generate_and_evaluate
+    from padirec.diffusion.generator import load_generator
+    from padirec.diffusion.model import DiTConfig
+    from padirec.diffusion.sampling import SamplerConfig
+    from padirec.diffusion.schedule import ScheduleConfig
+    from padirec.diffusion.train import DiTTrainConfig, train_dit
+    from padirec.evaluation.baselines import Scorer
+    from padirec.metrics import w_utility_points
+    from padirec.training import train_adapters
+
+    objectives = ["accuracy", "diversity", "novelty"]
+    backbone, data = tiny_sweep["backbone"], tiny_sweep["data"]
+    weights = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.4, 0.3, 0.3]], dtype=np.float32)
+    rows = []
+    for seed in (0, 1):
+        adapter = replace(tiny_sweep["adapter"], seed=seed, objectives=objectives)
+        for e in train_adapters(backbone, data, weights, adapter, progress=False).examples():
+            rows.append({**{k: e[f"val_{k}"] for k in ("ndcg10", "alpha_ndcg10", "tail10")},
+                         **{f"test_{k}": e[f"test_{k}"] for k in ("ndcg10", "alpha_ndcg10", "tail10")},
+                         "w": e["w"], "seed": seed, "epoch": e["epoch"], "params": e["params"],
+                         "backbone_run_id": "", "run_id": f"{e['w']}-{seed}-{e['epoch']}"})
+    path = write_dataset(rows, tmp_path / "data", objectives=objectives)["path"]
+    dit = DiTTrainConfig(epochs=2, batch_size=8, lr=3e-3, device="cpu", schedule=ScheduleConfig(steps=50),
+                         dit=DiTConfig(hidden=32, depth=1, heads=2, ffn=64, freq_dim=32, cond_freq_dim=16))
+    generator = load_generator(train_dit(path, dit, output_dir=tmp_path / "dit")["checkpoint_path"])
+    bounds = generator.metadata["utility_bounds"]  # (lo, hi) of each objective's validation metric
+    assert bounds == pytest.approx([f(r[k] for r in rows) for k in ("ndcg10", "alpha_ndcg10", "tail10")
+                                    for f in (min, max)])
+    sampler = SamplerConfig("ddpm")  # a 2-epoch DiT: its one-step samples barely differ
+    chosen = generate_and_evaluate(generator, backbone, data, weights, sampler, select=4, select_users=40)
+    candidates = generator.generate(np.repeat(weights, 4, axis=0), sampler, seed=0).reshape(4, 4, -1)
+    selector = Scorer.build(backbone, data, "valid", objectives).sample(40, 0)
+    picks = []
+    for w, row, options in zip(weights, chosen, candidates):
+        scores = selector.per_adapter(options)
+        points = np.column_stack([scores["ndcg10"], scores["alpha_ndcg10"], scores["tail10"]])
+        picks.append(int(np.argmax(w_utility_points(w, points, bounds))))
+        assert np.array_equal(row["params"], options[picks[-1]]) and 0 <= row["tail10"] <= 1
+    # at the novelty vertex the pick is the sample with the most validation Tail@10
+    assert picks[2] == int(np.argmax(selector.per_adapter(candidates[2])["tail10"]))
+    assert picks != [0, 0, 0, 0]  # not merely the first sample

@@ -308,10 +308,19 @@ def test_app_arguments_and_config_file(artifacts):
         build_app({"select": -1})
 
 
-def test_best_of_n_serving_needs_two_objectives_and_says_so_before_ray_starts(registry):
-    with pytest.raises(ValueError, match=r"select=4: best-of-N selection is defined for two objectives so far; the "
-                                         r"model has 3 \(accuracy, diversity, novelty\)"):
-        serve_app(AppArgs(checkpoint="models:/" + registry["three"], select=4))
+def test_best_of_n_serving_takes_a_three_objective_model(registry, artifacts, tmp_path):
+    """`serve --select` on a model of (accuracy, diversity, novelty): the pick is `generate --select`'s for the same
+    three weights (its training rows have no Tail@10: the samples' own range is the scale)."""
+    from padirec.diffusion.generate import GenerateConfig, generate
+
+    model = "models:/" + registry["three"]
+    served = load_served_generator(model, GenerationSettings(steps=10, select=4, select_users=16))
+    assert served.best_of.keys == ["ndcg10", "alpha_ndcg10", "tail10"] and served.best_of.bounds is None
+    assert served.info["select"] == {"samples": 4, "users": 16, "utility_bounds": None}
+    picked = served.best_of.adapters(np.array([[0.5, 0.3, 0.2]], dtype=np.float32))[0][0]
+    generate(GenerateConfig(weights=[0.5, 0.3, 0.2], model=model, steps=10, select=4, select_users=16, log=False,
+                            output=str(tmp_path / "picked.npy")))
+    np.testing.assert_array_equal(picked, np.load(tmp_path / "picked.npy"))
 
 
 def test_catalogue_gives_titles_a_users_test_split_and_the_lists_metrics(artifacts, tmp_path):

@@ -20,7 +20,7 @@ import torch
 from padirec import tracking
 from padirec.contracts.names import DATASET_ARTIFACT, DATASET_FILE, MANIFEST_ARTIFACT, MANIFEST_FILE
 from padirec.models import N_PARAMS, ParamNormalizer, layout_dict
-from padirec.objectives import OBJECTIVES, REGISTRY
+from padirec.objectives import OBJECTIVES, REGISTRY, metric_keys
 
 METRIC_COLUMNS = ("ndcg10", "alpha_ndcg10", "test_ndcg10", "test_alpha_ndcg10")  # validation, then test
 # the further objectives' metrics (validation, then test): NaN where the sweep did not measure them
@@ -139,9 +139,14 @@ def dataset_info(path: str | os.PathLike) -> dict:
             "cond_dim": len(table.column("w")[0].as_py()), "normalizer": metadata["normalizer"],
             "mean_adapter": params.mean(0, dtype=np.float64).tolist(),  # the mcgln reference adapter
             "sweep_run_id": metadata.get("sweep_run_id", ""), "backbone_run_id": backbones[0] if backbones else "",
-            "objectives": dataset_objectives(metadata),
-            "utility_bounds": [float(f(table.column(c).to_numpy())) for c in ("ndcg10", "alpha_ndcg10")
-                               for f in (np.nanmin, np.nanmax)]}
+            "objectives": dataset_objectives(metadata),  # and (lo, hi) of each one's validation metric (NaN: none)
+            "utility_bounds": [v for c in metric_keys(dataset_objectives(metadata))
+                               for v in _finite_range(table.column(c).to_numpy())]}
+
+
+def _finite_range(values: np.ndarray) -> list[float]:
+    finite = values[np.isfinite(values)]
+    return [float(finite.min()), float(finite.max())] if len(finite) else [float("nan")] * 2
 
 
 def dataset_objectives(metadata: dict) -> list[str]:

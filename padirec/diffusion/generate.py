@@ -71,10 +71,11 @@ def best_of_n(generator: Generator, backbone, data, sampler: SamplerConfig, sele
     sample is built here, once, outside the timed generation."""
     if select < 0 or users < 1:
         raise ValueError(f"select must be >= 0 and select_users >= 1, got {select}, {users}")
-    if generator.cond_dim != 2:
-        raise ValueError("best-of-N selection (select) is defined for two objectives so far")
-    selector = Scorer.build(backbone, data, "valid").sample(users, seed)
-    return BestOf(PaDiRec(generator, sampler, select, seed), selector, generator.metadata.get("utility_bounds"))
+    selector = Scorer.build(backbone, data, "valid", generator.objectives).sample(users, seed)
+    bounds = generator.metadata.get("utility_bounds") or None
+    if bounds and (len(bounds) != 2 * generator.cond_dim or not np.isfinite(bounds).all()):
+        bounds = None  # written before p objectives' bounds, or a metric the sweep did not measure: the samples' own
+    return BestOf(PaDiRec(generator, sampler, select, seed), selector, bounds, objectives=generator.objectives)
 
 
 @dataclass

@@ -258,8 +258,6 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         header = [*header, f"objectives: {', '.join(objectives)} ({len(weights)} tasks: "
                            f"{f'grid step {config.task_step:g}' if config.task_step else 'the sweep grid'}); MMR and "
                            "DPP re-rank for accuracy and diversity only: left out"]
-        if config.select:
-            raise ValueError("best-of-N selection (select) is defined for two objectives so far")
     if "PaDiRec" in config.methods and not generators:
         raise ValueError("PaDiRec needs a generator (or leave it out of the methods)")
     log_step(f"encoding the {config.split} split ({data.n_users} users, {data.n_items} items)", started)
@@ -284,8 +282,8 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
 
     runs = seed_runs(methods, variants[0] if variants else None, backbone, data, arrays, adapter, config, progress)
     selected = {} if not (config.select and variants) else best_of_runs(
-        retrain, variants[0], Scorer.build(backbone, data, "valid"), arrays, config.select, config.select_sampler,
-        config.select_users, config.seeds)
+        retrain, variants[0], Scorer.build(backbone, data, "valid", objectives), arrays, config.select,
+        config.select_sampler, config.select_users, config.seeds, objectives)
     runs.update(selected)
     curves, seeds = {}, {}
     for name, method in {**methods, **{v.name: v for v in variants}, **{n: r[0] for n, r in selected.items()}}.items():

@@ -8,37 +8,44 @@ import numpy as np
 
 from padirec.diffusion.sampling import parse_sampler
 from padirec.evaluation.baselines import AdapterMethod, PaDiRec, Retrain, Scorer
-from padirec.metrics import minmax_bounds, w_utility
-
-UTILITY_METRICS = ("ndcg10", "alpha_ndcg10")  # what the two-objective w-utility weighs
+from padirec.metrics import point_bounds, w_utility_points
+from padirec.objectives import OBJECTIVES, resolve_objectives
 
 
 class BestOf(AdapterMethod):
-    """`inner`'s adapters for each task, reduced to the one with the best w-utility (`metrics.w_utility` on
-    `bounds`; None: the candidates' own range) on `selector`, a validation sample of users: what a deployment can
-    do with a distribution over adapters (issue 14.1). Scored on another split, the choice is out of sample."""
+    """`inner`'s adapters for each task, reduced to the one with the best w-utility (`metrics.w_utility_points` of
+    the `objectives`' metrics on `bounds`, `point_bounds`' layout; None: the candidates' own range) on `selector`, a
+    validation sample of users: what a deployment can do with a distribution over adapters (issue 14.1). Scored on
+    another split, the choice is out of sample."""
 
-    def __init__(self, inner: AdapterMethod, selector: Scorer, bounds: tuple[float, float, float, float] | None,
-                 name: str = ""):
+    def __init__(self, inner: AdapterMethod, selector: Scorer, bounds: list[float] | None, name: str = "",
+                 objectives=OBJECTIVES):
         self.inner, self.selector, self.bounds = inner, selector, bounds
         self.name = name or f"{inner.name} (best of candidates)"
+        found = resolve_objectives(objectives)
+        self.keys, self.maximise = [o.metric for o in found], [o.maximise for o in found]
+        if bounds is not None and len(bounds) != 2 * len(found):
+            raise ValueError(f"utility bounds must be (lo, hi) of each of the {len(found)} objectives' metrics, "
+                             f"got {list(bounds)}")
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         candidates = self.inner.adapters(weights)
         scores = self.selector.per_candidate(candidates)  # all tasks' candidates in one pass
-        bounds = self.bounds or minmax_bounds(*(np.concatenate([s[k] for s in scores]) for k in UTILITY_METRICS))
-        return [c[int(np.argmax(w_utility(w, s["ndcg10"], s["alpha_ndcg10"], tuple(bounds))))][None]
-                for w, c, s in zip(weights, candidates, scores)]
+        points = [np.column_stack([s[k] for k in self.keys]) for s in scores]
+        bounds = self.bounds or point_bounds(np.concatenate(points))
+        return [c[int(np.argmax(w_utility_points(w, p, bounds, self.maximise)))][None]
+                for w, c, p in zip(weights, candidates, points)]
 
 
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
-                 sampler_spec: str = "ddim:50", users: int = 256, seeds: int = 1) -> dict[str, list[AdapterMethod]]:
+                 sampler_spec: str = "ddim:50", users: int = 256, seeds: int = 1,
+                 objectives=OBJECTIVES) -> dict[str, list[AdapterMethod]]:
     """Best-of-`n`: PaDiRec's n samples per task (`sampler_spec`, a run per seed) and Retrain's seeds, each reduced
     to the best w-utility on `users` users of `valid`, on the range of the training adapters' validation metrics."""
     selector = valid.sample(users, main.seed)
-    bounds = minmax_bounds(arrays["ndcg10"], arrays["alpha_ndcg10"])
+    bounds = point_bounds(np.column_stack([arrays[o.metric] for o in resolve_objectives(objectives)]))
     label, sampler = parse_sampler(sampler_spec)
     name = f"PaDiRec (best of {n}, {label})"
-    return {name: [BestOf(PaDiRec(main.generator, sampler, n, main.seed + i), selector, bounds, name)
+    return {name: [BestOf(PaDiRec(main.generator, sampler, n, main.seed + i), selector, bounds, name, objectives)
                    for i in range(seeds)],
-            "Retrain (best seed)": [BestOf(retrain, selector, bounds, "Retrain (best seed)")]}
+            "Retrain (best seed)": [BestOf(retrain, selector, bounds, "Retrain (best seed)", objectives)]}

@@ -294,18 +294,13 @@ def _absolute(reference: str | None) -> str | None:
 
 def check_against_model(config: AppArgs) -> None:
     """What can only be checked against the model, before any replica starts: DDIM takes at most the model's T
-    steps; best-of-N needs two objectives. (`serve()` calls it; under `serve run` the generator replica raises the
-    same errors.)"""
+    steps. (`serve()` calls it; under `serve run` the generator replica raises the same errors.)"""
     _use_tracking(config.tracking_uri)
     recorded = load_checkpoint(resolve_generator_file(_absolute(config.checkpoint)))
     steps = recorded.schedule_config.get("steps")
     if config.sampler == "ddim" and steps and config.steps > steps:
         raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
                          f"DDIM takes 1..{steps}")
-    objectives = recorded.objective_names()
-    if config.select and len(objectives) != 2:
-        raise ValueError(f"select={config.select}: best-of-N selection is defined for two objectives so far; the "
-                         f"model has {len(objectives)} ({', '.join(objectives)}); serve with select=0")
 
 
 def build_app(args: dict | None = None) -> Application:

@@ -82,7 +82,7 @@ def load_served_generator(checkpoint: str, settings: GenerationSettings, device:
                           strict: bool = True) -> ServedGenerator:
     """The generator of `checkpoint`, which is also its model id (a registered model's `models:/` reference).
 
-    With `settings.select`, a model whose selection cannot be built (not two objectives, no recorded dataset) is an
+    With `settings.select`, a model whose selection cannot be built (no recorded dataset) is an
     error when `strict` (the deployment's default model), else served without selection, its info saying why."""
     generator = load_generator(resolve_generator_file(checkpoint), device)
     sampler = make_sampler(settings.sampler, None if settings.sampler == "ddpm" else settings.steps,
