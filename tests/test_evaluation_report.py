@@ -228,6 +228,12 @@ def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep,
     assert result["ablation"]["PaDiRec (best of 3, DDIM-5)"]["seeds"] == 2  # a run per seed, like PaDiRec's
     assert result["ablation"]["Retrain (best seed)"]["seeds"] == 1
     assert list(result["table"]) == ["Retrain", "PaDiRec"]  # the main table is unchanged
+    # ... and PaDiRec with selection is tested against every method beside it (issue 14's bar)
+    chosen = result["selection"]
+    assert chosen["method"] == "PaDiRec (best of 3, DDIM-5)"
+    assert list(chosen["table"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DDIM-5)", "Retrain (best seed)"]
+    assert [t["versus"] for t in chosen["significance"]] == ["Retrain", "PaDiRec", "Retrain (best seed)"]
+    assert "## With selection: PaDiRec (best of 3, DDIM-5) against every method" in result["markdown"]
     # Table 2 times the selection too: 3 samples generated and scored on the 30 validation users
     best = [r for r in result["response_times"] if r["what"].startswith("best of 3 (DDIM-5)")]
     assert len(best) == 1 and "30 validation users" in best[0]["what"] and best[0]["seconds_mean"] > 0
@@ -249,3 +255,23 @@ def test_held_out_tables_score_the_off_grid_tasks_alone():
     assert result["tasks"] == 2 and result["significance"] == []
     assert result["table"]["Retrain"]["regret"] == pytest.approx(0.0)
     assert result["table"]["PaDiRec"]["regret"] > 0.3  # all of its loss is on the held-out tasks
+
+
+def test_selection_tables_test_padirec_with_selection_against_every_method_on_all_and_held_out_tasks():
+    from padirec.evaluation.report import selection_tables
+
+    rng = np.random.default_rng(0)
+    w_acc = np.linspace(0, 1, 6)
+    held = np.array([False, True, False, True, False, True])
+    noisy = lambda scale: np.clip(w_acc * scale + rng.normal(0, 0.01, (4, 6)), 0, 1)  # noqa: E731
+    per_seed = {"Retrain": {"ndcg10": noisy(0.8), "alpha_ndcg10": 1 - noisy(0.8)},
+                "PaDiRec": {"ndcg10": noisy(0.6), "alpha_ndcg10": 0.6 - noisy(0.6) * 0.5},
+                "PaDiRec (best of 4, DDIM-3)": {"ndcg10": noisy(1.0) + 0.1, "alpha_ndcg10": 1.1 - noisy(0.5)}}
+    curves = {m: {"w_acc": w_acc, **{k: v.mean(0) for k, v in s.items()}} for m, s in per_seed.items()}
+    result = selection_tables(curves, per_seed, "PaDiRec (best of 4, DDIM-3)", w_acc, held, ["accuracy", "diversity"])
+    assert result["table"]["PaDiRec (best of 4, DDIM-3)"]["regret"] == pytest.approx(0.0, abs=0.02)
+    assert {t["versus"]: t["outcome"] for t in result["significance"]} == {"Retrain": "better", "PaDiRec": "better"}
+    assert all(t["pairs"] == 24 for t in result["significance"])  # 4 seeds x 6 tasks
+    held_tests = result["held_out"]["significance"]
+    assert result["held_out"]["tasks"] == 3 and [t["pairs"] for t in held_tests] == [12, 12]
+    assert {t["outcome"] for t in held_tests} == {"better"}

@@ -308,12 +308,17 @@ def headline(table: dict[str, dict], tests: list[dict], reference: str = "Retrai
             relative = f" ({100 * abs(best - runner) / abs(runner):.1f}%)" if abs(runner) > 1e-12 else ""
             line += f", ahead of {ranked[1]} ({runner:.4g}) by {abs(best - runner):.4g}{relative}"
         lines.append(line + (f"; {reference}: {table[reference][key]:.4g}" if reference in table else ""))
-    if tests:
-        parts = [f"{t['outcome']} {'with' if t['outcome'] == 'tie' else 'than'} {t['versus']} (p = {t['p_value']:.3g})"
-                 for t in tests]
-        lines.append(f"- {tests[0]['method']} on w-utility regret (Wilcoxon signed-rank, paired (task, seed), "
-                     f"p < {SIGNIFICANCE}): " + ", ".join(parts))
-    return lines
+    return lines + tests_headline(tests)
+
+
+def tests_headline(tests: list[dict]) -> list[str]:
+    """One bullet with the outcome of each paired test of `tests[0]['method']` (none without tests)."""
+    if not tests:
+        return []
+    parts = [f"{t['outcome']} {'with' if t['outcome'] == 'tie' else 'than'} {t['versus']} (p = {t['p_value']:.3g})"
+             for t in tests]
+    return [f"- {tests[0]['method']} on w-utility regret (Wilcoxon signed-rank, paired (task, seed), "
+            f"p < {SIGNIFICANCE}): " + ", ".join(parts)]
 
 
 def verdict(table: dict[str, dict], name: str = "PaDiRec", reference: str = "Retrain") -> str:

@@ -40,6 +40,7 @@ from padirec.evaluation.controllability import (
     significance_markdown,
     table_markdown,
     tables_markdown,
+    tests_headline,
     write_csv,
 )
 from padirec.evaluation.hypernetworks import (
@@ -176,14 +177,26 @@ def plot_ablation(table: dict[str, dict], path: Path, reference: str = "Retrain"
 
 
 def held_out_tables(curves: dict[str, dict], per_seed: dict[str, dict], held: np.ndarray, objectives: list[str],
-                    variants: list) -> dict:
-    """The table and the paired tests on the tasks off the sweep's grid alone (issue 14.4): there Retrain's
-    adapters are trained on demand and every method that learned from the sweep interpolates."""
+                    variants: list, name: str = "PaDiRec") -> dict:
+    """The table and the paired tests of `name` on the tasks off the sweep's grid alone (issue 14.4): there
+    Retrain's adapters are trained on demand and every method that learned from the sweep interpolates."""
     curves = {m: {k: np.asarray(v)[held] for k, v in c.items()} for m, c in curves.items()}
     per_seed = {m: {k: np.atleast_2d(v)[:, held] for k, v in c.items()} for m, c in per_seed.items()}
     w = curves["Retrain"].get("w", curves["Retrain"]["w_acc"])
     return {"tasks": int(held.sum()), "table": controllability_table(curves, per_seed=per_seed, objectives=objectives),
-            "significance": paired_tests(per_seed, w, objectives=objectives) if variants else []}
+            "significance": paired_tests(per_seed, w, name, objectives) if variants else []}
+
+
+def selection_tables(curves: dict[str, dict], per_seed: dict[str, dict], name: str, tasks, held: np.ndarray,
+                     objectives: list[str]) -> dict:
+    """Every method of the main table beside the best-of-N rows (regret normalised over all of them) and the paired
+    tests of `name`, PaDiRec with selection, against each: issue 14's bar is PaDiRec first *with* selection. On all
+    tasks and, when some are held out of the sweep, on those alone."""
+    result = {"method": name, "table": controllability_table(curves, per_seed=per_seed, objectives=objectives),
+              "significance": paired_tests(per_seed, tasks, name, objectives)}
+    if held.any() and not held.all():
+        result["held_out"] = held_out_tables(curves, per_seed, held, objectives, [name], name)
+    return result
 
 
 def report_markdown(result: dict, header: list[str]) -> str:
@@ -196,6 +209,13 @@ def report_markdown(result: dict, header: list[str]) -> str:
                   "demand; the generator and the Hypernetwork interpolate; regret normalised over these tasks)", "",
                   follow_markdown(held["table"]), ""]
         lines += [significance_markdown(held["significance"]), ""] if held["significance"] else []
+    if chosen := result.get("selection"):
+        lines += [f"## With selection: {chosen['method']} against every method (regret normalised over these rows)",
+                  "", *tests_headline(chosen["significance"]), "", follow_markdown(chosen["table"]), "",
+                  significance_markdown(chosen["significance"]), ""]
+        if held := chosen.get("held_out"):
+            lines += [f"### With selection, the {held['tasks']} held-out tasks alone", "",
+                      follow_markdown(held["table"]), "", significance_markdown(held["significance"]), ""]
     if result.get("fixed_accuracy") is not None:  # more than two objectives: the paper's Table 3 layout
         objectives = result["objectives"]
         lines += [f"## Table 3 layout: each further objective's weight at fixed accuracy weights "
@@ -297,13 +317,17 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     tests = paired_tests(main_seeds, tasks, objectives=objectives) if variants else []
     held = np.array([not len(r) for r in retrain.rows(weights)])  # off the sweep's grid: interpolated
     held_out = {} if held.all() or not held.any() else held_out_tables(main, main_seeds, held, objectives, variants)
+    chosen = next((n for n, r in selected.items() if isinstance(r[0].inner, PaDiRec)), None)
+    selection = {} if chosen is None else selection_tables(
+        {**main, **{n: curves[n] for n in selected}}, {**main_seeds, **{n: seeds[n] for n in selected}}, chosen,
+        tasks, held, objectives)
     ablated = ["Retrain", *(v.name for v in variants), *selected]
     ablation = controllability_table({n: curves[n] for n in ablated}, per_seed={n: seeds[n] for n in ablated},
                                      objectives=objectives) if len(variants) > 1 or selected else {}
     fixed = fixed_accuracy_rows(main, objectives) if len(objectives) > 2 else None
 
     log_step("response time (Table 2)", started)
-    best_of = next((runs[0] for runs in selected.values() if isinstance(runs[0].inner, PaDiRec)), None)
+    best_of = selected[chosen][0] if chosen else None
     times = response_times(retrain, variants[0] if variants else None, weights, adapter.epochs, config.timing_repeats,
                            config.seed, config.retrain_timing_epochs, best_of)
     robust = []
@@ -314,7 +338,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         robust = robustness(sources, weights, scorer, config.noise_std, config.noise_repeats, config.seed)
 
     result = {"curves": curves, "main_curves": main, "table": table, "significance": tests, "ablation": ablation,
-              "held_out": held_out,
+              "held_out": held_out, "selection": selection,
               "response_times": times, "robustness": robust, "objectives": objectives, "fixed_accuracy": fixed}
     png = out / "controllability.png"
     plot = (plot_curves(main, png, "Controllability: methods against w_acc") if fixed is None
@@ -323,7 +347,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
              write_csv(out / "seeds.csv", seed_rows(seeds, tasks, objectives)),
              write_csv(out / "table1.csv", [{"method": m, **r} for m, r in table.items()]), plot]
     if tests:
-        files.append(write_csv(out / "significance.csv", tests))
+        files.append(write_csv(out / "significance.csv", tests + selection.get("significance", [])))
     if held_out:
         files.append(write_csv(out / "held_out.csv", [{"method": m, **r} for m, r in held_out["table"].items()]))
     if times:
@@ -359,7 +383,8 @@ def run_report(backbone: Backbone, data: SequenceData, arrays: dict[str, np.ndar
         metrics.update({f"noise_{slug(r['method'])}_abs_delta_{k}": r[f"abs_delta_{k}"]
                         for r in result["robustness"] for k in ("ndcg10", "alpha_ndcg10")})
         metrics.update({f"wilcoxon_{slug(t['method'])}_vs_{slug(t['versus'])}_{k}": t[k]
-                        for t in result["significance"] for k in ("p_value", "regret_difference")})
+                        for t in result["significance"] + result["selection"].get("significance", [])
+                        for k in ("p_value", "regret_difference")})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         stamp = int(time.time() * 1000)  # the curves as metric histories, step = 100 · w_acc (the task's index for
         two = len(result["objectives"]) == 2  # more objectives, whose tasks share w_acc values)
