@@ -22,7 +22,7 @@ from padirec.diffusion.model import DiTConfig
 from padirec.diffusion.preference import PreferenceConfig
 from padirec.diffusion.stage import GeneratorRunConfig, train_generator
 from padirec.diffusion.train import DiTTrainConfig
-from padirec.evaluation.controllability import headline
+from padirec.evaluation.controllability import headline, tests_headline
 from padirec.evaluation.hypernetworks import CMRConfig, HypernetworkConfig, PHNConfig, YOTOConfig
 from padirec.evaluation.report import EvaluateConfig, run_report
 from padirec.evaluation.stage import lineage_tags
@@ -136,7 +136,8 @@ def run_pipeline(config: PipelineConfig, console_mode: str = "bar") -> dict:
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if console.quiet:  # the report's headline: the best method on each metric
-        print("\n".join(headline(report["table"], report["significance"])))
+        print("\n".join(headline(report["table"], report["significance"])
+                        + tests_headline(report["selection"].get("significance", []))))
     print(f"pipeline done in {summary['seconds']} s; summary in {out / 'summary.json'}; "
           f"browse runs with `mlflow ui --backend-store-uri {summary['tracking_uri']}`")
     return summary

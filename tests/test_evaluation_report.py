@@ -234,6 +234,8 @@ def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep,
     assert list(chosen["table"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DDIM-5)", "Retrain (best seed)"]
     assert [t["versus"] for t in chosen["significance"]] == ["Retrain", "PaDiRec", "Retrain (best seed)"]
     assert "## With selection: PaDiRec (best of 3, DDIM-5) against every method" in result["markdown"]
+    top = result["markdown"].split("## Table 1")[0]  # the headline names its tests too
+    assert "- PaDiRec (best of 3, DDIM-5) on w-utility regret (Wilcoxon" in top
     # Table 2 times the selection too: 3 samples generated and scored on the 30 validation users
     best = [r for r in result["response_times"] if r["what"].startswith("best of 3 (DDIM-5)")]
     assert len(best) == 1 and "30 validation users" in best[0]["what"] and best[0]["seconds_mean"] > 0

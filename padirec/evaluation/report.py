@@ -202,7 +202,8 @@ def selection_tables(curves: dict[str, dict], per_seed: dict[str, dict], name: s
 def report_markdown(result: dict, header: list[str]) -> str:
     curves, table = result["main_curves"], result["table"]
     methods = list(table)
-    lines = ["# Controllability report", "", *headline(table, result["significance"]), "",
+    lines = ["# Controllability report", "", *headline(table, result["significance"]),
+             *tests_headline(result["selection"].get("significance", [])), "",
              *[f"- {h}" for h in header], "", *tables_markdown(table, result["significance"])]
     if held := result.get("held_out"):
         lines += [f"## Held-out weights: the {held['tasks']} tasks off the sweep's grid (Retrain trained there on "
