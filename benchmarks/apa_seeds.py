@@ -26,11 +26,17 @@ from padirec.diffusion.generator import generator_from_checkpoint
 from padirec.diffusion.preference import PreferenceConfig, align_checkpoint
 from padirec.diffusion.sampling import parse_sampler
 from padirec.evaluation.baselines import PaDiRec, Retrain, Scorer
-from padirec.evaluation.controllability import controllability_table, paired_tests, seed_curves, tables_markdown
+from padirec.evaluation.controllability import (
+    controllability_table,
+    paired_tests,
+    points_of,
+    seed_curves,
+    tables_markdown,
+)
 from padirec.evaluation.select import BestOf
 from padirec.metrics import point_bounds
 from padirec.models import load_backbone
-from padirec.objectives import metric_keys, resolve_objectives
+from padirec.objectives import resolve_objectives
 from padirec.sweep.run import load_sweep_config
 
 ALIGNED, PLAIN = "PaDiRec (APA)", "PaDiRec (plain)"
@@ -57,7 +63,7 @@ def main() -> None:
     data = load_data(data_spec(extra.get("data"), {"path": args.data_dir} if args.data_dir else None))
     table, metadata = read_dataset(download_dataset(args.sweep))
     arrays, objectives = dataset_arrays(table), dataset_objectives(metadata)
-    metrics = np.stack([arrays[k].astype(np.float64) for k in metric_keys(objectives)], axis=1)
+    metrics = points_of(arrays, objectives)
     maximise = [o.maximise for o in resolve_objectives(objectives)]
     checkpoint = load_checkpoint(resolve_generator_file(args.model))
     plain = generator_from_checkpoint(checkpoint)

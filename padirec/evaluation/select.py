@@ -8,8 +8,9 @@ import numpy as np
 
 from padirec.diffusion.sampling import parse_sampler
 from padirec.evaluation.baselines import AdapterMethod, PaDiRec, Retrain, Scorer
+from padirec.evaluation.controllability import points_of
 from padirec.metrics import point_bounds, w_utility_points
-from padirec.objectives import OBJECTIVES, resolve_objectives
+from padirec.objectives import OBJECTIVES, metric_keys, resolve_objectives
 
 
 class BestOf(AdapterMethod):
@@ -22,16 +23,16 @@ class BestOf(AdapterMethod):
                  objectives=OBJECTIVES):
         self.inner, self.selector, self.bounds = inner, selector, bounds
         self.name = name or f"{inner.name} (best of candidates)"
-        found = resolve_objectives(objectives)
-        self.keys, self.maximise = [o.metric for o in found], [o.maximise for o in found]
-        if bounds is not None and len(bounds) != 2 * len(found):
-            raise ValueError(f"utility bounds must be (lo, hi) of each of the {len(found)} objectives' metrics, "
-                             f"got {list(bounds)}")
+        self.objectives, self.keys = objectives, metric_keys(objectives)  # the metrics the utility weighs
+        self.maximise = [o.maximise for o in resolve_objectives(objectives)]
+        if bounds is not None and len(bounds) != 2 * len(self.maximise):
+            raise ValueError(f"utility bounds must be (lo, hi) of each of the {len(self.maximise)} objectives' "
+                             f"metrics, got {list(bounds)}")
 
     def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
         candidates = self.inner.adapters(weights)
         scores = self.selector.per_candidate(candidates)  # all tasks' candidates in one pass
-        points = [np.column_stack([s[k] for k in self.keys]) for s in scores]
+        points = [points_of(s, self.objectives) for s in scores]
         bounds = self.bounds or point_bounds(np.concatenate(points))
         return [c[int(np.argmax(w_utility_points(w, p, bounds, self.maximise)))][None]
                 for w, c, p in zip(weights, candidates, points)]
@@ -43,7 +44,7 @@ def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[st
     """Best-of-`n`: PaDiRec's n samples per task (`sampler_spec`, a run per seed) and Retrain's seeds, each reduced
     to the best w-utility on `users` users of `valid`, on the range of the training adapters' validation metrics."""
     selector = valid.sample(users, main.seed)
-    bounds = point_bounds(np.column_stack([arrays[o.metric] for o in resolve_objectives(objectives)]))
+    bounds = point_bounds(points_of(arrays, objectives))
     label, sampler = parse_sampler(sampler_spec)
     name = f"PaDiRec (best of {n}, {label})"
     return {name: [BestOf(PaDiRec(main.generator, sampler, n, main.seed + i), selector, bounds, name, objectives)
