@@ -1,6 +1,6 @@
 """Loopback load test of `POST /v1/adapters`: throughput and latency for cache hits vs misses.
 
-    python benchmarks/bench_serve.py --checkpoint dit.pt --backbone backbone.pt [--steps 50] \
+    python benchmarks/bench_serve.py --checkpoint dit.pt --backbone backbone.pt [--sampler dpm] [--steps 50] \
         [--requests 200] [--concurrency 8] [--time-limit 30] [--select 16 --select-users 256] [--num-cpus 2]
     python benchmarks/bench_serve.py --url http://127.0.0.1:8000      # a running `padirec serve`
 
@@ -46,7 +46,8 @@ def start_app(args: argparse.Namespace) -> str:
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"checkpoint": args.checkpoint, "backbone": args.backbone, "steps": args.steps,
+    serve.run(build_app({"checkpoint": args.checkpoint, "backbone": args.backbone, "sampler": args.sampler,
+                         "steps": args.steps,
                          "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait_timeout_s,
                          "cache_size": args.cache_size, "precision": args.precision, "select": args.select,
                          "select_users": args.select_users, "data_dir": args.data_dir,
@@ -129,7 +130,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--time-limit", type=float, default=30.0, help=f"seconds for both phases (<= {MAX_SECONDS})")
-    parser.add_argument("--steps", type=int, default=50, help="ddim steps (with --checkpoint)")
+    parser.add_argument("--sampler", choices=["ddim", "dpm"], default="ddim", help="(with --checkpoint)")
+    parser.add_argument("--steps", type=int, default=50, help="ddim or dpm steps (with --checkpoint)")
     parser.add_argument("--select", type=int, default=0, help="best-of-N samples per w (with --checkpoint)")
     parser.add_argument("--select-users", type=int, default=256, help="validation users best-of-N scores on")
     parser.add_argument("--data-dir", help="where the backbone's dataset is (with --select; default: its own path)")

@@ -298,7 +298,7 @@ def test_app_arguments_and_config_file(artifacts):
     # `serve run ... key=value` passes strings
     assert AppArgs.model_validate({"cache_size": "16", "num_gpus": "0.25"}).num_gpus == 0.25
     for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 0}, {"guidance": 1e9},
-                {"guidance": -1.0}, {"max_body_bytes": 10}):
+                {"guidance": -1.0}, {"max_body_bytes": 10}, {"sampler": "dpm", "eta": 0.5}):
         with pytest.raises(ValidationError):
             build_app(bad)
     # checked against the model before Ray starts: DDIM cannot take more steps than the model's T (100 here)

@@ -86,9 +86,10 @@ class GenerateConfig:
     # p numbers per w in the generator's objectives, concatenated (3 objectives: 0.5,0.3,0.2); replaces w_acc
     weights: list[float] = field(default_factory=list)
     model: str = DEFAULT_MODEL_URI  # models:/name@alias, models:/name/version, a training run id or a dit.pt path
-    sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int | None = None  # ddim steps (default 1: one x0 prediction from noise); ddpm always runs all T
-    spacing: Literal["linspace", "trailing"] = "linspace"  # ddim step spacing (trailing suits 2-4 steps)
+    sampler: Literal["ddim", "ddpm", "dpm"] = "ddim"  # dpm: DPM-Solver++(2M), second order, for few steps
+    steps: int | None = None  # ddim/dpm steps (default 1: one x0 prediction from noise); ddpm always runs all T
+    # step spacing (default: linspace for ddim, logsnr for dpm; trailing suits 2-4 ddim steps)
+    spacing: Literal["linspace", "trailing", "logsnr"] | None = None
     eta: float = 0.0  # ddim noise (0 deterministic)
     guidance: float = 0.0  # classifier-free guidance gamma
     seed: int = 0

@@ -43,7 +43,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray import serve
 from ray.serve import Application, metrics
 
@@ -51,7 +51,7 @@ from padirec import tracking
 from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.names import DEFAULT_MODEL_URI
-from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS
+from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
 from padirec.serving.engine import generate_adapters, recommend_batch, select_adapters
 from padirec.serving.http import DEFAULT_MAX_BODY_BYTES
 from padirec.serving.ingress import PaDiRecAPI
@@ -82,9 +82,9 @@ class AppArgs(BaseModel):
     backbone: str | None = Field(None, description="backbone.pt path or run id (default: the generator's)")
     cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
-    sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = Field(DEFAULT_DDIM_STEPS, ge=1,
-                       description="ddim steps (1 = one x0 prediction from noise; ddpm always runs all T)")
+    sampler: Literal["ddim", "ddpm", "dpm"] = "ddim"
+    steps: int = Field(DEFAULT_DDIM_STEPS, ge=1, description="ddim or dpm (DPM-Solver++(2M)) steps (1 = one x0 "
+                                                             "prediction from noise; ddpm always runs all T)")
     guidance: float = Field(0.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
                             description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
@@ -112,6 +112,11 @@ class AppArgs(BaseModel):
     @classmethod
     def _registered(cls, models: list[str]) -> list[str]:
         return list(dict.fromkeys(registered_model_id(m) for m in models))  # never a path: see `served.py`
+
+    @model_validator(mode="after")
+    def _sampler(self) -> "AppArgs":
+        make_sampler(self.sampler, None if self.sampler == "ddpm" else self.steps, eta=self.eta)  # its errors
+        return self
 
 
 def _use_tracking(uri: str | None) -> None:
@@ -298,9 +303,9 @@ def check_against_model(config: AppArgs) -> None:
     _use_tracking(config.tracking_uri)
     recorded = load_checkpoint(resolve_generator_file(_absolute(config.checkpoint)))
     steps = recorded.schedule_config.get("steps")
-    if config.sampler == "ddim" and steps and config.steps > steps:
+    if config.sampler != "ddpm" and steps and config.steps > steps:
         raise ValueError(f"steps={config.steps} is more than the model's {steps} diffusion steps (T); "
-                         f"DDIM takes 1..{steps}")
+                         f"{config.sampler} takes 1..{steps}")
 
 
 def build_app(args: dict | None = None) -> Application:
