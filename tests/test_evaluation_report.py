@@ -99,6 +99,8 @@ def test_paired_tests_and_the_headline():
 def test_sampler_specs_and_variant_names():
     assert parse_sampler("ddim:20")[0] == "DDIM-20" and parse_sampler("ddim:20")[1].steps == 20
     assert parse_sampler("ddpm")[1].method == "ddpm" and parse_sampler("ddpm")[1].steps is None
+    label, dpm = parse_sampler("dpm:5")
+    assert label == "DPM-5" and (dpm.method, dpm.steps, dpm.spacing) == ("dpm", 5, "logsnr")
     for bad in ("ddim", "ddpm:10", "euler:5", "ddim:x"):
         with pytest.raises(ValueError):
             parse_sampler(bad)
@@ -219,25 +221,25 @@ def test_best_of_n_variants_of_padirec_and_retrain_join_the_ablation(tiny_sweep,
                          dit=DiTConfig(hidden=32, depth=1, heads=2, ffn=64, freq_dim=32, cond_freq_dim=16))
     checkpoint = train_dit(tiny_sweep["dataset_path"], dit, output_dir=tmp_path / "dit")["checkpoint_path"]
     config = EvaluateConfig(methods=["PaDiRec"], tasks=[0.0, 0.5, 1.0], samplers=["ddim:1"], seeds=2, samples=1,
-                            timing_repeats=1, retrain_timing_epochs=0, select=3, select_sampler="ddim:5",
+                            timing_repeats=1, retrain_timing_epochs=0, select=3, select_sampler="dpm:5",
                             select_users=30)
     result = controllability_report(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["arrays"],
                                     {"": load_generator(checkpoint)}, tiny_sweep["adapter"], config, tmp_path / "out",
                                     progress=False)
-    assert list(result["ablation"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DDIM-5)", "Retrain (best seed)"]
-    assert result["ablation"]["PaDiRec (best of 3, DDIM-5)"]["seeds"] == 2  # a run per seed, like PaDiRec's
+    assert list(result["ablation"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DPM-5)", "Retrain (best seed)"]
+    assert result["ablation"]["PaDiRec (best of 3, DPM-5)"]["seeds"] == 2  # a run per seed, like PaDiRec's
     assert result["ablation"]["Retrain (best seed)"]["seeds"] == 1
     assert list(result["table"]) == ["Retrain", "PaDiRec"]  # the main table is unchanged
     # ... and PaDiRec with selection is tested against every method beside it (issue 14's bar)
     chosen = result["selection"]
-    assert chosen["method"] == "PaDiRec (best of 3, DDIM-5)"
-    assert list(chosen["table"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DDIM-5)", "Retrain (best seed)"]
+    assert chosen["method"] == "PaDiRec (best of 3, DPM-5)"
+    assert list(chosen["table"]) == ["Retrain", "PaDiRec", "PaDiRec (best of 3, DPM-5)", "Retrain (best seed)"]
     assert [t["versus"] for t in chosen["significance"]] == ["Retrain", "PaDiRec", "Retrain (best seed)"]
-    assert "## With selection: PaDiRec (best of 3, DDIM-5) against every method" in result["markdown"]
+    assert "## With selection: PaDiRec (best of 3, DPM-5) against every method" in result["markdown"]
     top = result["markdown"].split("## Table 1")[0]  # the headline names its tests too
-    assert "- PaDiRec (best of 3, DDIM-5) on w-utility regret (Wilcoxon" in top
+    assert "- PaDiRec (best of 3, DPM-5) on w-utility regret (Wilcoxon" in top
     # Table 2 times the selection too: 3 samples generated and scored on the 30 validation users
-    best = [r for r in result["response_times"] if r["what"].startswith("best of 3 (DDIM-5)")]
+    best = [r for r in result["response_times"] if r["what"].startswith("best of 3 (DPM-5)")]
     assert len(best) == 1 and "30 validation users" in best[0]["what"] and best[0]["seconds_mean"] > 0
     with pytest.raises(ValueError, match="select must be >= 0"):
         EvaluateConfig(select=-1)

@@ -39,7 +39,7 @@ class BestOf(AdapterMethod):
 
 
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
-                 sampler_spec: str = "ddim:50", users: int = 256, seeds: int = 1,
+                 sampler_spec: str = "dpm:10", users: int = 256, seeds: int = 1,
                  objectives=OBJECTIVES) -> dict[str, list[AdapterMethod]]:
     """Best-of-`n`: PaDiRec's n samples per task (`sampler_spec`, a run per seed) and Retrain's seeds, each reduced
     to the best w-utility on `users` users of `valid`, on the range of the training adapters' validation metrics."""
