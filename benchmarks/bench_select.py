@@ -1,7 +1,8 @@
 """In-process cost of serving best-of-N for one fresh w: sampling the candidates vs scoring them.
 
     MLFLOW_TRACKING_URI=... python benchmarks/bench_select.py --checkpoint models:/padirec-dit/1 \\
-        [--sampler dpm] --steps 3 --select 16 --select-users 256 --data-dir /work/shared/data/ml-100k [--threads 2]
+        [--sampler dpm] --steps 3 [--dtype bfloat16] --select 16 --select-users 256 \\
+        --data-dir /work/shared/data/ml-100k [--threads 2]
 
 Loads the generator and its selection exactly as `padirec serve --select` does (`load_served_generator`), warms
 up, then times `repeats` single-w calls of each half. Prints the means in ms as JSON.
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--data-dir", help="where the backbone's dataset is (default: its own path)")
     parser.add_argument("--sampler", choices=["ddim", "dpm"], default="ddim")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--select", type=int, default=16)
     parser.add_argument("--select-users", type=int, default=256)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -35,7 +37,7 @@ def main() -> None:
         parser.error("--select must be at least 1")
     torch.set_num_threads(args.threads)
     settings = GenerationSettings(sampler=args.sampler, steps=args.steps, select=args.select,
-                                  select_users=args.select_users)
+                                  select_users=args.select_users, dtype=args.dtype)
     best_of = load_served_generator(args.checkpoint, settings, backbone=args.backbone, data_dir=args.data_dir).best_of
     w = np.array([[0.37, 0.63]], dtype=np.float32)
     for _ in range(3):
@@ -49,7 +51,7 @@ def main() -> None:
     scored = time.perf_counter()
     sample_ms, score_ms = 1e3 * (sampled - start) / args.repeats, 1e3 * (scored - sampled) / args.repeats
     print(json.dumps({"threads": args.threads, "samples": args.select, "users": args.select_users,
-                      "sampler": args.sampler, "steps": args.steps,
+                      "sampler": args.sampler, "steps": args.steps, "dtype": args.dtype,
                       "sample_ms": round(sample_ms, 1), "score_ms": round(score_ms, 1),
                       "total_ms": round(sample_ms + score_ms, 1)}))
 

@@ -101,7 +101,9 @@ def test_sampler_specs_and_variant_names():
     assert parse_sampler("ddpm")[1].method == "ddpm" and parse_sampler("ddpm")[1].steps is None
     label, dpm = parse_sampler("dpm:5")
     assert label == "DPM-5" and (dpm.method, dpm.steps, dpm.spacing) == ("dpm", 5, "logsnr")
-    for bad in ("ddim", "ddpm:10", "euler:5", "ddim:x"):
+    label, half = parse_sampler("dpm:5:bf16")
+    assert label == "DPM-5 bf16" and half.dtype == "bfloat16" and dpm.dtype == "float32"
+    for bad in ("ddim", "ddpm:10", "euler:5", "ddim:x", "dpm:5:fp16", "dpm:bf16"):
         with pytest.raises(ValueError):
             parse_sampler(bad)
     with pytest.raises(ValueError, match="unknown methods"):

@@ -298,7 +298,8 @@ def test_app_arguments_and_config_file(artifacts):
     # `serve run ... key=value` passes strings
     assert AppArgs.model_validate({"cache_size": "16", "num_gpus": "0.25"}).num_gpus == 0.25
     for bad in ({"cache_size": -1}, {"sampler": "euler"}, {"chekpoint": "x"}, {"steps": 0}, {"guidance": 1e9},
-                {"guidance": -1.0}, {"max_body_bytes": 10}, {"sampler": "dpm", "eta": 0.5}):
+                {"guidance": -1.0}, {"max_body_bytes": 10}, {"sampler": "dpm", "eta": 0.5},
+                {"dtype": "float16"}):
         with pytest.raises(ValidationError):
             build_app(bad)
     # checked against the model before Ray starts: DDIM cannot take more steps than the model's T (100 here)
@@ -321,6 +322,24 @@ def test_best_of_n_serving_takes_a_three_objective_model(registry, artifacts, tm
     generate(GenerateConfig(weights=[0.5, 0.3, 0.2], model=model, steps=10, select=4, select_users=16, log=False,
                             output=str(tmp_path / "picked.npy")))
     np.testing.assert_array_equal(picked, np.load(tmp_path / "picked.npy"))
+
+
+def test_served_sampler_is_the_one_asked_for_dpm_in_bfloat16_like_generate(artifacts, tmp_path):
+    """`serve --sampler dpm --steps 5 --dtype bfloat16` builds the sampler `generate` builds from the same flags (the
+    app's settings reach `make_sampler`), and its adapters are generate's."""
+    from padirec.diffusion.generate import GenerateConfig, generate
+
+    args = AppArgs(checkpoint=str(artifacts["checkpoint"]), sampler="dpm", steps=5, dtype="bfloat16")
+    settings = GenerationSettings(args.sampler, args.steps, args.guidance, args.eta, args.seed, dtype=args.dtype)
+    served = load_served_generator(args.checkpoint, settings)
+    recorded = served.info["sampler"]
+    assert [recorded[k] for k in ("method", "steps", "spacing", "dtype")] == ["dpm", 5, "logsnr", "bfloat16"]
+    adapter = served.generator.generate(np.array([[0.3, 0.7]], dtype=np.float32), served.sampler, seed=0)[0]
+    generate(GenerateConfig(w_acc=[0.3], model=args.checkpoint, sampler="dpm", steps=5, dtype="bfloat16",
+                            backbone=str(artifacts["backbone"]), log=False, output=str(tmp_path / "a.npy")))
+    np.testing.assert_array_equal(adapter, np.load(tmp_path / "a.npy"))
+    full = served.generator.generate(np.array([[0.3, 0.7]], dtype=np.float32), make_sampler("dpm", 5), seed=0)[0]
+    assert not np.array_equal(adapter, full)  # bfloat16 did reach the DiT
 
 
 def test_catalogue_gives_titles_a_users_test_split_and_the_lists_metrics(artifacts, tmp_path):

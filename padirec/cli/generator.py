@@ -53,8 +53,8 @@ def add_commands(commands) -> None:
     add_data_flags(generate_parser)
     add_common(generate_parser)
     add_flags(generate_parser, GenerateConfig, ["w_acc", "weights", "model", "sampler", "steps", "spacing", "eta",
-                                                "guidance", "seed", "select", "select_users", "backbone", "split",
-                                                "device", "output", "log"],
+                                                "dtype", "guidance", "seed", "select", "select_users", "backbone",
+                                                "split", "device", "output", "log"],
               section="generate", flags={"backbone": "--backbone-run"})
     generate_parser.set_defaults(func=cmd_generate)
 

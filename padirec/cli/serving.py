@@ -10,7 +10,7 @@ from padirec.cli.flags import add_flags
 from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 
-APP_FIELDS = ["checkpoint", "backbone", "cache_size", "precision", "sampler", "steps", "guidance", "seed",
+APP_FIELDS = ["checkpoint", "backbone", "cache_size", "precision", "sampler", "steps", "guidance", "dtype", "seed",
               "select", "select_users", "num_replicas", "num_cpus", "num_gpus", "max_batch_size",
               "batch_wait_timeout_s", "max_history", "models", "data_dir"]
 

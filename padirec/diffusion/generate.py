@@ -92,6 +92,7 @@ class GenerateConfig:
     spacing: Literal["linspace", "trailing", "logsnr"] | None = None
     eta: float = 0.0  # ddim noise (0 deterministic)
     guidance: float = 0.0  # classifier-free guidance gamma
+    dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16: the DiT under autocast (fast on CPUs with AMX)
     seed: int = 0
     select: int = 0  # > 0: best-of-N, this many samples per w scored on validation users, the best kept (14.1)
     select_users: int = 256  # validation users best-of-N scores its candidates on
@@ -104,7 +105,7 @@ class GenerateConfig:
 
     def sampler_config(self, num_steps: int | None = None) -> SamplerConfig:
         """The sampler these settings name, checked against the generator's T when given."""
-        return make_sampler(self.sampler, self.steps, num_steps, self.spacing, self.eta, self.guidance)
+        return make_sampler(self.sampler, self.steps, num_steps, self.spacing, self.eta, self.guidance, self.dtype)
 
 
 def generate(config: GenerateConfig, data_overrides: dict | None = None) -> dict:

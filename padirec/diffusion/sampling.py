@@ -18,6 +18,7 @@ from padirec.models import ParamNormalizer
 
 METHODS = ("ddpm", "ddim", "dpm")
 STEPPED = ("ddim", "dpm")  # the samplers that take a number of steps
+DTYPES = ("float32", "bfloat16")
 DEFAULT_DDIM_STEPS = 1  # one x0 prediction from x_T: within 1% of 500 steps' Avg.HV (BENCHMARKS §6), 50x faster
 
 
@@ -29,21 +30,25 @@ class SamplerConfig:
     spacing: str = "linspace"
     eta: float = 0.0  # ddim noise: 0 deterministic, 1 = DDPM's marginals (dpm is deterministic)
     guidance: float = 0.0  # gamma of eq. 9
+    dtype: str = "float32"  # "bfloat16": the DiT's forward under autocast (fast where the CPU has AMX); steps in fp32
     clip: bool = True  # clamp predicted x0 to the training range per tensor (needs a normalizer)
     sigma: str = "posterior"  # ddpm noise scale: "posterior" (sqrt of posterior variance) | "beta" (Alg. 2)
 
 
 def make_sampler(method: str = "ddim", steps: int | None = None, num_steps: int | None = None,
-                 spacing: str | None = None, eta: float = 0.0, guidance: float = 0.0) -> SamplerConfig:
+                 spacing: str | None = None, eta: float = 0.0, guidance: float = 0.0,
+                 dtype: str = "float32") -> SamplerConfig:
     """The one builder of a sampler from user input: ddpm runs all T steps (asking for fewer is an error); ddim
     and dpm take 1..T steps (default `DEFAULT_DDIM_STEPS`), spaced `linspace` (ddim) or `logsnr` (dpm) unless
     `spacing` says otherwise. `num_steps` is the generator's T when known."""
     if method not in METHODS:
         raise ValueError(f"unknown sampler {method!r}; expected one of {', '.join(METHODS)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown sampler dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if method == "ddpm":
         if steps is not None:
             raise ValueError("steps apply to the ddim sampler; ddpm runs all T steps")
-        return SamplerConfig(method="ddpm", guidance=guidance)
+        return SamplerConfig(method="ddpm", guidance=guidance, dtype=dtype)
     steps = DEFAULT_DDIM_STEPS if steps is None else int(steps)
     if steps < 1 or (num_steps is not None and steps > num_steps):
         raise ValueError(f"{method} steps must be in [1, {num_steps or 'T'}] (the generator's T), got {steps}")
@@ -52,23 +57,26 @@ def make_sampler(method: str = "ddim", steps: int | None = None, num_steps: int 
     spacing = spacing or ("logsnr" if method == "dpm" else "linspace")
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
-    return SamplerConfig(method=method, steps=steps, spacing=spacing, eta=eta, guidance=guidance)
+    return SamplerConfig(method=method, steps=steps, spacing=spacing, eta=eta, guidance=guidance, dtype=dtype)
 
 
 def parse_sampler(spec: str) -> tuple[str, SamplerConfig]:
     """The sampler spec syntax: `ddim:50` -> ("DDIM-50", DDIM with 50 steps); `dpm:5` -> ("DPM-5",
-    DPM-Solver++(2M) with 5 steps); `ddpm` -> ("DDPM", all T steps)."""
-    method, _, steps = spec.strip().lower().partition(":")
-    if method not in METHODS or (method in STEPPED) != bool(steps) or (steps and not steps.isdigit()):
-        raise ValueError(f"sampler {spec!r}: expected ddim:STEPS, dpm:STEPS or ddpm")
-    sampler = make_sampler(method, int(steps) if steps else None)
+    DPM-Solver++(2M) with 5 steps); `ddpm` -> ("DDPM", all T steps); a `:bf16` suffix runs the DiT in bfloat16."""
+    method, _, rest = spec.strip().lower().partition(":")
+    steps, _, dtype = rest.partition(":") if method in STEPPED else ("", "", rest)
+    if (method not in METHODS or (method in STEPPED) != bool(steps) or (steps and not steps.isdigit())
+            or dtype not in ("", "bf16")):
+        raise ValueError(f"sampler {spec!r}: expected ddim:STEPS, dpm:STEPS or ddpm, optionally then :bf16")
+    sampler = make_sampler(method, int(steps) if steps else None, dtype="bfloat16" if dtype else "float32")
     return sampler_label(sampler), sampler
 
 
 def sampler_label(sampler: SamplerConfig, num_steps: int | None = None) -> str:
-    """`DDIM-50`, `DPM-5`, `DDPM` (or `DDPM-500` given T): how reports name a sampler."""
+    """`DDIM-50`, `DPM-5`, `DDPM` (or `DDPM-500` given T), `DPM-5 bf16`: how reports name a sampler."""
     steps = sampler.steps if sampler.method in STEPPED else num_steps
-    return f"{sampler.method.upper()}-{steps}" if steps else sampler.method.upper()
+    label = f"{sampler.method.upper()}-{steps}" if steps else sampler.method.upper()
+    return label + (" bf16" if sampler.dtype == "bfloat16" else "")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -162,6 +170,8 @@ def sample(
         raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
     if not 0.0 <= config.eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {config.eta}")
+    if config.dtype not in DTYPES:
+        raise ValueError(f"unknown sampler dtype {config.dtype!r}; expected one of {DTYPES}")
     device = _device(model)
     schedule = schedule.to(device)
     normalizer = normalizer.to(device) if normalizer is not None else None
@@ -177,7 +187,9 @@ def sample(
     def predict(x: Tensor, i: int) -> tuple[Tensor, Tensor]:
         """The x0 that the guided output implies (clamped to the training range if asked), at index i."""
         t = torch.full((B,), i, device=device, dtype=torch.long)
-        x0 = predicted_x0(schedule, x, t, guided_output(model, x, t, w, config.guidance), prediction)
+        with torch.autocast(device.type, torch.bfloat16, enabled=config.dtype == "bfloat16"):
+            out = guided_output(model, x, t, w, config.guidance)
+        x0 = predicted_x0(schedule, x, t, out.float(), prediction)
         if config.clip and normalizer is not None:
             x0 = normalizer.clamp_tokens(x0)
         return t, x0

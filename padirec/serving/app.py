@@ -88,6 +88,8 @@ class AppArgs(BaseModel):
     guidance: float = Field(0.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
                             description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: the DiT runs under autocast "
+                                                                       "(fast on CPUs with AMX)")
     seed: int = Field(0, description="seed of the initial noise, the same for every w")
     select: int = Field(0, ge=0, description="best-of-N: this many samples per w, scored on select_users validation "
                                              "users, the best w-utility kept (as generate --select; 0: off)")
@@ -115,7 +117,8 @@ class AppArgs(BaseModel):
 
     @model_validator(mode="after")
     def _sampler(self) -> "AppArgs":
-        make_sampler(self.sampler, None if self.sampler == "ddpm" else self.steps, eta=self.eta)  # its errors
+        make_sampler(self.sampler, None if self.sampler == "ddpm" else self.steps, eta=self.eta,
+                     dtype=self.dtype)  # its errors, before any replica starts
         return self
 
 
@@ -319,7 +322,8 @@ def build_app(args: dict | None = None) -> Application:
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
     settings = GenerationSettings(config.sampler, config.steps, config.guidance, config.eta, config.seed,
-                                  config.cache_size, config.precision, config.select, config.select_users)
+                                  config.cache_size, config.precision, config.select, config.select_users,
+                                  config.dtype)
     generator = GeneratorDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},

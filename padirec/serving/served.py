@@ -49,6 +49,7 @@ class GenerationSettings:
     precision: int = 3
     select: int = 0  # > 0: best-of-N, this many samples per w scored on `select_users` validation users (14.1)
     select_users: int = 256
+    dtype: str = "float32"  # "bfloat16": the DiT under autocast (`SamplerConfig.dtype`)
 
 
 @dataclass(eq=False)
@@ -86,7 +87,8 @@ def load_served_generator(checkpoint: str, settings: GenerationSettings, device:
     error when `strict` (the deployment's default model), else served without selection, its info saying why."""
     generator = load_generator(resolve_generator_file(checkpoint), device)
     sampler = make_sampler(settings.sampler, None if settings.sampler == "ddpm" else settings.steps,
-                           generator.schedule.num_steps, eta=settings.eta, guidance=settings.guidance)
+                           generator.schedule.num_steps, eta=settings.eta, guidance=settings.guidance,
+                           dtype=settings.dtype)
     best_of, selection = None, None
     if settings.select:
         try:
