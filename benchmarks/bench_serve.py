@@ -47,7 +47,7 @@ def start_app(args: argparse.Namespace) -> str:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"checkpoint": args.checkpoint, "backbone": args.backbone, "sampler": args.sampler,
-                         "steps": args.steps,
+                         "steps": args.steps, "dtype": args.dtype,
                          "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait_timeout_s,
                          "cache_size": args.cache_size, "precision": args.precision, "select": args.select,
                          "select_users": args.select_users, "data_dir": args.data_dir,
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=30.0, help=f"seconds for both phases (<= {MAX_SECONDS})")
     parser.add_argument("--sampler", choices=["ddim", "dpm"], default="ddim", help="(with --checkpoint)")
     parser.add_argument("--steps", type=int, default=50, help="ddim or dpm steps (with --checkpoint)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="(with --checkpoint)")
     parser.add_argument("--select", type=int, default=0, help="best-of-N samples per w (with --checkpoint)")
     parser.add_argument("--select-users", type=int, default=256, help="validation users best-of-N scores on")
     parser.add_argument("--data-dir", help="where the backbone's dataset is (with --select; default: its own path)")
