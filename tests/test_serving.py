@@ -33,7 +33,7 @@ from padirec.models import save_backbone
 from padirec.models.adapter import N_PARAMS, Adapter, layout_dict
 from padirec.models.backbones import BackboneConfig, build_backbone
 from padirec.serving.app import AppArgs, build_app
-from padirec.serving.engine import AdapterCache, generate_adapters, recommend_batch
+from padirec.serving.engine import AdapterCache, TorchThread, generate_adapters, recommend_batch
 from padirec.serving.schemas import (
     AdapterRequest,
     ModelLimits,
@@ -222,6 +222,22 @@ def test_a_taken_metrics_port_is_a_clear_error_before_ray_starts():
         with pytest.raises(ValueError, match=f"metrics port {taken.getsockname()[1]} is in use"):
             metrics_port_for(taken.getsockname()[1])
     assert metrics_port_for(0) > 0
+
+
+def test_a_replicas_torch_work_runs_on_one_thread_with_its_threads():
+    """Loading (`call`) and every batch (`run`, awaited from the event loop) share one thread, which has the replica's
+    torch threads: OpenMP is slow on a thread other than the one that first used it."""
+    import asyncio
+    import threading
+
+    worker = TorchThread(threads=2)
+    seen = worker.call(lambda: (threading.get_ident(), torch.get_num_threads()))
+
+    async def batches():
+        return await asyncio.gather(*(worker.run(threading.get_ident) for _ in range(8)))
+
+    assert seen[1] == 2 and seen[0] != threading.get_ident()
+    assert set(asyncio.run(batches())) == {seen[0]}
 
 
 def test_cache_rounds_keys_and_evicts_least_recently_used():

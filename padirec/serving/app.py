@@ -52,7 +52,7 @@ from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.names import DEFAULT_MODEL_URI
 from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
-from padirec.serving.engine import generate_adapters, recommend_batch, select_adapters
+from padirec.serving.engine import TorchThread, generate_adapters, recommend_batch, select_adapters
 from padirec.serving.http import DEFAULT_MAX_BODY_BYTES
 from padirec.serving.ingress import PaDiRecAPI
 from padirec.serving.schemas import DEFAULT_MAX_HISTORY
@@ -150,14 +150,15 @@ class GeneratorDeployment:
                  tracking_uri: str | None = None, backbone: str | None = None, data_dir: str | None = None):
         import ray
 
-        torch.set_num_threads(max(1, threads))
+        self.torch = TorchThread(threads)
         _use_tracking(tracking_uri)
         use_gpu = bool(ray.get_gpu_ids())
         if use_gpu and not torch.cuda.is_available():
             raise RuntimeError("a GPU was assigned to this replica but torch sees no CUDA device")
         self.device = "cuda" if use_gpu else "cpu"
         self.settings, self.data_dir = settings, data_dir
-        self.default = load_served_generator(checkpoint, settings, self.device, backbone, data_dir)  # fails if bad
+        self.default = self.torch.call(load_served_generator, checkpoint, settings, self.device, backbone,
+                                       data_dir)  # fails if bad
         self._generate.set_max_batch_size(max_batch_size)
         self._generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batches = self.generated = 0
@@ -173,8 +174,8 @@ class GeneratorDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def _load(self, model_id: str) -> ServedGenerator:
-        return await asyncio.to_thread(load_served_generator, model_id, self.settings, self.device, None,
-                                       self.data_dir, False)
+        return await self.torch.run(load_served_generator, model_id, self.settings, self.device, None,
+                                    self.data_dir, False)
 
     async def served(self) -> ServedGenerator:
         """The model this request names (`multiplexed_model_id`), the default when it names none."""
@@ -212,7 +213,7 @@ class GeneratorDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _generate(self, rows: list[tuple]) -> list[np.ndarray]:
         started = time.perf_counter()
-        flat = await asyncio.to_thread(_by_model, rows, self._sample)
+        flat = await self.torch.run(_by_model, rows, self._sample)
         self.generation_metric.observe(time.perf_counter() - started)
         self.batch_metric.observe(len(rows))
         self.batches += 1
@@ -233,10 +234,10 @@ class RecommenderDeployment:
     def __init__(self, checkpoint: str = DEFAULT_MODEL_URI, backbone: str | None = None, max_batch_size: int = 16,
                  batch_wait_timeout_s: float = 0.01, threads: int = 1, tracking_uri: str | None = None,
                  data_dir: str | None = None):
-        torch.set_num_threads(max(1, threads))
+        self.torch = TorchThread(threads)
         _use_tracking(tracking_uri)
         self.data_dir = data_dir
-        self.default = load_served_backbone(checkpoint, backbone, data_dir)
+        self.default = self.torch.call(load_served_backbone, checkpoint, backbone, data_dir)
         self._rank.set_max_batch_size(max_batch_size)
         self._rank.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.scoring_metric = metrics.Histogram("padirec_scoring_seconds", "full-catalogue ranking time of one batch "
@@ -244,7 +245,7 @@ class RecommenderDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def _load(self, model_id: str) -> ServedBackbone:
-        return await asyncio.to_thread(load_served_backbone, model_id, None, self.data_dir)
+        return await self.torch.run(load_served_backbone, model_id, None, self.data_dir)
 
     async def served(self) -> ServedBackbone:
         model_id = serve.get_multiplexed_model_id()
@@ -280,7 +281,7 @@ class RecommenderDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _rank(self, rows: list[tuple]) -> list[dict]:
         started = time.perf_counter()
-        ranked = await asyncio.to_thread(_by_model, rows, self._score)
+        ranked = await self.torch.run(_by_model, rows, self._score)
         self.scoring_metric.observe(time.perf_counter() - started)
         return ranked
 

@@ -3,13 +3,33 @@ ranking. Tested without Ray; `serving.app` wraps them in deployments."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from padirec.diffusion.sampling import SamplerConfig
 from padirec.models import N_PARAMS, apply_adapters_per_row, unflatten
+
+
+class TorchThread:
+    """The one thread a replica runs its torch work on, loading included. OpenMP's parallel regions ran 1.7x slower
+    on a thread other than the one that first ran them (BENCHMARKS §14: best-of-N's sampling 51 -> 125 ms), and
+    `asyncio.to_thread` may pick any thread of its pool; this keeps the event loop free all the same."""
+
+    def __init__(self, threads: int = 1):
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="padirec-torch")
+        self.call(torch.set_num_threads, max(1, threads))
+
+    def call(self, fn, *args):
+        """`fn(*args)` on the torch thread, waiting for it (a replica's __init__)."""
+        return self.executor.submit(fn, *args).result()
+
+    async def run(self, fn, *args):
+        """`fn(*args)` on the torch thread, awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
 class AdapterCache:
