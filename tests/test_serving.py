@@ -325,6 +325,19 @@ def test_app_arguments_and_config_file(artifacts):
         build_app({"select": -1})
 
 
+def test_best_of_n_without_a_sampler_takes_dpm_10_in_serve_and_generate():
+    """One-step candidates have collapsed to the mean, so `--select N` alone samples DPM-Solver++ with 10 steps (its
+    picks match DDIM-50's, BENCHMARKS §14); a named sampler or step count is kept; one adapter stays one DDIM step."""
+    from padirec.diffusion.generate import GenerateConfig
+
+    for select, named, expected in [(0, {}, ("ddim", 1)), (16, {}, ("dpm", 10)), (16, {"steps": 5}, ("dpm", 5)),
+                                    (16, {"sampler": "ddim"}, ("ddim", 1))]:
+        args = AppArgs(select=select, **named)
+        assert (args.sampler, args.steps) == expected
+        sampler = GenerateConfig(select=select, **named).sampler_config(100)
+        assert (sampler.method, sampler.steps) == expected
+
+
 def test_best_of_n_serving_takes_a_three_objective_model(registry, artifacts, tmp_path):
     """`serve --select` on a model of (accuracy, diversity, novelty): the pick is `generate --select`'s for the same
     three weights (its training rows have no Tail@10: the samples' own range is the scale)."""
@@ -335,8 +348,8 @@ def test_best_of_n_serving_takes_a_three_objective_model(registry, artifacts, tm
     assert served.best_of.keys == ["ndcg10", "alpha_ndcg10", "tail10"] and served.best_of.bounds is None
     assert served.info["select"] == {"samples": 4, "users": 16, "utility_bounds": None}
     picked = served.best_of.adapters(np.array([[0.5, 0.3, 0.2]], dtype=np.float32))[0][0]
-    generate(GenerateConfig(weights=[0.5, 0.3, 0.2], model=model, steps=10, select=4, select_users=16, log=False,
-                            output=str(tmp_path / "picked.npy")))
+    generate(GenerateConfig(weights=[0.5, 0.3, 0.2], model=model, sampler="ddim", steps=10, select=4, select_users=16,
+                            log=False, output=str(tmp_path / "picked.npy")))
     np.testing.assert_array_equal(picked, np.load(tmp_path / "picked.npy"))
 
 

@@ -15,7 +15,7 @@ from padirec.config import data_spec, load_data
 from padirec.contracts.artifacts import log_adapter, resolve_backbone_file, resolve_generator_file
 from padirec.contracts.names import DEFAULT_MODEL_URI, STAGE_GENERATE, STAGE_TAG
 from padirec.diffusion.generator import Generator, load_generator
-from padirec.diffusion.sampling import SamplerConfig, make_sampler
+from padirec.diffusion.sampling import SamplerConfig, default_sampler, make_sampler
 from padirec.evaluation.baselines import PaDiRec, Scorer
 from padirec.evaluation.ranking import EvalSet, rank_metrics
 from padirec.evaluation.select import BestOf
@@ -86,7 +86,8 @@ class GenerateConfig:
     # p numbers per w in the generator's objectives, concatenated (3 objectives: 0.5,0.3,0.2); replaces w_acc
     weights: list[float] = field(default_factory=list)
     model: str = DEFAULT_MODEL_URI  # models:/name@alias, models:/name/version, a training run id or a dit.pt path
-    sampler: Literal["ddim", "ddpm", "dpm"] = "ddim"  # dpm: DPM-Solver++(2M), second order, for few steps
+    # dpm: DPM-Solver++(2M), second order, for few steps; default: ddim, or dpm with 10 steps under --select
+    sampler: Literal["ddim", "ddpm", "dpm"] | None = None
     steps: int | None = None  # ddim/dpm steps (default 1: one x0 prediction from noise); ddpm always runs all T
     # step spacing (default: linspace for ddim, logsnr for dpm; trailing suits 2-4 ddim steps)
     spacing: Literal["linspace", "trailing", "logsnr"] | None = None
@@ -105,7 +106,8 @@ class GenerateConfig:
 
     def sampler_config(self, num_steps: int | None = None) -> SamplerConfig:
         """The sampler these settings name, checked against the generator's T when given."""
-        return make_sampler(self.sampler, self.steps, num_steps, self.spacing, self.eta, self.guidance, self.dtype)
+        method, steps = default_sampler(self.sampler, self.steps, self.select)
+        return make_sampler(method, steps, num_steps, self.spacing, self.eta, self.guidance, self.dtype)
 
 
 def generate(config: GenerateConfig, data_overrides: dict | None = None) -> dict:

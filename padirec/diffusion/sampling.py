@@ -20,6 +20,15 @@ METHODS = ("ddpm", "ddim", "dpm")
 STEPPED = ("ddim", "dpm")  # the samplers that take a number of steps
 DTYPES = ("float32", "bfloat16")
 DEFAULT_DDIM_STEPS = 1  # one x0 prediction from x_T: within 1% of 500 steps' Avg.HV (BENCHMARKS §6), 50x faster
+SELECT_STEPS = 10  # best-of-N's DPM-Solver++ steps: picks as good as DDIM-50's in a fifth of the time (BENCHMARKS §14)
+
+
+def default_sampler(method: str | None, steps: int | None, select: int) -> tuple[str, int | None]:
+    """The sampler a command runs when it is named none: DPM-Solver++ with `SELECT_STEPS` for best-of-N (one-step
+    candidates have collapsed to the mean, BENCHMARKS §11), DDIM (one step unless told) for a single adapter."""
+    if method is not None:
+        return method, steps
+    return ("dpm", steps or SELECT_STEPS) if select else ("ddim", steps)
 
 
 @dataclass

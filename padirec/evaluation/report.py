@@ -27,7 +27,7 @@ from padirec.contracts.names import CURVES_FILE, REPORT_DIR, STAGE_REPORT, STAGE
 from padirec.data import SequenceData
 from padirec.diffusion.generate import task_weights
 from padirec.diffusion.generator import Generator
-from padirec.diffusion.sampling import parse_sampler
+from padirec.diffusion.sampling import SELECT_STEPS, parse_sampler
 from padirec.evaluation.baselines import DPP, METHODS, MMR, Method, PaDiRec, Retrain, Scorer, Soup
 from padirec.evaluation.controllability import (
     controllability_table,
@@ -84,7 +84,7 @@ class EvaluateConfig:
     noise_repeats: int = 5
     timing_repeats: int = 5
     select: int = 0  # > 0: also best-of-N, PaDiRec's N samples and Retrain's seeds by validation w-utility (14.1)
-    select_sampler: str = "dpm:10"  # what best-of-N samples with: DDIM-50's pick in a fifth of the time (§14)
+    select_sampler: str = f"dpm:{SELECT_STEPS}"  # what best-of-N samples with (`sampling.default_sampler`)
     select_users: int = 256  # validation users the candidates are scored on
     retrain_timing_epochs: int = 1  # epochs timed for Retrain's response time (0 = skip), scaled to the sweep's
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from padirec.diffusion.sampling import parse_sampler
+from padirec.diffusion.sampling import SELECT_STEPS, parse_sampler
 from padirec.evaluation.baselines import AdapterMethod, PaDiRec, Retrain, Scorer
 from padirec.evaluation.controllability import points_of
 from padirec.metrics import point_bounds, w_utility_points
@@ -39,7 +39,7 @@ class BestOf(AdapterMethod):
 
 
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
-                 sampler_spec: str = "dpm:10", users: int = 256, seeds: int = 1,
+                 sampler_spec: str = f"dpm:{SELECT_STEPS}", users: int = 256, seeds: int = 1,
                  objectives=OBJECTIVES) -> dict[str, list[AdapterMethod]]:
     """Best-of-`n`: PaDiRec's n samples per task (`sampler_spec`, a run per seed) and Retrain's seeds, each reduced
     to the best w-utility on `users` users of `valid`, on the range of the training adapters' validation metrics."""

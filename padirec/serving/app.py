@@ -51,7 +51,7 @@ from padirec import tracking
 from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.names import DEFAULT_MODEL_URI
-from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, make_sampler
+from padirec.diffusion.sampling import DEFAULT_DDIM_STEPS, default_sampler, make_sampler
 from padirec.serving.engine import TorchThread, generate_adapters, recommend_batch, select_adapters
 from padirec.serving.http import DEFAULT_MAX_BODY_BYTES
 from padirec.serving.ingress import PaDiRecAPI
@@ -82,9 +82,10 @@ class AppArgs(BaseModel):
     backbone: str | None = Field(None, description="backbone.pt path or run id (default: the generator's)")
     cache_size: int = Field(1024, ge=0, description="adapters kept per generator replica (0: no cache)")
     precision: int = Field(3, ge=0, le=10, description="decimals w is rounded to (cache key and generation)")
-    sampler: Literal["ddim", "ddpm", "dpm"] = "ddim"
-    steps: int = Field(DEFAULT_DDIM_STEPS, ge=1, description="ddim or dpm (DPM-Solver++(2M)) steps (1 = one x0 "
-                                                             "prediction from noise; ddpm always runs all T)")
+    sampler: Literal["ddim", "ddpm", "dpm"] | None = Field(None, description="default: dpm (DPM-Solver++(2M)) "
+                                                                            "with select, else ddim")
+    steps: int | None = Field(None, ge=1, description="ddim or dpm steps (default: 10 with select, else 1 = one x0 "
+                                                      "prediction from noise; ddpm always runs all T)")
     guidance: float = Field(0.0, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
                             description=f"classifier-free guidance gamma in [0, {MAX_GUIDANCE}] (0: none)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim noise; > 0 makes an adapter batch-dependent")
@@ -117,8 +118,10 @@ class AppArgs(BaseModel):
 
     @model_validator(mode="after")
     def _sampler(self) -> "AppArgs":
-        make_sampler(self.sampler, None if self.sampler == "ddpm" else self.steps, eta=self.eta,
-                     dtype=self.dtype)  # its errors, before any replica starts
+        """The sampler named in full (`sampling.default_sampler`), checked before any replica starts."""
+        self.sampler, steps = default_sampler(self.sampler, self.steps, self.select)
+        self.steps = DEFAULT_DDIM_STEPS if steps is None else steps
+        make_sampler(self.sampler, None if self.sampler == "ddpm" else self.steps, eta=self.eta, dtype=self.dtype)
         return self
 
 
