@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from padirec.diffusion.sampling import DTYPES, STEPPED
 from padirec.serving.served import GenerationSettings, load_served_generator
 
 
@@ -26,9 +27,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True, help="dit.pt, run id or models:/ URI")
     parser.add_argument("--backbone", help="backbone.pt or run id (default: the generator's)")
     parser.add_argument("--data-dir", help="where the backbone's dataset is (default: its own path)")
-    parser.add_argument("--sampler", choices=["ddim", "dpm"], default="ddim")
+    parser.add_argument("--sampler", choices=list(STEPPED), default="ddim")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--select", type=int, default=16)
     parser.add_argument("--select-users", type=int, default=256)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -1,7 +1,8 @@
 """Loopback load test of `POST /v1/adapters`: throughput and latency for cache hits vs misses.
 
     python benchmarks/bench_serve.py --checkpoint dit.pt --backbone backbone.pt [--sampler dpm] [--steps 50] \
-        [--requests 200] [--concurrency 8] [--time-limit 30] [--select 16 --select-users 256] [--num-cpus 2]
+        [--dtype bfloat16] [--requests 200] [--concurrency 8] [--time-limit 30] [--select 16 --select-users 256] \
+        [--num-cpus 2]
     python benchmarks/bench_serve.py --url http://127.0.0.1:8000      # a running `padirec serve`
 
 Two phases, each a fixed number of requests from `--concurrency` threads, cut off at half of
@@ -26,6 +27,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 import requests
+
+from padirec.diffusion.sampling import DTYPES, STEPPED
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_SECONDS = 30.0
@@ -130,9 +133,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--time-limit", type=float, default=30.0, help=f"seconds for both phases (<= {MAX_SECONDS})")
-    parser.add_argument("--sampler", choices=["ddim", "dpm"], default="ddim", help="(with --checkpoint)")
+    parser.add_argument("--sampler", choices=list(STEPPED), default="ddim", help="(with --checkpoint)")
     parser.add_argument("--steps", type=int, default=50, help="ddim or dpm steps (with --checkpoint)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="(with --checkpoint)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="(with --checkpoint)")
     parser.add_argument("--select", type=int, default=0, help="best-of-N samples per w (with --checkpoint)")
     parser.add_argument("--select-users", type=int, default=256, help="validation users best-of-N scores on")
     parser.add_argument("--data-dir", help="where the backbone's dataset is (with --select; default: its own path)")

@@ -133,6 +133,11 @@ def guided_prediction(
 SPACINGS = ("linspace", "trailing", "logsnr")
 
 
+def log_snr(alphas_cumprod: Tensor) -> Tensor:
+    """log(abar_t / (1 - abar_t)) per step index: what `logsnr` spacing spreads evenly and DPM-Solver steps in."""
+    return alphas_cumprod.log() - (1 - alphas_cumprod).log()
+
+
 def ddim_timesteps(T: int, steps: int, spacing: str = "linspace", alphas_cumprod: Tensor | None = None) -> list[int]:
     """`steps` increasing indices of 0..T-1 ending at T-1; `linspace` also includes 0, `trailing` ends its last
     step at index T - T/steps (Lin et al. 2024), so few steps are not spent near the clean end; `logsnr` (DPM-Solver's
@@ -144,9 +149,9 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "linspace", alphas_cumprod
             raise ValueError("logsnr spacing needs the schedule's alphas_cumprod")
         if steps == 1:
             return [T - 1]
-        log_snr = (alphas_cumprod.double().log() - (1 - alphas_cumprod.double()).log()).flip(0)  # increasing
-        targets = torch.linspace(float(log_snr[0]), float(log_snr[-1]), steps, dtype=torch.float64)
-        picked = (T - 1 - torch.searchsorted(log_snr, targets).clamp(max=T - 1)).tolist()[::-1]  # increasing
+        rising = log_snr(alphas_cumprod.double()).flip(0)  # from index T-1 down to 0: increasing
+        targets = torch.linspace(float(rising[0]), float(rising[-1]), steps, dtype=torch.float64)
+        picked = (T - 1 - torch.searchsorted(rising, targets).clamp(max=T - 1)).tolist()[::-1]  # increasing
         for k in range(1, steps):  # neighbours that round to one index move apart (only when steps is near T)
             picked[k] = max(picked[k], picked[k - 1] + 1)
         return picked if picked[-1] == T - 1 else torch.linspace(0, T - 1, steps).round().long().tolist()
@@ -226,7 +231,7 @@ def sample(
         else:
             abar = schedule.alphas_cumprod
             steps = ddim_timesteps(T, config.steps or T, config.spacing, abar)
-            lam = 0.5 * (abar.log() - (1 - abar).log())  # log(alpha_t / sigma_t), dpm's time variable
+            lam = 0.5 * log_snr(abar)  # log(alpha_t / sigma_t), dpm's time variable
             previous = None  # dpm: the x0 prediction of the step before and that step's length in lam
             for i, i_prev in zip(reversed(steps), [*reversed(steps[:-1]), None], strict=True):
                 t, x0 = predict(x, i)

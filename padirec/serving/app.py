@@ -38,6 +38,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -325,9 +326,7 @@ def build_app(args: dict | None = None) -> Application:
     ongoing = max(config.max_ongoing_requests, config.max_batch_size)  # else batches never fill
     threads = max(1, int(config.num_cpus))
     batching = {"max_batch_size": config.max_batch_size, "batch_wait_timeout_s": config.batch_wait_timeout_s}
-    settings = GenerationSettings(config.sampler, config.steps, config.guidance, config.eta, config.seed,
-                                  config.cache_size, config.precision, config.select, config.select_users,
-                                  config.dtype)
+    settings = GenerationSettings(**config.model_dump(include={f.name for f in fields(GenerationSettings)}))
     generator = GeneratorDeployment.options(
         num_replicas=config.num_replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
