@@ -3,10 +3,12 @@
     python benchmarks/retrain_curve_variants.py --dataset ml-100k --data-dir ../shared/data/ml-100k \\
         --backbone /tmp/b.pt --variants none,initial,range --epochs 10 --keep-last 3
 
-Each variant is `objective_scale[:keep[:diversity_topk]]` (e.g. `range:best:10`). The 11 weights w_acc = 0, 0.1,
-…, 1 are trained together (one packed run, one seed); each w is answered by its chosen adapter (`params[-1]`).
-Printed per variant: the test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in
-min–max space) and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
+Each variant is `objective_scale[+scalarization][:keep[:diversity_topk]]` (e.g. `range:best:10`,
+`even+tchebycheff:last:10`); `tchebycheff` alone stands for `range+tchebycheff`. The 11 weights w_acc = 0, 0.1,
+…, 1 are trained together (one packed run per seed of `--seeds`, the calibration shared, as in a sweep); each w
+is answered by its chosen adapter (`params[-1]`), its test metrics averaged over the seeds. Printed per variant:
+the mean test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in min–max space)
+and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from padirec.evaluation.ranking import EvalSet, rank_metrics
 from padirec.metrics import spearman
 from padirec.models import load_backbone, save_backbone
 from padirec.sweep.report import curve_evenness
-from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, train_adapters
+from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
 
 
 def variant_config(spec: str, base: AdapterConfig) -> AdapterConfig:
     scale, _, rest = spec.partition(":")
     keep, _, topk = rest.partition(":")
-    return replace(base, objective_scale=scale, keep=keep or base.keep,
-                   diversity_topk=int(topk) if topk else base.diversity_topk)
+    scale, plus, scalarization = scale.partition("+")
+    if scale == "tchebycheff":
+        scale, scalarization = "range", "tchebycheff"
+    return replace(base, objective_scale=scale, scalarization=scalarization if plus else "linear",
+                   keep=keep or base.keep, diversity_topk=int(topk) if topk else base.diversity_topk)
 
 
 def main() -> None:
@@ -42,8 +47,9 @@ def main() -> None:
     parser.add_argument("--backbone", required=True, help="backbone.pt (pretrained and saved there if missing)")
     parser.add_argument("--pretrain-epochs", type=int, default=200, help="cap when pretraining (patience 5)")
     parser.add_argument("--variants", default="none,initial,range",
-                        help="comma-separated scale[:keep[:topk]]; scale: none|range|initial|even")
-    add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr", "seed",
+                        help="comma-separated scale[+scalarization][:keep[:topk]]; scale: none|range|initial|even")
+    parser.add_argument("--seeds", default="0", help="comma-separated adapter seeds; the curve is their mean")
+    add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr",
                                                                     "diversity_topk", "scale_epochs"],
               section="adapter")
     args = parser.parse_args()
@@ -70,10 +76,13 @@ def main() -> None:
     print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.variants.split(","):
-        config = variant_config(name.strip(), base)
         started = time.time()
-        result = train_adapters(backbone, data, weights, config, progress=False)
-        ndcg, alpha = result.metrics["test_ndcg10"][-1], result.metrics["test_alpha_ndcg10"][-1]
+        config = calibrate(backbone, data, variant_config(name.strip(), base))
+        runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
+                for seed in args.seeds.split(",")]
+        result = runs[0]
+        ndcg = np.mean([r.metrics["test_ndcg10"][-1] for r in runs], axis=0)
+        alpha = np.mean([r.metrics["test_alpha_ndcg10"][-1] for r in runs], axis=0)
         scales = ", ".join(f"{s:.3g}" for s in result.scales)
         if result.weight_map:
             scales += "; map " + " ".join(f"{v:.3g}" for v in result.weight_map)

@@ -25,7 +25,14 @@ from padirec.contracts.names import (
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.models import load_backbone, save_backbone
 from padirec.objectives import simplex_weights
-from padirec.training import AdapterConfig, PretrainConfig, pretrain_backbone, scale_params, train_adapters
+from padirec.training import (
+    AdapterConfig,
+    PretrainConfig,
+    calibrate,
+    pretrain_backbone,
+    scale_params,
+    train_adapters,
+)
 
 
 @dataclass
@@ -91,11 +98,12 @@ def adapt(backbone: str, w: float | Sequence[float], config: AdapterConfig = Ada
              {f"w_{name}": v for name, v in zip(config.objectives, w, strict=True)})
     with tracking.start_run(f"adapter-w{w[0]:.2f}", experiment, tags=tags) as run:
         mlflow.log_params({"w_acc": w[0], **named, "backbone_run_id": backbone,
-                           **{k: v for k, v in asdict(config).items() if k not in ("scales", "weight_map")}})
+                           **{k: v for k, v in asdict(config).items() if k not in ("scales", "weight_map", "ideal")}})
+        config = calibrate(model, data, config)  # train_adapters keeps what is filled in here
         result = train_adapters(model, data, weights, config, on_epoch=tracking.log_epoch_metrics, progress=progress)
         final = result.params[-1, 0]
         log_adapter(final)
-        mlflow.log_params(scale_params(result.scales, result.weight_map, config.objectives))
+        mlflow.log_params(scale_params(config))
         metrics = {name: float(values[-1, 0]) for name, values in result.metrics.items()}
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
     return AdapterRun(run.info.run_id, weights[0].tolist(), result.seconds, metrics, final)

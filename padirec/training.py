@@ -70,6 +70,10 @@ class AdapterConfig:
     objective_scale: Literal["none", "range", "initial", "even"] = "none"
     scales: list[float] = field(default_factory=list)  # per-objective loss divisors; empty: computed from the data
     weight_map: list[float] = field(default_factory=list)  # "even": accuracy loss weight at w_acc = 0, 1/(n-1), …, 1
+    # linear: Σ w_j·loss_j (paper eq. 4); tchebycheff: smooth max_j w_j·(normalised distance to the ideal loss_j)
+    scalarization: Literal["linear", "tchebycheff"] = "linear"
+    ideal: list[float] = field(default_factory=list)  # "tchebycheff": each loss at its single-objective adapter
+    smoothing: float = 0.05  # "tchebycheff": μ of μ·logsumexp(·/μ), in units of the losses' ideal–nadir span
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map
     batch_size: int = 256
@@ -93,6 +97,13 @@ class AdapterConfig:
         if p > 2 and self.objective_scale in ("range", "even"):
             raise ValueError(f"objective_scale {self.objective_scale!r} is defined for two objectives; with "
                              f"{self.objectives} use 'none' or 'initial'")
+        if self.scalarization == "tchebycheff" and self.objective_scale not in ("range", "even"):
+            raise ValueError('scalarization "tchebycheff" measures its distances on the ideal–nadir scale: it needs '
+                             f'objective_scale "range" (or "even", a map over it), got {self.objective_scale!r}')
+        if self.ideal and len(self.ideal) != p:
+            raise ValueError(f"ideal must be {p} losses, got {self.ideal}")
+        if self.smoothing <= 0:
+            raise ValueError(f"smoothing must be positive, got {self.smoothing}")
         if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
                                 or np.any(np.diff(self.weight_map) < 0)):
             raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
@@ -126,6 +137,30 @@ def loss_weights(weights, config: AdapterConfig) -> torch.Tensor:
     low = position.floor().long().clamp(max=len(knots) - 2)
     v = knots[low] + (position - low) * (knots[low + 1] - knots[low])
     return torch.stack([v, 1 - v], dim=-1)
+
+
+UTOPIA_MARGIN = 0.1  # Tchebycheff's reference lies this share of the span below the ideal: no term vanishes at it
+
+
+def scalarized_loss(losses: torch.Tensor, weights, config: AdapterConfig) -> torch.Tensor:
+    """What an adapter minimises for the user's weights: `losses [..., p]` (from `adapter_losses`) and
+    `weights [..., p]` → `[...]`.
+
+    "linear" is the paper's `Σ_j w_j·loss_j` on `loss_weights`. A weighted sum only reaches the convex part of a
+    Pareto front: where the front bends the other way, its minimiser jumps from one end to the other as w moves.
+    "tchebycheff" minimises a smooth `max_j w_j·(loss_j − utopia_j)` on the ideal–nadir scale, whose minimiser
+    for any front sits where the weighted distances are equal: on a straight front in that scale, the accuracy
+    loss's distance to its ideal is `1 − w_acc`, so equal steps of w are equal steps along the front.
+    """
+    w = loss_weights(weights, config).to(losses.device)
+    if config.scalarization == "linear":
+        return weighted_loss(losses, w)
+    if not (config.scales and config.ideal):
+        raise ValueError('scalarization "tchebycheff" needs calibrated scales and ideal (training.calibrate)')
+    scales, ideal = (torch.as_tensor(v, dtype=losses.dtype, device=losses.device)
+                     for v in (config.scales, config.ideal))
+    distance = losses - ideal / scales + UTOPIA_MARGIN  # losses arrive divided by the spans
+    return config.smoothing * torch.logsumexp(w * distance / config.smoothing, dim=-1)
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -273,11 +308,18 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     Scales (`config.objective_scale`): "range", each objective's ideal–nadir span from two single-objective
     adapters trained `scale_epochs` from the shared initial adapter (the nadir of objective i is its loss at the
     other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
-    The utility bounds are those two adapters' validation metrics: the ends of the Retrain front.
+    The utility bounds are those two adapters' validation metrics: the ends of the Retrain front; the `ideal`
+    (Tchebycheff's reference) their own losses.
     """
     if config.objective_scale == "even":
-        return config if config.weight_map else even_weight_map(backbone, data, config)
-    if config.scales and (config.utility_bounds or config.objective_scale != "range"):
+        if config.weight_map:
+            return config
+        if config.scalarization == "tchebycheff":  # the map is then drawn over Tchebycheff's range-scaled losses
+            ranged = calibrate(backbone, data, replace(config, objective_scale="range"))
+            config = replace(ranged, objective_scale="even")
+        return even_weight_map(backbone, data, config)
+    if config.scales and (config.objective_scale != "range" or (
+            config.utility_bounds and (config.ideal or config.scalarization == "linear"))):
         return config
     if config.objective_scale == "none":
         return replace(config, scales=list(config.scales) or [1.0] * len(config.objectives))
@@ -290,7 +332,8 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     if config.objective_scale == "initial":
         return replace(config, scales=list(config.scales) or [float(max(v, 1e-8)) for v in at_init])
     epochs = min(config.scale_epochs, config.epochs)
-    single = replace(config, objective_scale="none", scales=[], keep="last", keep_last=1, epochs=epochs)
+    single = replace(config, objective_scale="none", scalarization="linear", scales=[], keep="last", keep_last=1,
+                     epochs=epochs)
     ends = np.eye(len(config.objectives), dtype=np.float32)
     result = train_adapters(backbone, data, ends, single, progress=False, eval_splits=("valid",))
     losses = mean_losses(torch.as_tensor(result.params[-1], device=config.device), states, data, train, backbone,
@@ -300,7 +343,8 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     scales = list(config.scales) or [float(s if s > 1e-8 else max(v, 1e-8)) for s, v in zip(span, at_init, strict=True)]
     bounds = list(config.utility_bounds) or list(minmax_bounds(result.metrics["val_ndcg10"][-1],
                                                                result.metrics["val_alpha_ndcg10"][-1]))
-    return replace(config, scales=scales, utility_bounds=bounds)
+    ideal = list(config.ideal) or [float(v) for v in ideal]
+    return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
 
 
 def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> AdapterConfig:
@@ -313,24 +357,29 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     change towards one end; this spreads it evenly whichever end it piles up at.
     """
     pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
-    single = replace(config, objective_scale="none", scales=[], weight_map=[], keep="last", keep_last=1,
-                     epochs=min(config.scale_epochs, config.epochs))
+    tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
+    single = replace(config, objective_scale="range" if tchebycheff else "none", scales=config.scales if tchebycheff
+                     else [], weight_map=[], keep="last", keep_last=1, epochs=min(config.scale_epochs, config.epochs))
     result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1), single, progress=False,
                             eval_splits=("valid",))
     ndcg, alpha = result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1]
     arc = np.concatenate([[0.0], np.cumsum(curve_gaps(ndcg, alpha) + 1e-9)])
     weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], pilot)
     weight_map[0], weight_map[-1] = 0.0, 1.0
-    return replace(config, scales=[1.0] * len(config.objectives), weight_map=[round(float(v), 6) for v in weight_map],
+    return replace(config, scales=config.scales if tchebycheff else [1.0] * len(config.objectives),
+                   weight_map=[round(float(v), 6) for v in weight_map],
                    utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
 
 
-def scale_params(scales: list[float], weight_map: list[float] = (), objectives=OBJECTIVES) -> dict[str, str]:
-    """The objective scales (and the "even" weight map) as the MLflow params a sweep or adapter run records
-    (`scale.accuracy`, ..., `weight_map` = the accuracy loss weights at w_acc = 0, 0.1, …, 1)."""
-    params = {f"scale.{name}": f"{s:.6g}" for name, s in zip(objectives, scales, strict=True)}
-    if weight_map:
-        params["weight_map"] = ",".join(f"{v:.4g}" for v in weight_map)
+def scale_params(config: AdapterConfig) -> dict[str, str]:
+    """A calibrated config's objective scales (and the "even" weight map, Tchebycheff's ideal) as the MLflow params
+    a sweep or adapter run records (`scale.accuracy`, ..., `weight_map` = the accuracy loss weights at w_acc = 0,
+    0.1, …, 1, `ideal.accuracy`, ...)."""
+    params = {f"scale.{name}": f"{s:.6g}" for name, s in zip(config.objectives, config.scales, strict=True)}
+    if config.weight_map:
+        params["weight_map"] = ",".join(f"{v:.4g}" for v in config.weight_map)
+    if config.scalarization != "linear":
+        params.update({f"ideal.{name}": f"{v:.6g}" for name, v in zip(config.objectives, config.ideal, strict=True)})
     return params
 
 
@@ -359,7 +408,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
     train = data.train_instances()
     states = encode_instances(backbone, train)
     context = ObjectiveData.build(data, config.objectives, config.device, train)
-    w = loss_weights(weights, config).to(config.device)
+    w = torch.as_tensor(weights, device=config.device)
     K = len(weights)
     params = init_adapter_flat(config.init_seed, backbone.config.hidden).to(config.device).repeat(K, 1)
     params.requires_grad_(True)
@@ -378,7 +427,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
             index = torch.as_tensor(index, device=config.device)
             h = apply_adapters(states[index], unflatten(params))
             per_objective = adapter_losses(h, candidates, backbone, context, config, index)
-            loss = weighted_loss(per_objective, w).sum()
+            loss = scalarized_loss(per_objective, w, config).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

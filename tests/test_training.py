@@ -19,6 +19,8 @@ from padirec.training import (
     calibrate,
     loss_weights,
     pretrain_backbone,
+    scalarized_loss,
+    scale_params,
     train_adapters,
 )
 
@@ -167,6 +169,50 @@ def test_a_weight_map_trains_each_w_at_its_mapped_loss_weight(data, backbone):
     np.testing.assert_array_equal(loss_weights([[0.3, 0.7]], config), np.float32([[0.3, 0.7]]))  # no map: w
     with pytest.raises(ValueError, match="weight_map must rise from 0 to 1"):
         AdapterConfig(weight_map=[0.0, 0.6, 0.5, 1.0])
+
+
+def test_tchebycheff_reaches_the_middle_of_a_front_where_the_weighted_sum_jumps_to_an_end():
+    """On a front that bends away from the ideal (L_div = 1 − L_acc², both on the ideal–nadir scale) the paper's
+    weighted sum is minimised at an end for every w; Tchebycheff's minimiser moves along the front with w, and
+    for equal weights it sits where the two distances to the ideal are equal."""
+    t = torch.linspace(0, 1, 2001)
+    losses = torch.stack([t, 1 - t**2], dim=-1)  # the front, one point per t
+    linear = AdapterConfig()
+    tchebycheff = AdapterConfig(objective_scale="range", scalarization="tchebycheff", scales=[1.0, 1.0],
+                                ideal=[0.0, 0.0], smoothing=1e-3)
+    w_acc = np.linspace(0.1, 0.9, 9)
+    picks = {}
+    for name, config in [("linear", linear), ("tchebycheff", tchebycheff)]:
+        picks[name] = np.array([float(t[scalarized_loss(losses, torch.tensor([1 - w, w]), config).argmin()])
+                                for w in w_acc])  # w weighs the accuracy loss (the first column) by 1 − w here
+    assert set(np.round(picks["linear"], 3)) <= {0.0, 1.0}  # only the ends
+    assert np.all(np.diff(picks["tchebycheff"]) > 0.02)  # every w its own point, in order
+    assert picks["tchebycheff"][4] == pytest.approx((np.sqrt(5) - 1) / 2, abs=2e-3)  # t = 1 − t²
+    linear_value = scalarized_loss(losses[:3], torch.tensor([0.3, 0.7]), linear)
+    torch.testing.assert_close(linear_value, 0.3 * losses[:3, 0] + 0.7 * losses[:3, 1])  # the paper's eq. 4
+
+
+def test_tchebycheff_calibrates_its_ideal_and_is_recorded(data, backbone):
+    config = calibrate(backbone, data, AdapterConfig(objective_scale="range", scalarization="tchebycheff",
+                                                     scale_epochs=2))
+    assert len(config.ideal) == 2 and all(s > 0 for s in config.scales)
+    assert calibrate(backbone, data, config) == config  # calibrated once: kept as is
+    params = scale_params(config)
+    assert set(params) == {"scale.accuracy", "scale.diversity", "ideal.accuracy", "ideal.diversity"}
+    result = train_adapters(backbone, data, np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]),
+                            replace(config, epochs=3, keep_last=1), progress=False)
+    assert np.isfinite(result.params).all() and np.isfinite(result.train_loss).all()
+    ndcg = result.metrics["test_ndcg10"][-1]
+    assert ndcg[0] < ndcg[2]  # w still moves the adapters the way it asks
+    mapped = calibrate(backbone, data, replace(config, objective_scale="even", scales=[], ideal=[], weight_map=[],
+                                               utility_bounds=[]))  # the even map, drawn over Tchebycheff's losses
+    assert mapped.scales == pytest.approx(config.scales) and mapped.ideal == pytest.approx(config.ideal)
+    assert len(mapped.weight_map) == 11 and calibrate(backbone, data, mapped) == mapped
+    with pytest.raises(ValueError, match='needs objective_scale "range"'):
+        AdapterConfig(scalarization="tchebycheff")
+    with pytest.raises(ValueError, match="needs calibrated scales and ideal"):
+        scalarized_loss(torch.ones(2), torch.tensor([0.5, 0.5]),
+                        AdapterConfig(objective_scale="range", scalarization="tchebycheff"))
 
 
 def test_the_even_map_spreads_a_curve_whose_change_piles_up_at_one_end(data, backbone, monkeypatch):

@@ -20,8 +20,8 @@ from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.data import sample_negatives
 from padirec.evaluation.ranking import encode_instances
 from padirec.models import Backbone, ParamNormalizer, apply_adapters, from_tokens, load_backbone, unflatten
-from padirec.objectives import CategoryTable, weighted_loss
-from padirec.training import AdapterConfig, adapter_losses, calibrate, loss_weights
+from padirec.objectives import CategoryTable
+from padirec.training import AdapterConfig, adapter_losses, calibrate, scalarized_loss
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TaskLossConfig:
 
 class AdapterTaskLoss:
     """Per-row loss `[B]` of x̂0 tokens `[B, 137, 8]` (normalised) for weights `w [B, p]`: clamped to the training
-    range, denormalised, applied to a random batch of the pool's user states, `w · (BCE, L_div)`."""
+    range, denormalised, applied to a random batch of the pool's user states, the sweep's `scalarized_loss`."""
 
     def __init__(self, backbone: Backbone, states: Tensor, candidates: Tensor, categories: CategoryTable,
                  normalizer: ParamNormalizer, config: TaskLossConfig):
@@ -62,7 +62,7 @@ class AdapterTaskLoss:
                               generator=generator)
         h = apply_adapters(self.states[index], unflatten(flat))  # [B, batch, ..., d]: one adapter per DiT row
         per_objective = adapter_losses(h, self.candidates[index], self.backbone, self.categories, self.adapter_config)
-        return weighted_loss(per_objective, loss_weights(w, self.adapter_config))
+        return scalarized_loss(per_objective, w, self.adapter_config)
 
 
 def adapter_task_loss(backbone: Backbone, data, normalizer: ParamNormalizer,

@@ -8,7 +8,7 @@
   are FiLM-modulated by an MLP of w; folded into the adapter's own layout, so it is scored like every other;
 - Hypernetwork: an MLP regressing the swept adapters from w (the paper's RQ1 control), no loss of its own.
 
-The first three see the sweep's objective (`adapter_losses`, `loss_weights`, its scales) and never its adapters.
+The first three see the sweep's objective (`adapter_losses`, `scalarized_loss`, its scales) and never its adapters.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from padirec.evaluation.baselines import AdapterMethod
 from padirec.evaluation.ranking import encode_instances
 from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
 from padirec.models.adapter import BOTTLENECK, adapter_layout, flatten_tensors
-from padirec.objectives import ObjectiveData, weighted_loss
-from padirec.training import AdapterConfig, adapter_losses, calibrate, candidate_batches, loss_weights
+from padirec.objectives import ObjectiveData
+from padirec.training import AdapterConfig, adapter_losses, calibrate, candidate_batches, scalarized_loss
 
 
 class WeightToAdapter(nn.Module):
@@ -145,7 +145,7 @@ class EndToEnd(HypernetworkMethod):
     @classmethod
     def fit(cls, backbone: Backbone, data: SequenceData, adapter: AdapterConfig = AdapterConfig(),
             config: CMRConfig | None = None, progress: bool = True) -> EndToEnd:
-        """Train on the sweep's objective (`adapter_losses` and `loss_weights` with its settings and scales)."""
+        """Train on the sweep's objective (`adapter_losses` and `scalarized_loss` with its settings and scales)."""
         config = config or cls.config_type()
         torch.manual_seed(config.seed)
         adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
@@ -165,7 +165,7 @@ class EndToEnd(HypernetworkMethod):
                 index = torch.as_tensor(index)
                 h = apply_adapters(states[index], unflatten(model(w)))
                 per_objective = adapter_losses(h, candidates, backbone, context, adapter, index)
-                loss = weighted_loss(per_objective, loss_weights(w, adapter)).mean()
+                loss = scalarized_loss(per_objective, w, adapter).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

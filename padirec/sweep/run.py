@@ -205,7 +205,7 @@ def start_sweep(config: SweepConfig, experiment: str = tracking.DEFAULT_EXPERIME
             ADAPTER_EXPERIMENT_TAG: tracking.ensure_experiment(experiment + ADAPTER_EXPERIMENT_SUFFIX),
             OBJECTIVES_TAG: ",".join(config.adapter.objectives)}
     with mlflow.start_run(run_name="sweep", tags=tags) as run:
-        mlflow.log_params(scale_params(config.adapter.scales, config.adapter.weight_map, config.adapter.objectives))
+        mlflow.log_params(scale_params(config.adapter))
         mlflow.log_params({"backbone_run_id": config.backbone_run_id, "grid_step": config.grid_step,
                            "seeds": ",".join(map(str, config.seeds)), "pack_size": config.pack_size,
                            "n_blocks": len(config.blocks()), "expected_adapters": config.expected_examples(),
