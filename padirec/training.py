@@ -75,7 +75,7 @@ class AdapterConfig:
     ideal: list[float] = field(default_factory=list)  # "tchebycheff": each loss at its single-objective adapter
     smoothing: float = 0.05  # "tchebycheff": μ of μ·logsumexp(·/μ), in units of the losses' ideal–nadir span
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
-    scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map
+    scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
@@ -102,6 +102,8 @@ class AdapterConfig:
                              f'objective_scale "range" (or "even", a map over it), got {self.objective_scale!r}')
         if self.ideal and len(self.ideal) != p:
             raise ValueError(f"ideal must be {p} losses, got {self.ideal}")
+        if self.scale_epochs < 0:
+            raise ValueError(f"scale_epochs must be >= 0 (0: the adapters' epochs), got {self.scale_epochs}")
         if self.smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {self.smoothing}")
         if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
@@ -110,6 +112,10 @@ class AdapterConfig:
         if self.utility_bounds and len(self.utility_bounds) != 2 * p:
             raise ValueError(f"utility_bounds must be (lo, hi) of each of the {p} objectives' metrics, "
                              f"got {self.utility_bounds}")
+
+    def calibration_epochs(self) -> int:
+        """How long the adapters that calibrate the scales or the map train: `scale_epochs`, at most `epochs`."""
+        return min(self.scale_epochs or self.epochs, self.epochs)
 
     def slots(self) -> list[str]:
         """What tells a run's kept adapters of one (w, seed) apart, in `AdapterResult.params` order (the chosen
@@ -331,7 +337,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     at_init = np.abs(mean_losses(init, states, data, train, backbone, context, config)[0])
     if config.objective_scale == "initial":
         return replace(config, scales=list(config.scales) or [float(max(v, 1e-8)) for v in at_init])
-    epochs = min(config.scale_epochs, config.epochs)
+    epochs = config.calibration_epochs()
     single = replace(config, objective_scale="none", scalarization="linear", scales=[], keep="last", keep_last=1,
                      epochs=epochs)
     ends = np.eye(len(config.objectives), dtype=np.float32)
@@ -359,7 +365,7 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
     tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
     single = replace(config, objective_scale="range" if tchebycheff else "none", scales=config.scales if tchebycheff
-                     else [], weight_map=[], keep="last", keep_last=1, epochs=min(config.scale_epochs, config.epochs))
+                     else [], weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
     result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1), single, progress=False,
                             eval_splits=("valid",))
     ndcg, alpha = result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1]
@@ -445,7 +451,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
                     history.setdefault(prefix + name, []).append(values)
                     epoch_metrics[prefix + name] = float(values.mean())
             epoch_metrics["adapters_kept"] = min(len(evaluated), config.keep_last) * K
-            if config.utility_bounds:  # fixed bounds: a validation w-utility comparable from epoch to epoch
+            if config.utility_bounds and "valid" in eval_splits:  # fixed bounds: comparable from epoch to epoch
                 points = np.stack([history[f"val_{m}"][-1] for m in metrics_of], axis=-1)
                 epoch_metrics["val_utility"] = float(w_utility_points(weights, points, config.utility_bounds,
                                                                       maximise).mean())

@@ -135,6 +135,10 @@ def test_each_epoch_reports_adapters_kept_and_the_validation_utility_under_fixed
     train_adapters(backbone, data, weights, replace(config, utility_bounds=[]), progress=False,
                    eval_splits=("valid",), on_epoch=lambda epoch, metrics: unbounded.append(metrics))
     assert not any("val_utility" in r for r in unbounded)
+    test_only = []  # the report's off-grid Retrain: calibrated bounds, no validation split to weigh
+    train_adapters(backbone, data, weights, config, progress=False, eval_splits=("test",),
+                   on_epoch=lambda epoch, metrics: test_only.append(metrics))
+    assert "test_ndcg10" in test_only[-1] and "val_utility" not in test_only[-1]
 
 
 def test_objective_scales_put_the_losses_on_one_scale(data, backbone):
