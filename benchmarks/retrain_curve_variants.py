@@ -46,6 +46,7 @@ def main() -> None:
               flags={"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories"})
     parser.add_argument("--backbone", required=True, help="backbone.pt (pretrained and saved there if missing)")
     parser.add_argument("--pretrain-epochs", type=int, default=200, help="cap when pretraining (patience 5)")
+    parser.add_argument("--pretrain-backbone", default="sasrec", help="backbone kind when pretraining")
     parser.add_argument("--variants", default="none,initial,range",
                         help="comma-separated scale[+scalarization][:keep[:topk]]; scale: none|range|initial|even")
     parser.add_argument("--seeds", default="0", help="comma-separated adapter seeds; the curve is their mean")
@@ -63,7 +64,8 @@ def main() -> None:
         spec = data_spec(values.get("data"))
         data = load_data(spec)
         started = time.time()
-        backbone, info = pretrain_backbone(data, PretrainConfig(epochs=args.pretrain_epochs, patience=5))
+        backbone, info = pretrain_backbone(data, PretrainConfig(backbone=args.pretrain_backbone,
+                                                                         epochs=args.pretrain_epochs, patience=5))
         save_backbone(backbone, path, extra={"data": spec.to_dict()})
         print(f"pretrained in {time.time() - started:.0f} s: {info}")
     data = load_data(spec)

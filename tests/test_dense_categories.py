@@ -42,3 +42,15 @@ def test_scaling_by_the_initial_loss_magnitudes_collapses_the_curve(dense):
     assert curve_evenness(ndcg, alpha) >= 5.0, (ndcg, alpha)  # everything but w_acc = 0 at the accurate end
     paper_ndcg, paper_alpha = curve(dense)
     assert curve_evenness(paper_ndcg, paper_alpha) < curve_evenness(ndcg, alpha) / 2  # the default does not
+
+
+def test_tchebycheff_spreads_the_top10_curve_that_the_weighted_sum_jumps_across(dense):
+    """With the diversity term on each adapter's top-10 the weighted sum's minimiser jumps from the diverse end to
+    the accurate one between two loss weights (BENCHMARKS §7); Tchebycheff's moves along the front with w."""
+    from padirec.metrics import spearman
+
+    ndcg, alpha = curve(dense, diversity_topk=10)
+    t_ndcg, t_alpha = curve(dense, diversity_topk=10, objective_scale="range", scalarization="tchebycheff",
+                            scale_epochs=10)
+    assert curve_evenness(t_ndcg, t_alpha) < curve_evenness(ndcg, alpha), (t_ndcg, t_alpha, ndcg, alpha)
+    assert spearman(W_ACC, t_ndcg) >= 0.9 and spearman(W_ACC, t_alpha) <= -0.9, (t_ndcg, t_alpha)

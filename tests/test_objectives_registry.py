@@ -159,6 +159,11 @@ def test_adapt_takes_one_weight_per_objective(tiny_sweep, mlflow_store):
     with pytest.raises(ValueError, match="one weight per objective"):
         cli(["adapt", "--backbone-run", backbone, "--objectives", "accuracy,diversity,novelty", "--w-acc", "0.5",
              "--epochs", "1", "--keep-last", "1", "--quiet"])
+    tchebycheff = cli(["adapt", "--backbone-run", backbone, "--w-acc", "0.3", "--scalarization", "tchebycheff",
+                       "--objective-scale", "range", "--epochs", "1", "--keep-last", "1", "--quiet"])
+    params = mlflow.get_run(tchebycheff["run_id"]).data.params  # the scale it measured distances on, recorded
+    assert params["scalarization"] == "tchebycheff" and float(params["scale.accuracy"]) > 0
+    assert {"ideal.accuracy", "ideal.diversity"} <= set(params)
 
 
 def test_best_of_n_selects_by_the_w_utility_of_all_three_objectives(tiny_sweep, tmp_path):

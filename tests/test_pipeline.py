@@ -121,3 +121,18 @@ def test_console_shows_one_line_per_stage_and_keeps_the_stage_output_in_its_log(
     assert (tmp_path / "logs" / "1-first.log").read_text() == "step 1 of 3: reading\n"
     # the stage's own output reaches the terminal only on the live line of "bar"
     assert ("step 1 of 3: reading" in shown) == (mode == "bar")
+
+
+def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_for_more_objectives():
+    """Two objectives: the top-10 diversity term, Tchebycheff and the even map (BENCHMARKS §7); more: the paper's
+    weighting as before (the map is a map of one weight), unless a file or flag says otherwise."""
+    from padirec.pipeline import pipeline_config
+
+    two = pipeline_config().adapter
+    assert (two.diversity_topk, two.scalarization, two.objective_scale, two.calibration_epochs()) == (
+        10, "tchebycheff", "even", two.epochs)
+    three = pipeline_config(None, {"adapter": {"objectives": "accuracy,diversity,fairness"}}).adapter
+    assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("none", "linear", 0)
+    chosen = pipeline_config(None, {"adapter": {"objectives": ["accuracy", "diversity", "novelty"],
+                                                "objective_scale": "initial", "diversity_topk": 10}}).adapter
+    assert (chosen.objective_scale, chosen.diversity_topk) == ("initial", 10)
