@@ -242,7 +242,8 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     resuming = parent_run_id is not None
     if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
         if not (config.adapter.scales or config.adapter.weight_map) and config.adapter.objective_scale != "none":
-            print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale})")
+            print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale}, "
+                  f"{config.adapter.scalarization})")
         config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
         parent_run_id = start_sweep(config, experiment)
     experiment_id = adapter_experiment_id(client.get_run(parent_run_id))
