@@ -364,8 +364,8 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     """
     pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
     tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
-    single = replace(config, objective_scale="range" if tchebycheff else "none", scales=config.scales if tchebycheff
-                     else [], weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
+    scaling = {"objective_scale": "range"} if tchebycheff else {"objective_scale": "none", "scales": []}
+    single = replace(config, **scaling, weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
     result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1), single, progress=False,
                             eval_splits=("valid",))
     ndcg, alpha = result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1]
