@@ -64,8 +64,8 @@ def main() -> None:
         spec = data_spec(values.get("data"))
         data = load_data(spec)
         started = time.time()
-        backbone, info = pretrain_backbone(data, PretrainConfig(backbone=args.pretrain_backbone,
-                                                                         epochs=args.pretrain_epochs, patience=5))
+        pretrain = PretrainConfig(backbone=args.pretrain_backbone, epochs=args.pretrain_epochs, patience=5)
+        backbone, info = pretrain_backbone(data, pretrain)
         save_backbone(backbone, path, extra={"data": spec.to_dict()})
         print(f"pretrained in {time.time() - started:.0f} s: {info}")
     data = load_data(spec)
@@ -82,12 +82,11 @@ def main() -> None:
         config = calibrate(backbone, data, variant_config(name.strip(), base))
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
-        result = runs[0]
         ndcg = np.mean([r.metrics["test_ndcg10"][-1] for r in runs], axis=0)
         alpha = np.mean([r.metrics["test_alpha_ndcg10"][-1] for r in runs], axis=0)
-        scales = ", ".join(f"{s:.3g}" for s in result.scales)
-        if result.weight_map:
-            scales += "; map " + " ".join(f"{v:.3g}" for v in result.weight_map)
+        scales = ", ".join(f"{s:.3g}" for s in config.scales)  # calibrated once above, shared by every seed
+        if config.weight_map:
+            scales += "; map " + " ".join(f"{v:.3g}" for v in config.weight_map)
         print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "
               f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
               f"{' '.join(f'{v:.4f}' for v in ndcg)} | {' '.join(f'{v:.3f}' for v in alpha)} | "
