@@ -4,11 +4,12 @@
         --backbone /tmp/b.pt --variants none,initial,range --epochs 10 --keep-last 3
 
 Each variant is `objective_scale[+scalarization][:keep[:diversity_topk]]` (e.g. `range:best:10`,
-`even+tchebycheff:last:10`); `tchebycheff` alone stands for `range+tchebycheff`. The 11 weights w_acc = 0, 0.1,
-…, 1 are trained together (one packed run per seed of `--seeds`, the calibration shared, as in a sweep); each w
-is answered by its chosen adapter (`params[-1]`), its test metrics averaged over the seeds. Printed per variant:
-the mean test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in min–max space)
-and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
+`even+tchebycheff:last:10`), optionally followed by `@field=value` of `AdapterConfig` (e.g.
+`@map_refinements=1@augmentation=0.05`); `tchebycheff` alone stands for `range+tchebycheff`. The 11 weights w_acc =
+0, 0.1, …, 1 are trained together (one packed run per seed of `--seeds`, the calibration shared, as in a sweep);
+each w is answered by its chosen adapter (`params[-1]`), its test metrics averaged over the seeds. Printed per
+variant: the mean test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in min–max
+space) and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_
 
 
 def variant_config(spec: str, base: AdapterConfig) -> AdapterConfig:
+    spec, *settings = spec.split("@")
     scale, _, rest = spec.partition(":")
     keep, _, topk = rest.partition(":")
     scale, plus, scalarization = scale.partition("+")
     if scale == "tchebycheff":
         scale, scalarization = "range", "tchebycheff"
+    extra = {key: type(getattr(base, key))(value) for key, _, value in (s.partition("=") for s in settings)}
     return replace(base, objective_scale=scale, scalarization=scalarization if plus else "linear",
-                   keep=keep or base.keep, diversity_topk=int(topk) if topk else base.diversity_topk)
+                   keep=keep or base.keep, diversity_topk=int(topk) if topk else base.diversity_topk, **extra)
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy.optimize import isotonic_regression
 from tqdm.auto import tqdm
 
 from padirec.data import Instances, SequenceData, sample_negatives
 from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics, to_tensors
-from padirec.metrics import curve_gaps, minmax_bounds, point_bounds, w_utility_points
+from padirec.metrics import minmax_bounds, point_bounds, w_utility_points
 from padirec.models import (
     Backbone,
     BackboneConfig,
@@ -74,8 +75,10 @@ class AdapterConfig:
     scalarization: Literal["linear", "tchebycheff"] = "linear"
     ideal: list[float] = field(default_factory=list)  # "tchebycheff": each loss at its single-objective adapter
     smoothing: float = 0.05  # "tchebycheff": μ of μ·logsumexp(·/μ), in units of the losses' ideal–nadir span
+    augmentation: float = 0.0  # "tchebycheff": ρ of the augmented form, + ρ·Σ_j d_j (no weakly-efficient ends)
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
+    map_refinements: int = 0  # "even": pilot rounds at the map's own knots (a new seed each) that redraw it
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
@@ -106,6 +109,9 @@ class AdapterConfig:
             raise ValueError(f"scale_epochs must be >= 0 (0: the adapters' epochs), got {self.scale_epochs}")
         if self.smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {self.smoothing}")
+        if self.augmentation < 0 or self.map_refinements < 0:
+            raise ValueError(f"augmentation and map_refinements must be >= 0, got {self.augmentation}, "
+                             f"{self.map_refinements}")
         if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
                                 or np.any(np.diff(self.weight_map) < 0)):
             raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
@@ -156,7 +162,9 @@ def scalarized_loss(losses: torch.Tensor, weights, config: AdapterConfig) -> tor
     Pareto front: where the front bends the other way, its minimiser jumps from one end to the other as w moves.
     "tchebycheff" minimises a smooth `max_j w_j·(loss_j − utopia_j)` on the ideal–nadir scale, whose minimiser
     for any front sits where the weighted distances are equal: on a straight front in that scale, the accuracy
-    loss's distance to its ideal is `1 − w_acc`, so equal steps of w are equal steps along the front.
+    loss's distance to its ideal is `1 − w_acc`, so equal steps of w are equal steps along the front. With a
+    zero weight the max ignores that objective, so the end adapters are only weakly efficient: `augmentation` ρ
+    adds `ρ·Σ_j d_j`, which keeps every objective in view (the augmented Tchebycheff form).
     """
     w = loss_weights(weights, config).to(losses.device)
     if config.scalarization == "linear":
@@ -166,7 +174,8 @@ def scalarized_loss(losses: torch.Tensor, weights, config: AdapterConfig) -> tor
     scales, ideal = (torch.as_tensor(v, dtype=losses.dtype, device=losses.device)
                      for v in (config.scales, config.ideal))
     distance = losses - ideal / scales + UTOPIA_MARGIN  # losses arrive divided by the spans
-    return config.smoothing * torch.logsumexp(w * distance / config.smoothing, dim=-1)
+    value = config.smoothing * torch.logsumexp(w * distance / config.smoothing, dim=-1)
+    return value + config.augmentation * distance.sum(-1) if config.augmentation else value
 
 
 def candidate_batches(data: SequenceData, instances: Instances, n_negatives: int, batch_size: int,
@@ -307,7 +316,7 @@ def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, 
     return (total / max(count, 1)).numpy()
 
 
-def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> AdapterConfig:
+def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, progress: bool = False) -> AdapterConfig:
     """`config` with its `scales` (and, for "range", its `utility_bounds`) filled in: fixed once per sweep (the
     sweep records them) so that every packed run weighs and selects the same way. Given values are kept.
 
@@ -315,15 +324,15 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     adapters trained `scale_epochs` from the shared initial adapter (the nadir of objective i is its loss at the
     other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
     The utility bounds are those two adapters' validation metrics: the ends of the Retrain front; the `ideal`
-    (Tchebycheff's reference) their own losses.
+    (Tchebycheff's reference) their own losses. `progress`: a line and a bar per step (minutes on real data).
     """
     if config.objective_scale == "even":
         if config.weight_map:
             return config
         if config.scalarization == "tchebycheff":  # the map is then drawn over Tchebycheff's range-scaled losses
-            ranged = calibrate(backbone, data, replace(config, objective_scale="range"))
+            ranged = calibrate(backbone, data, replace(config, objective_scale="range"), progress)
             config = replace(ranged, objective_scale="even")
-        return even_weight_map(backbone, data, config)
+        return even_weight_map(backbone, data, config, progress)
     if config.scales and (config.objective_scale != "range" or (
             config.utility_bounds and (config.ideal or config.scalarization == "linear"))):
         return config
@@ -341,7 +350,9 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     single = replace(config, objective_scale="none", scalarization="linear", scales=[], keep="last", keep_last=1,
                      epochs=epochs)
     ends = np.eye(len(config.objectives), dtype=np.float32)
-    result = train_adapters(backbone, data, ends, single, progress=False, eval_splits=("valid",))
+    if progress:
+        print(f"calibrate: ideal and nadir, {len(ends)} single-objective adapters × {epochs} epochs", flush=True)
+    result = train_adapters(backbone, data, ends, single, progress=progress, eval_splits=("valid",))
     losses = mean_losses(torch.as_tensor(result.params[-1], device=config.device), states, data, train, backbone,
                          context, config)  # [adapter, objective]
     ideal, nadir = np.diag(losses), losses.max(axis=0)
@@ -353,28 +364,56 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> 
     return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
 
 
-def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig) -> AdapterConfig:
+def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig,
+                    progress: bool = False) -> AdapterConfig:
     """`config` with a `weight_map` under which equal steps of w_acc move the trade-off by equal steps.
 
     A pilot of adapters at the loss weights `EVEN_PILOT` (dense near both ends, where one objective alone takes
     over) is trained `scale_epochs` from the shared initial adapter; their validation metrics, min–max
-    normalised, give the curve's arc length as a function of the loss weight, and the map sends w_acc to the
-    loss weight at the fraction w_acc of that length. A rescaling of the losses can only shift a curve's
-    change towards one end; this spreads it evenly whichever end it piles up at.
+    normalised and fitted monotone in the loss weight (isotonic: a seed's noise adds no length), give the
+    curve's arc length as a function of the loss weight, and the map sends w_acc to the loss weight at the
+    fraction w_acc of that length. A rescaling of the losses can only shift a curve's change towards one end;
+    this spreads it evenly whichever end it piles up at. Each of `map_refinements` rounds trains the map's own
+    knots with a new seed and redraws it from all points: where the curve turns sharply between two pilot
+    weights, the first map's linear guess is corrected where the user's weights actually land.
     """
-    pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
     tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
     scaling = {"objective_scale": "range"} if tchebycheff else {"objective_scale": "none", "scales": []}
     single = replace(config, **scaling, weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
-    result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1), single, progress=False,
-                            eval_splits=("valid",))
-    ndcg, alpha = result.metrics["val_ndcg10"][-1], result.metrics["val_alpha_ndcg10"][-1]
-    arc = np.concatenate([[0.0], np.cumsum(curve_gaps(ndcg, alpha) + 1e-9)])
-    weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], pilot)
-    weight_map[0], weight_map[-1] = 0.0, 1.0
+    loss_weight, ndcg, alpha = np.zeros(0), np.zeros(0), np.zeros(0)
+    pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
+    for round_ in range(config.map_refinements + 1):
+        if progress:
+            print(f"calibrate: even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} adapters × "
+                  f"{single.epochs} epochs", flush=True)
+        result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1),
+                                replace(single, seed=config.seed + round_), progress=progress,
+                                eval_splits=("valid",))
+        loss_weight = np.concatenate([loss_weight, pilot])
+        ndcg = np.concatenate([ndcg, result.metrics["val_ndcg10"][-1]])
+        alpha = np.concatenate([alpha, result.metrics["val_alpha_ndcg10"][-1]])
+        weight_map = arc_length_map(loss_weight, ndcg, alpha)
+        pilot = np.asarray(weight_map[1:-1], dtype=np.float32)
     return replace(config, scales=config.scales if tchebycheff else [1.0] * len(config.objectives),
                    weight_map=[round(float(v), 6) for v in weight_map],
                    utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
+
+
+def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The accuracy loss weights at w_acc = 0, 0.1, …, 1 (`EVEN_KNOTS`) that cut the pilot curve into equal arcs:
+    the points `(loss weight, NDCG@10, α-NDCG@10)` (any order, repeats allowed), min–max normalised, with NDCG
+    fitted non-decreasing and α non-increasing in the loss weight."""
+    order = np.argsort(loss_weight, kind="stable")
+    v = np.asarray(loss_weight, dtype=float)[order]
+    a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha)
+    accuracy = isotonic_regression((np.asarray(ndcg, float)[order] - a_lo) / max(a_hi - a_lo, 1e-12)).x
+    diversity = isotonic_regression((np.asarray(alpha, float)[order] - d_lo) / max(d_hi - d_lo, 1e-12),
+                                    increasing=False).x
+    steps = np.linalg.norm(np.diff(np.stack([accuracy, diversity], 1), axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(steps + 1e-9)])
+    weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], v)
+    weight_map[0], weight_map[-1] = 0.0, 1.0
+    return weight_map
 
 
 def scale_params(config: AdapterConfig) -> dict[str, str]:

@@ -9,7 +9,7 @@ import torch
 
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
-from padirec.metrics import w_utility
+from padirec.metrics import curve_gaps, w_utility
 from padirec.models import BackboneConfig, build_backbone, load_backbone, save_backbone
 from padirec.objectives import CategoryTable
 from padirec.training import (
@@ -238,3 +238,68 @@ def test_the_even_map_spreads_a_curve_whose_change_piles_up_at_one_end(data, bac
     np.testing.assert_allclose(config.weight_map[1:-1], 0.98 + 0.02 * np.arange(1, 10) / 10, atol=1e-4)
     assert config.utility_bounds == pytest.approx([0.1, 0.2, 0.5, 0.9])
     assert calibrate(backbone, data, config) == config  # calibrated once: kept as is
+
+
+def test_the_even_map_ignores_a_pilots_noise_and_accepts_repeated_weights():
+    """`arc_length_map` fits each metric monotone in the loss weight: a zig-zag of one seed adds no arc length, and
+    the points of several pilot rounds (in any order, with repeats) draw one map."""
+    from padirec.training import arc_length_map
+
+    v = np.linspace(0, 1, 21)
+    clean_ndcg, clean_alpha = 0.1 + 0.1 * v, 0.9 - 0.4 * v  # a straight curve: the map is w itself
+    np.testing.assert_allclose(arc_length_map(v, clean_ndcg, clean_alpha), np.linspace(0, 1, 11), atol=1e-6)
+    noisy = clean_alpha + np.where(v < 0.3, 0.03 * (-1) ** np.arange(21), 0)  # seed noise near one end
+    raw_arc = np.concatenate([[0.0], np.cumsum(curve_gaps(clean_ndcg, noisy))])  # the zig-zag's own length
+    raw_map = np.interp(np.linspace(0, 1, 11), raw_arc / raw_arc[-1], v)
+    weight_map = arc_length_map(v, clean_ndcg, noisy)
+    assert np.all(np.diff(weight_map) > 0)
+    assert np.abs(raw_map - np.linspace(0, 1, 11)).max() > 0.15  # the raw arc crowds the knots into the noise
+    assert np.abs(weight_map - np.linspace(0, 1, 11)).max() < 0.08
+    merged = arc_length_map(np.concatenate([v, v[::-1]]), np.concatenate([clean_ndcg, clean_ndcg[::-1]]),
+                            np.concatenate([clean_alpha, clean_alpha[::-1]]))
+    np.testing.assert_allclose(merged, np.linspace(0, 1, 11), atol=1e-6)
+
+
+def test_map_refinement_trains_the_maps_own_knots_with_a_new_seed(data, backbone, monkeypatch):
+    """A curve that turns sharply between two pilot weights (all its change between 0.8 and 0.82): the first map
+    spreads the knots linearly over 0.8–0.9; a refinement round trains exactly those knots, with the next seed,
+    and redraws the map so that the user's weights 0.1 … 0.9 land inside the sharp turn."""
+    import padirec.training as training
+
+    calls = []
+
+    def pilot(backbone, data, weights, config, **kwargs):
+        v = np.asarray(weights)[:, 0]
+        calls.append((v.copy(), config.seed))
+        moved = np.clip((v - 0.8) / 0.02, 0, 1)
+        metrics = {"val_ndcg10": (0.1 + 0.1 * moved)[None], "val_alpha_ndcg10": (0.9 - 0.4 * moved)[None]}
+        return AdapterResult(weights=weights, epochs=np.zeros((1, len(v)), int), slots=["epoch=1"],
+                             params=np.zeros((1, len(v), 1096), np.float32), metrics=metrics)
+
+    monkeypatch.setattr(training, "train_adapters", pilot)
+    once = calibrate(backbone, data, AdapterConfig(objective_scale="even", scale_epochs=2, seed=4))
+    refined = calibrate(backbone, data, AdapterConfig(objective_scale="even", scale_epochs=2, seed=4,
+                                                      map_refinements=1))
+    assert [seed for _, seed in calls] == [4, 4, 5]
+    np.testing.assert_allclose(calls[2][0], once.weight_map[1:-1], atol=1e-6)  # the first map's own knots
+    assert max(once.weight_map[1:-1]) > 0.85  # the first guess spreads past the turn
+    np.testing.assert_allclose(refined.weight_map[1:-1], 0.8 + 0.02 * np.arange(1, 10) / 10, atol=2e-3)
+
+
+def test_augmented_tchebycheff_picks_the_efficient_end_among_equally_diverse_points():
+    """At w_acc = 0 the plain Tchebycheff max sees only diversity: every point of a flat stretch of the diversity
+    loss ties, including those with a needlessly bad accuracy loss (weakly efficient). The augmentation ρ·Σ d_j
+    breaks the tie towards the efficient point, and changes little where both weights are positive."""
+    t = torch.linspace(0, 1, 1001)
+    losses = torch.stack([1 - t, (t - 0.5).clamp(min=0)], dim=-1)  # t ≤ 0.5: same diversity, accuracy improving
+    plain = AdapterConfig(objective_scale="range", scalarization="tchebycheff", scales=[1.0, 1.0], ideal=[0.0, 0.0],
+                          smoothing=1e-3)
+    augmented = replace(plain, augmentation=0.05)
+    pure_diversity = torch.tensor([0.0, 1.0])
+    assert float(t[scalarized_loss(losses, pure_diversity, plain).argmin()]) < 0.1  # any tie: here the worst
+    assert float(t[scalarized_loss(losses, pure_diversity, augmented).argmin()]) == pytest.approx(0.5, abs=2e-3)
+    balanced = torch.tensor([0.5, 0.5])
+    assert float(t[scalarized_loss(losses, balanced, augmented).argmin()]) == pytest.approx(
+        float(t[scalarized_loss(losses, balanced, plain).argmin()]), abs=0.02)
+    with pytest.raises(ValueError, match="augmentation and map_refinements"):
+        AdapterConfig(augmentation=-0.1)

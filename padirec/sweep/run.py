@@ -241,10 +241,16 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     data = DataSpec(**extra.get("data", {}))
     resuming = parent_run_id is not None
     if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
-        if not (config.adapter.scales or config.adapter.weight_map) and config.adapter.objective_scale != "none":
+        calibrating = not (config.adapter.scales or config.adapter.weight_map) and \
+            config.adapter.objective_scale != "none"
+        if calibrating:
             print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale}, "
-                  f"{config.adapter.scalarization})")
-        config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter))
+                  f"{config.adapter.scalarization})", flush=True)
+        started = time.perf_counter()
+        config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter, progress=progress))
+        if calibrating:
+            print(f"sweep: calibrated in {time.perf_counter() - started:.0f} s: "
+                  + ", ".join(f"{k} {v}" for k, v in scale_params(config.adapter).items()), flush=True)
         parent_run_id = start_sweep(config, experiment)
     experiment_id = adapter_experiment_id(client.get_run(parent_run_id))
     adapter = config.adapter
