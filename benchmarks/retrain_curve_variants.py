@@ -9,7 +9,8 @@ Each variant is `objective_scale[+scalarization][:keep[:diversity_topk]]` (e.g. 
 0, 0.1, …, 1 are trained together (one packed run per seed of `--seeds`, the calibration shared, as in a sweep);
 each w is answered by its chosen adapter (`params[-1]`), its test metrics averaged over the seeds. Printed per
 variant: the mean test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in min–max
-space) and the scales used. A missing `--backbone` file is pretrained (and saved there) first.
+space), the scales used and the wall time (variants that differ only in `keep` share one calibration, timed with
+the first). A missing `--backbone` file is pretrained (and saved there) first.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--variants", default="none,initial,range",
                         help="comma-separated scale[+scalarization][:keep[:topk]]; scale: none|range|initial|even")
     parser.add_argument("--seeds", default="0", help="comma-separated adapter seeds; the curve is their mean")
+    parser.add_argument("--per-seed", action="store_true", help="also print each seed's curve")
     add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr",
                                                                     "diversity_topk", "scale_epochs"],
               section="adapter")
@@ -80,9 +82,14 @@ def main() -> None:
     weights = np.stack([w_acc, 1 - w_acc], 1).astype(np.float32)
     print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    calibrated = {}  # variants that differ only in `keep` share one calibration, as they would share a sweep's
     for name in args.variants.split(","):
         started = time.time()
-        config = calibrate(backbone, data, variant_config(name.strip(), base))
+        config = variant_config(name.strip(), base)
+        key = repr(replace(config, keep="last"))  # the pilot adapters keep their last epoch whatever `keep` says
+        if key not in calibrated:
+            calibrated[key] = calibrate(backbone, data, config)
+        config = replace(calibrated[key], keep=config.keep)
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
         ndcg = np.mean([r.metrics["test_ndcg10"][-1] for r in runs], axis=0)
@@ -90,6 +97,11 @@ def main() -> None:
         scales = ", ".join(f"{s:.3g}" for s in config.scales)  # calibrated once above, shared by every seed
         if config.weight_map:
             scales += "; map " + " ".join(f"{v:.3g}" for v in config.weight_map)
+        if args.per_seed:
+            for seed, run in zip(args.seeds.split(","), runs, strict=True):
+                ndcg_s, alpha_s = run.metrics["test_ndcg10"][-1], run.metrics["test_alpha_ndcg10"][-1]
+                print(f"  seed {seed}: evenness {curve_evenness(ndcg_s, alpha_s):.2f}; NDCG@10 "
+                      f"{' '.join(f'{v:.4f}' for v in ndcg_s)}; α-NDCG@10 {' '.join(f'{v:.3f}' for v in alpha_s)}")
         print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "
               f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
               f"{' '.join(f'{v:.4f}' for v in ndcg)} | {' '.join(f'{v:.3f}' for v in alpha)} | "

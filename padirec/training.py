@@ -78,6 +78,7 @@ class AdapterConfig:
     augmentation: float = 0.0  # "tchebycheff": ρ of the augmented form, + ρ·Σ_j d_j (no weakly-efficient ends)
     utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
+    map_seeds: int = 1  # "even": seeds of the first pilot round (its points pooled: the seeds' mean curve)
     map_refinements: int = 0  # "even": pilot rounds at the map's own knots (a new seed each) that redraw it
     batch_size: int = 256
     lr: float = 1e-3
@@ -109,9 +110,9 @@ class AdapterConfig:
             raise ValueError(f"scale_epochs must be >= 0 (0: the adapters' epochs), got {self.scale_epochs}")
         if self.smoothing <= 0:
             raise ValueError(f"smoothing must be positive, got {self.smoothing}")
-        if self.augmentation < 0 or self.map_refinements < 0:
-            raise ValueError(f"augmentation and map_refinements must be >= 0, got {self.augmentation}, "
-                             f"{self.map_refinements}")
+        if self.augmentation < 0 or self.map_refinements < 0 or self.map_seeds < 1:
+            raise ValueError(f"augmentation and map_refinements must be >= 0 and map_seeds >= 1, got "
+                             f"{self.augmentation}, {self.map_refinements}, {self.map_seeds}")
         if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
                                 or np.any(np.diff(self.weight_map) < 0)):
             raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
@@ -381,19 +382,20 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     scaling = {"objective_scale": "range"} if tchebycheff else {"objective_scale": "none", "scales": []}
     single = replace(config, **scaling, weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
     loss_weight, ndcg, alpha = np.zeros(0), np.zeros(0), np.zeros(0)
-    pilot = np.asarray(EVEN_PILOT, dtype=np.float32)
+    seeds, pilot = list(range(config.map_seeds)), np.asarray(EVEN_PILOT, dtype=np.float32)
     for round_ in range(config.map_refinements + 1):
         if progress:
-            print(f"calibrate: even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} adapters × "
-                  f"{single.epochs} epochs", flush=True)
-        result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1),
-                                replace(single, seed=config.seed + round_), progress=progress,
-                                eval_splits=("valid",))
-        loss_weight = np.concatenate([loss_weight, pilot])
-        ndcg = np.concatenate([ndcg, result.metrics["val_ndcg10"][-1]])
-        alpha = np.concatenate([alpha, result.metrics["val_alpha_ndcg10"][-1]])
+            print(f"calibrate: even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} weights × "
+                  f"{len(seeds)} seed(s) × {single.epochs} epochs", flush=True)
+        for seed in seeds:
+            result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1),
+                                    replace(single, seed=config.seed + seed), progress=progress,
+                                    eval_splits=("valid",))
+            loss_weight = np.concatenate([loss_weight, pilot])
+            ndcg = np.concatenate([ndcg, result.metrics["val_ndcg10"][-1]])
+            alpha = np.concatenate([alpha, result.metrics["val_alpha_ndcg10"][-1]])
         weight_map = arc_length_map(loss_weight, ndcg, alpha)
-        pilot = np.asarray(weight_map[1:-1], dtype=np.float32)
+        seeds, pilot = [config.map_seeds + round_], np.asarray(weight_map[1:-1], dtype=np.float32)
     return replace(config, scales=config.scales if tchebycheff else [1.0] * len(config.objectives),
                    weight_map=[round(float(v), 6) for v in weight_map],
                    utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
@@ -401,14 +403,14 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
 
 def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The accuracy loss weights at w_acc = 0, 0.1, …, 1 (`EVEN_KNOTS`) that cut the pilot curve into equal arcs:
-    the points `(loss weight, NDCG@10, α-NDCG@10)` (any order, repeats allowed), min–max normalised, with NDCG
-    fitted non-decreasing and α non-increasing in the loss weight."""
-    order = np.argsort(loss_weight, kind="stable")
-    v = np.asarray(loss_weight, dtype=float)[order]
+    the points `(loss weight, NDCG@10, α-NDCG@10)` (any order; repeated weights are averaged), min–max normalised,
+    with NDCG fitted non-decreasing and α non-increasing in the loss weight."""
+    v, slot, count = np.unique(np.asarray(loss_weight, dtype=float), return_inverse=True, return_counts=True)
     a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha)
-    accuracy = isotonic_regression((np.asarray(ndcg, float)[order] - a_lo) / max(a_hi - a_lo, 1e-12)).x
-    diversity = isotonic_regression((np.asarray(alpha, float)[order] - d_lo) / max(d_hi - d_lo, 1e-12),
-                                    increasing=False).x
+    mean = [np.bincount(slot, weights=(np.asarray(m, float) - lo) / max(hi - lo, 1e-12)) / count
+            for m, lo, hi in ((ndcg, a_lo, a_hi), (alpha, d_lo, d_hi))]  # seeds at one weight: their mean
+    accuracy = isotonic_regression(mean[0], weights=count).x
+    diversity = isotonic_regression(mean[1], weights=count, increasing=False).x
     steps = np.linalg.norm(np.diff(np.stack([accuracy, diversity], 1), axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(steps + 1e-9)])
     weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], v)

@@ -36,7 +36,12 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     logs = sorted(p.name for p in (tmp_path / "padirec-output" / "logs").iterdir())
     assert logs == ["1-data.log", "2-backbone.log", "3-sweep.log", "4-curve.log", "5-generator.log", "6-report.log",
                     "ray-shutdown.log"]
-    assert "sweep run" in lines[2] and "adapters" in (tmp_path / "padirec-output" / "logs" / "3-sweep.log").read_text()
+    sweep_log = (tmp_path / "padirec-output" / "logs" / "3-sweep.log").read_text()
+    assert "sweep run" in lines[2] and "adapters" in sweep_log
+    # the calibration (minutes on real data) says what it trains before the trials start
+    for step in ("calibrate: ideal and nadir, 2 single-objective adapters", "calibrate: even map, round 1/",
+                 "sweep: calibrated in"):
+        assert step in sweep_log, sweep_log[:3000]
     tune_log = next((tmp_path / "padirec-output" / "ray_results").glob("sweep-*/driver.log"))  # beside Tune's results
     assert "Configuration for experiment" in tune_log.read_text()
     summary = json.loads((tmp_path / "padirec-output" / "summary.json").read_text())

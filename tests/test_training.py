@@ -258,6 +258,10 @@ def test_the_even_map_ignores_a_pilots_noise_and_accepts_repeated_weights():
     merged = arc_length_map(np.concatenate([v, v[::-1]]), np.concatenate([clean_ndcg, clean_ndcg[::-1]]),
                             np.concatenate([clean_alpha, clean_alpha[::-1]]))
     np.testing.assert_allclose(merged, np.linspace(0, 1, 11), atol=1e-6)
+    # two seeds that disagree at one weight are averaged there, not read as a step at that weight
+    seeds = arc_length_map(np.concatenate([v, v]), np.concatenate([clean_ndcg, clean_ndcg]),
+                           np.concatenate([clean_alpha + np.where(v == 0, 0.2, 0), clean_alpha]))
+    assert seeds[1] > 0.02 and np.all(np.diff(seeds) > 0)
 
 
 def test_map_refinement_trains_the_maps_own_knots_with_a_new_seed(data, backbone, monkeypatch):
