@@ -80,6 +80,9 @@ class AdapterConfig:
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
     map_seeds: int = 1  # "even": seeds of the first pilot round (its points pooled: the seeds' mean curve)
     map_refinements: int = 0  # "even": pilot rounds at the map's own knots (a new seed each) that redraw it
+    # "even": w_acc = 0 and 1 get the loss weights 0 and 1 ("pure"), or the pilot's most diverse and most accurate
+    # ones ("efficient": a pure-diversity adapter that a little accuracy weight beats on both metrics is skipped)
+    map_ends: Literal["pure", "efficient"] = "pure"
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
@@ -113,9 +116,9 @@ class AdapterConfig:
         if self.augmentation < 0 or self.map_refinements < 0 or self.map_seeds < 1:
             raise ValueError(f"augmentation and map_refinements must be >= 0 and map_seeds >= 1, got "
                              f"{self.augmentation}, {self.map_refinements}, {self.map_seeds}")
-        if self.weight_map and (len(self.weight_map) < 2 or self.weight_map[0] != 0 or self.weight_map[-1] != 1
+        if self.weight_map and (len(self.weight_map) < 2 or min(self.weight_map) < 0 or max(self.weight_map) > 1
                                 or np.any(np.diff(self.weight_map) < 0)):
-            raise ValueError(f"weight_map must rise from 0 to 1 in at least two knots, got {self.weight_map}")
+            raise ValueError(f"weight_map must rise within [0, 1] in at least two knots, got {self.weight_map}")
         if self.utility_bounds and len(self.utility_bounds) != 2 * p:
             raise ValueError(f"utility_bounds must be (lo, hi) of each of the {p} objectives' metrics, "
                              f"got {self.utility_bounds}")
@@ -394,27 +397,35 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
             loss_weight = np.concatenate([loss_weight, pilot])
             ndcg = np.concatenate([ndcg, result.metrics["val_ndcg10"][-1]])
             alpha = np.concatenate([alpha, result.metrics["val_alpha_ndcg10"][-1]])
-        weight_map = arc_length_map(loss_weight, ndcg, alpha)
+        weight_map = arc_length_map(loss_weight, ndcg, alpha, efficient_ends=config.map_ends == "efficient")
         seeds, pilot = [config.map_seeds + round_], np.asarray(weight_map[1:-1], dtype=np.float32)
     return replace(config, scales=config.scales if tchebycheff else [1.0] * len(config.objectives),
                    weight_map=[round(float(v), 6) for v in weight_map],
                    utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
 
 
-def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,
+                   efficient_ends: bool = False) -> np.ndarray:
     """The accuracy loss weights at w_acc = 0, 0.1, …, 1 (`EVEN_KNOTS`) that cut the pilot curve into equal arcs:
     the points `(loss weight, NDCG@10, α-NDCG@10)` (any order; repeated weights are averaged), min–max normalised,
-    with NDCG fitted non-decreasing and α non-increasing in the loss weight."""
+    with NDCG fitted non-decreasing and α non-increasing in the loss weight. The ends are the loss weights 0 and 1,
+    or with `efficient_ends` those of the highest mean α and the highest mean NDCG."""
     v, slot, count = np.unique(np.asarray(loss_weight, dtype=float), return_inverse=True, return_counts=True)
-    a_lo, a_hi, d_lo, d_hi = minmax_bounds(ndcg, alpha)
-    mean = [np.bincount(slot, weights=(np.asarray(m, float) - lo) / max(hi - lo, 1e-12)) / count
-            for m, lo, hi in ((ndcg, a_lo, a_hi), (alpha, d_lo, d_hi))]  # seeds at one weight: their mean
-    accuracy = isotonic_regression(mean[0], weights=count).x
-    diversity = isotonic_regression(mean[1], weights=count, increasing=False).x
+    mean_ndcg, mean_alpha = (np.bincount(slot, weights=np.asarray(m, float)) / count for m in (ndcg, alpha))
+    first, last = (int(np.argmax(mean_alpha)), int(np.argmax(mean_ndcg))) if efficient_ends else (0, len(v) - 1)
+    if first >= last:  # no curve between them: the pure ends
+        first, last = 0, len(v) - 1
+    v, count = v[first:last + 1], count[first:last + 1]
+    mean_ndcg, mean_alpha = mean_ndcg[first:last + 1], mean_alpha[first:last + 1]
+    a_lo, a_hi, d_lo, d_hi = minmax_bounds(mean_ndcg, mean_alpha)
+    accuracy = isotonic_regression((mean_ndcg - a_lo) / max(a_hi - a_lo, 1e-12), weights=count).x
+    diversity = isotonic_regression((mean_alpha - d_lo) / max(d_hi - d_lo, 1e-12), weights=count,
+                                    increasing=False).x
     steps = np.linalg.norm(np.diff(np.stack([accuracy, diversity], 1), axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(steps + 1e-9)])
     weight_map = np.interp(np.linspace(0, 1, EVEN_KNOTS), arc / arc[-1], v)
-    weight_map[0], weight_map[-1] = 0.0, 1.0
+    if not efficient_ends:
+        weight_map[0], weight_map[-1] = 0.0, 1.0
     return weight_map
 
 

@@ -171,8 +171,10 @@ def test_a_weight_map_trains_each_w_at_its_mapped_loss_weight(data, backbone):
     np.testing.assert_allclose(loss_weights([[0.55, 0.45]], replace(config, weight_map=squared)),
                                [[0.305, 0.695]], atol=1e-6)  # linear between the knots 0.25 and 0.36
     np.testing.assert_array_equal(loss_weights([[0.3, 0.7]], config), np.float32([[0.3, 0.7]]))  # no map: w
-    with pytest.raises(ValueError, match="weight_map must rise from 0 to 1"):
-        AdapterConfig(weight_map=[0.0, 0.6, 0.5, 1.0])
+    for bad in ([0.0, 0.6, 0.5, 1.0], [-0.1, 0.5, 1.0], [0.0, 1.2]):
+        with pytest.raises(ValueError, match=r"weight_map must rise within \[0, 1\]"):
+            AdapterConfig(weight_map=bad)
+    assert AdapterConfig(weight_map=[0.02, 0.5, 0.97]).weight_map == [0.02, 0.5, 0.97]  # efficient ends
 
 
 def test_tchebycheff_reaches_the_middle_of_a_front_where_the_weighted_sum_jumps_to_an_end():
@@ -264,6 +266,24 @@ def test_the_even_map_ignores_a_pilots_noise_and_accepts_repeated_weights():
     assert seeds[1] > 0.02 and np.all(np.diff(seeds) > 0)
 
 
+def test_efficient_ends_skip_an_end_adapter_that_a_little_of_the_other_weight_beats_on_both_metrics():
+    """A pure-diversity adapter (loss weight 0) that is less diverse *and* less accurate than the one at 0.05 is not
+    on the front: with efficient ends w_acc = 0 gets the most diverse loss weight, and the knots spread from there;
+    the pure ends stay as asked otherwise, and where the ends are already the best they are the same map."""
+    from padirec.training import arc_length_map
+
+    v = np.linspace(0, 1, 21)
+    ndcg, alpha = 0.1 + 0.1 * v, 0.9 - 0.4 * v
+    alpha[0], ndcg[0] = 0.8, 0.09  # the drifted pure-diversity adapter: dominated by v = 0.05
+    efficient = arc_length_map(v, ndcg, alpha, efficient_ends=True)
+    assert efficient[0] == pytest.approx(0.05) and efficient[-1] == 1.0
+    np.testing.assert_allclose(efficient, np.linspace(0.05, 1, 11), atol=1e-6)
+    assert arc_length_map(v, ndcg, alpha)[0] == 0.0
+    clean = 0.9 - 0.4 * v
+    np.testing.assert_allclose(arc_length_map(v, 0.1 + 0.1 * v, clean, efficient_ends=True),
+                               arc_length_map(v, 0.1 + 0.1 * v, clean), atol=1e-9)
+
+
 def test_map_refinement_trains_the_maps_own_knots_with_a_new_seed(data, backbone, monkeypatch):
     """A curve that turns sharply between two pilot weights (all its change between 0.8 and 0.82): the first map
     spreads the knots linearly over 0.8–0.9; a refinement round trains exactly those knots, with the next seed,
@@ -288,6 +308,10 @@ def test_map_refinement_trains_the_maps_own_knots_with_a_new_seed(data, backbone
     np.testing.assert_allclose(calls[2][0], once.weight_map[1:-1], atol=1e-6)  # the first map's own knots
     assert max(once.weight_map[1:-1]) > 0.85  # the first guess spreads past the turn
     np.testing.assert_allclose(refined.weight_map[1:-1], 0.8 + 0.02 * np.arange(1, 10) / 10, atol=2e-3)
+    calls.clear()  # two seeds pooled in the first round: the refinement takes the seed after them
+    calibrate(backbone, data, AdapterConfig(objective_scale="even", scale_epochs=2, seed=4, map_seeds=2,
+                                            map_refinements=1))
+    assert [seed for _, seed in calls] == [4, 5, 6] and len(calls[0][0]) == len(calls[1][0]) == 17
 
 
 def test_augmented_tchebycheff_picks_the_efficient_end_among_equally_diverse_points():
