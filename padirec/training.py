@@ -409,12 +409,17 @@ def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,
     """The accuracy loss weights at w_acc = 0, 0.1, …, 1 (`EVEN_KNOTS`) that cut the pilot curve into equal arcs:
     the points `(loss weight, NDCG@10, α-NDCG@10)` (any order; repeated weights are averaged), min–max normalised,
     with NDCG fitted non-decreasing and α non-increasing in the loss weight. The ends are the loss weights 0 and 1,
-    or with `efficient_ends` those of the highest mean α and the highest mean NDCG."""
+    or with `efficient_ends` the first as diverse as the most diverse and the last as accurate as the most accurate,
+    within twice the seeds' noise at one weight (`replicate_std`; none measured: exactly)."""
     v, slot, count = np.unique(np.asarray(loss_weight, dtype=float), return_inverse=True, return_counts=True)
     mean_ndcg, mean_alpha = (np.bincount(slot, weights=np.asarray(m, float)) / count for m in (ndcg, alpha))
-    first, last = (int(np.argmax(mean_alpha)), int(np.argmax(mean_ndcg))) if efficient_ends else (0, len(v) - 1)
-    if first >= last:  # no curve between them: the pure ends
-        first, last = 0, len(v) - 1
+    first, last = 0, len(v) - 1
+    if efficient_ends:  # the first weight as diverse as the best, the last as accurate as the best, within noise
+        tol_ndcg, tol_alpha = (2 * replicate_std(slot, count, np.asarray(m, float)) for m in (ndcg, alpha))
+        first = int(np.flatnonzero(mean_alpha >= mean_alpha.max() - tol_alpha)[0])
+        last = int(np.flatnonzero(mean_ndcg >= mean_ndcg.max() - tol_ndcg)[-1])
+        if first >= last:  # no curve between them: the pure ends
+            first, last = 0, len(v) - 1
     v, count = v[first:last + 1], count[first:last + 1]
     mean_ndcg, mean_alpha = mean_ndcg[first:last + 1], mean_alpha[first:last + 1]
     a_lo, a_hi, d_lo, d_hi = minmax_bounds(mean_ndcg, mean_alpha)
@@ -427,6 +432,16 @@ def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,
     if not efficient_ends:
         weight_map[0], weight_map[-1] = 0.0, 1.0
     return weight_map
+
+
+def replicate_std(slot: np.ndarray, count: np.ndarray, values: np.ndarray) -> float:
+    """The pooled standard deviation of `values` between seeds at the same weight (`slot` per value, `count` per
+    weight, as `np.unique` returns them); 0 where no weight has two seeds."""
+    if count.max() < 2:
+        return 0.0
+    mean = np.bincount(slot, weights=values) / count
+    squares = np.bincount(slot, weights=(values - mean[slot]) ** 2)
+    return float(np.sqrt(squares.sum() / (count - 1).sum()))
 
 
 def scale_params(config: AdapterConfig) -> dict[str, str]:
