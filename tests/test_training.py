@@ -282,6 +282,15 @@ def test_efficient_ends_skip_an_end_adapter_that_a_little_of_the_other_weight_be
     clean = 0.9 - 0.4 * v
     np.testing.assert_allclose(arc_length_map(v, 0.1 + 0.1 * v, clean, efficient_ends=True),
                                arc_length_map(v, 0.1 + 0.1 * v, clean), atol=1e-9)
+    # two seeds on a curve whose diverse half is flat: a mean that tops the pure end by less than the seeds'
+    # noise does not move it (the argmax alone would start the map at 0.45)
+    rng = np.random.default_rng(0)
+    flat = np.where(v < 0.5, 0.9, 0.9 - 0.8 * (v - 0.5))
+    noise = rng.normal(0, 0.01, (2, 21))
+    noise[:, 9] = [0.012, 0.008]  # v = 0.45: the highest mean, by 0.01
+    seeds_v, seeds_ndcg, seeds_alpha = np.tile(v, 2), np.tile(0.1 + 0.1 * v, 2), (flat + noise).ravel()
+    assert v[np.argmax((flat + noise).mean(0))] == pytest.approx(0.45)
+    assert arc_length_map(seeds_v, seeds_ndcg, seeds_alpha, efficient_ends=True)[0] == 0.0
 
 
 def test_map_refinement_trains_the_maps_own_knots_with_a_new_seed(data, backbone, monkeypatch):
