@@ -39,8 +39,8 @@ def test_pipeline_runs_every_stage_into_mlflow(tmp_path):
     sweep_log = (tmp_path / "padirec-output" / "logs" / "3-sweep.log").read_text()
     assert "sweep run" in lines[2] and "adapters" in sweep_log
     # the calibration (minutes on real data) says what it trains before the trials start
-    for step in ("calibrate: ideal and nadir, 2 single-objective adapters", "calibrate: even map, round 1/",
-                 "sweep: calibrated in"):
+    for step in ("calibrate: ideal and nadir, 2 single-objective adapters", "calibrate: even map, round 1/2",
+                 "× 2 seed(s)", "calibrate: even map, round 2/2", "sweep: calibrated in"):
         assert step in sweep_log, sweep_log[:3000]
     tune_log = next((tmp_path / "padirec-output" / "ray_results").glob("sweep-*/driver.log"))  # beside Tune's results
     assert "Configuration for experiment" in tune_log.read_text()
@@ -136,8 +136,24 @@ def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_fo
     two = pipeline_config().adapter
     assert (two.diversity_topk, two.scalarization, two.objective_scale, two.calibration_epochs()) == (
         10, "tchebycheff", "even", two.epochs)
+    assert (two.map_seeds, two.map_refinements, two.map_ends) == (2, 1, "efficient")
     three = pipeline_config(None, {"adapter": {"objectives": "accuracy,diversity,fairness"}}).adapter
     assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("none", "linear", 0)
     chosen = pipeline_config(None, {"adapter": {"objectives": ["accuracy", "diversity", "novelty"],
                                                 "objective_scale": "initial", "diversity_topk": 10}}).adapter
     assert (chosen.objective_scale, chosen.diversity_topk) == ("initial", 10)
+
+
+def test_the_cluster_config_writes_out_the_pipelines_adapter_objective():
+    """`cluster/pipeline.yaml` says in full what the adapters train on; it must not drift from the defaults."""
+    from pathlib import Path
+
+    import yaml
+
+    from padirec.pipeline import pipeline_config
+
+    written = yaml.safe_load((Path(__file__).parents[1] / "cluster" / "pipeline.yaml").read_text())["adapter"]
+    default = pipeline_config().adapter
+    objective = ("diversity_topk", "scalarization", "objective_scale", "scale_epochs", "map_seeds", "map_refinements",
+                 "map_ends")
+    assert {k: written[k] for k in objective} == {k: getattr(default, k) for k in objective}
