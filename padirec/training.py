@@ -328,7 +328,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     adapters trained `scale_epochs` from the shared initial adapter (the nadir of objective i is its loss at the
     other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
     The utility bounds are those two adapters' validation metrics: the ends of the Retrain front; the `ideal`
-    (Tchebycheff's reference) their own losses. `progress`: a line and a bar per step (minutes on real data).
+    (Tchebycheff's reference) their own losses. A line per step (minutes on real data); `progress`: a bar too.
     """
     if config.objective_scale == "even":
         if config.weight_map:
@@ -354,8 +354,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     single = replace(config, objective_scale="none", scalarization="linear", scales=[], keep="last", keep_last=1,
                      epochs=epochs)
     ends = np.eye(len(config.objectives), dtype=np.float32)
-    if progress:
-        print(f"calibrate: ideal and nadir, {len(ends)} single-objective adapters × {epochs} epochs", flush=True)
+    calibration_step(f"ideal and nadir, {len(ends)} single-objective adapters × {epochs} epochs", progress)
     result = train_adapters(backbone, data, ends, single, progress=progress, eval_splits=("valid",))
     losses = mean_losses(torch.as_tensor(result.params[-1], device=config.device), states, data, train, backbone,
                          context, config)  # [adapter, objective]
@@ -366,6 +365,14 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
                                                                result.metrics["val_alpha_ndcg10"][-1]))
     ideal = list(config.ideal) or [float(v) for v in ideal]
     return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
+
+
+def calibration_step(what: str, progress: bool) -> None:
+    """One line per calibration step, which can take minutes: printed above its bar, else logged (a stage log)."""
+    if progress:
+        print(f"calibrate: {what}", flush=True)
+    else:
+        log.info("calibrate: %s", what)
 
 
 def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig,
@@ -387,9 +394,8 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     loss_weight, ndcg, alpha = np.zeros(0), np.zeros(0), np.zeros(0)
     seeds, pilot = list(range(config.map_seeds)), np.asarray(EVEN_PILOT, dtype=np.float32)
     for round_ in range(config.map_refinements + 1):
-        if progress:
-            print(f"calibrate: even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} weights × "
-                  f"{len(seeds)} seed(s) × {single.epochs} epochs", flush=True)
+        calibration_step(f"even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} weights × "
+                         f"{len(seeds)} seed(s) × {single.epochs} epochs", progress)
         for seed in seeds:
             result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1),
                                     replace(single, seed=config.seed + seed), progress=progress,
