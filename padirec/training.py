@@ -80,8 +80,7 @@ class AdapterConfig:
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
     map_seeds: int = 1  # "even": seeds of the first pilot round (its points pooled: the seeds' mean curve)
     map_refinements: int = 0  # "even": pilot rounds at the map's own knots (a new seed each) that redraw it
-    # "even": w_acc = 0 and 1 get the loss weights 0 and 1 ("pure"), or the pilot's most diverse and most accurate
-    # ones ("efficient": a pure-diversity adapter that a little accuracy weight beats on both metrics is skipped)
+    # "even": w_acc 0 / 1 at loss weight 0 / 1, or ("efficient") at the most diverse / accurate pilot one beyond noise
     map_ends: Literal["pure", "efficient"] = "pure"
     batch_size: int = 256
     lr: float = 1e-3

@@ -164,6 +164,12 @@ def test_adapt_takes_one_weight_per_objective(tiny_sweep, mlflow_store):
     params = mlflow.get_run(tchebycheff["run_id"]).data.params  # the scale it measured distances on, recorded
     assert params["scalarization"] == "tchebycheff" and float(params["scale.accuracy"]) > 0
     assert {"ideal.accuracy", "ideal.diversity"} <= set(params)
+    mapped = cli(["adapt", "--backbone-run", backbone, "--w-acc", "0.3", "--scalarization", "tchebycheff",
+                  "--objective-scale", "even", "--map-seeds", "2", "--map-refinements", "1", "--map-ends", "efficient",
+                  "--epochs", "1", "--keep-last", "1", "--quiet"])
+    params = mlflow.get_run(mapped["run_id"]).data.params  # the map's settings and the map they drew, recorded
+    assert (params["map_seeds"], params["map_refinements"], params["map_ends"]) == ("2", "1", "efficient")
+    assert len(params["weight_map"].split(",")) == 11
 
 
 def test_best_of_n_selects_by_the_w_utility_of_all_three_objectives(tiny_sweep, tmp_path):

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one weight per objective (--objectives' order), summing to 1")
     add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
                                             "scalarization", "scale_epochs", "map_seeds", "map_refinements",
-                                            "augmentation", "diversity_topk", "lr", "seed", "init_seed", "device"],
+                                            "map_ends", "augmentation", "diversity_topk", "lr", "seed", "init_seed",
+                                            "device"],
               section="adapter")
     adapt_parser.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")
     adapt_parser.set_defaults(func=cmd_adapt)
@@ -163,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
               helps={"backbone_run_id": "MLflow run id of the backbone (from `padirec pretrain`)"})
     sweep.add_argument("--resume", metavar="SWEEP_RUN_ID", help="finish an interrupted sweep: only missing adapters")
     add_flags(sweep, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
-                                     "scalarization", "scale_epochs", "map_seeds", "map_refinements", "augmentation",
-                                     "diversity_topk", "lr"], section="adapter",
+                                     "scalarization", "scale_epochs", "map_seeds", "map_refinements", "map_ends",
+                                     "augmentation", "diversity_topk", "lr"], section="adapter",
               helps={"epochs": "adapter epochs"})
     sweep.add_argument("--gather", action="store_true", help="gather the dataset when the sweep completes")
     sweep.set_defaults(func=cmd_sweep, sweep_command=None)
