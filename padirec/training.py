@@ -134,6 +134,12 @@ class AdapterConfig:
         return [f"rank={r}" for r in reversed(range(self.keep_last))]
 
 
+# the AdapterConfig fields that say what an adapter minimises and how w is mapped onto it: `sweep` and `adapt` take
+# them as flags, `cluster/pipeline.yaml` writes the pipeline's values out
+OBJECTIVE_FIELDS = ("objective_scale", "scalarization", "scale_epochs", "map_seeds", "map_refinements", "map_ends",
+                    "augmentation", "diversity_topk")
+
+
 EVEN_PILOT = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
 EVEN_KNOTS = 11  # user weights w_acc = 0, 0.1, …, 1 at which the "even" map is recorded
 

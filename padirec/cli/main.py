@@ -30,7 +30,7 @@ from padirec.runtime import output_to
 from padirec.serving.app import AppArgs
 from padirec.serving.stage import ServeOptions, serve
 from padirec.sweep import SweepConfig, gather, load_sweep_config, run_sweep, sweep_report
-from padirec.training import AdapterConfig, PretrainConfig
+from padirec.training import OBJECTIVE_FIELDS, AdapterConfig, PretrainConfig
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
@@ -133,11 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     weight.add_argument("--w-acc", type=float, help="accuracy weight in [0, 1]; w_div = 1 - w_acc")
     weight.add_argument("--weights", type=comma_list(float), metavar="W1,W2,...",
                         help="one weight per objective (--objectives' order), summing to 1")
-    add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
-                                            "scalarization", "scale_epochs", "map_seeds", "map_refinements",
-                                            "map_ends", "augmentation", "diversity_topk", "lr", "seed", "init_seed",
-                                            "device"],
-              section="adapter")
+    add_flags(adapt_parser, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", *OBJECTIVE_FIELDS, "lr",
+                                            "seed", "init_seed", "device"], section="adapter")
     adapt_parser.add_argument("--output", help="also save the adapter (.npy, 1096 float32) here")
     adapt_parser.set_defaults(func=cmd_adapt)
 
@@ -163,10 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
               section="sweep", flags={"backbone_run_id": "--backbone-run"},
               helps={"backbone_run_id": "MLflow run id of the backbone (from `padirec pretrain`)"})
     sweep.add_argument("--resume", metavar="SWEEP_RUN_ID", help="finish an interrupted sweep: only missing adapters")
-    add_flags(sweep, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", "objective_scale",
-                                     "scalarization", "scale_epochs", "map_seeds", "map_refinements", "map_ends",
-                                     "augmentation", "diversity_topk", "lr"], section="adapter",
-              helps={"epochs": "adapter epochs"})
+    add_flags(sweep, AdapterConfig, ["objectives", "epochs", "keep_last", "keep", *OBJECTIVE_FIELDS, "lr"],
+              section="adapter", helps={"epochs": "adapter epochs"})
     sweep.add_argument("--gather", action="store_true", help="gather the dataset when the sweep completes")
     sweep.set_defaults(func=cmd_sweep, sweep_command=None)
     sweep_commands = sweep.add_subparsers(dest="sweep_command")
