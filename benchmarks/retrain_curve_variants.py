@@ -44,6 +44,11 @@ def variant_config(spec: str, base: AdapterConfig) -> AdapterConfig:
                    keep=keep or base.keep, diversity_topk=int(topk) if topk else base.diversity_topk, **extra)
 
 
+def curve_text(ndcg, alpha) -> tuple[str, str]:
+    """A curve's NDCG@10 and α-NDCG@10 values, w_acc 0 … 1, as printed."""
+    return " ".join(f"{v:.4f}" for v in ndcg), " ".join(f"{v:.3f}" for v in alpha)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser.add_argument_group("data"), DataSpec, section="data",
@@ -101,10 +106,10 @@ def main() -> None:
             for seed, run in zip(args.seeds.split(","), runs, strict=True):
                 ndcg_s, alpha_s = run.metrics["test_ndcg10"][-1], run.metrics["test_alpha_ndcg10"][-1]
                 print(f"  seed {seed}: evenness {curve_evenness(ndcg_s, alpha_s):.2f}; NDCG@10 "
-                      f"{' '.join(f'{v:.4f}' for v in ndcg_s)}; α-NDCG@10 {' '.join(f'{v:.3f}' for v in alpha_s)}")
+                      + "; α-NDCG@10 ".join(curve_text(ndcg_s, alpha_s)))
         print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "
               f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
-              f"{' '.join(f'{v:.4f}' for v in ndcg)} | {' '.join(f'{v:.3f}' for v in alpha)} | "
+              f"{' | '.join(curve_text(ndcg, alpha))} | "
               f"{time.time() - started:.0f} |", flush=True)
 
 

@@ -426,7 +426,8 @@ def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,
     mean_ndcg, mean_alpha = (np.bincount(slot, weights=np.asarray(m, float)) / count for m in (ndcg, alpha))
     first, last = 0, len(v) - 1
     if efficient_ends:  # the first weight as diverse as the best, the last as accurate as the best, within noise
-        tol_ndcg, tol_alpha = (2 * replicate_std(slot, count, np.asarray(m, float)) for m in (ndcg, alpha))
+        tol_ndcg, tol_alpha = (2 * replicate_std(np.asarray(m, float), slot, mean, count)
+                               for m, mean in ((ndcg, mean_ndcg), (alpha, mean_alpha)))
         first = int(np.flatnonzero(mean_alpha >= mean_alpha.max() - tol_alpha)[0])
         last = int(np.flatnonzero(mean_ndcg >= mean_ndcg.max() - tol_ndcg)[-1])
         if first >= last:  # no curve between them: the pure ends
@@ -445,12 +446,11 @@ def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,
     return weight_map
 
 
-def replicate_std(slot: np.ndarray, count: np.ndarray, values: np.ndarray) -> float:
-    """The pooled standard deviation of `values` between seeds at the same weight (`slot` per value, `count` per
-    weight, as `np.unique` returns them); 0 where no weight has two seeds."""
+def replicate_std(values: np.ndarray, slot: np.ndarray, mean: np.ndarray, count: np.ndarray) -> float:
+    """The pooled standard deviation of `values` between seeds at the same weight (`slot` per value; `mean` and
+    `count` per weight); 0 where no weight has two seeds."""
     if count.max() < 2:
         return 0.0
-    mean = np.bincount(slot, weights=values) / count
     squares = np.bincount(slot, weights=(values - mean[slot]) ** 2)
     return float(np.sqrt(squares.sum() / (count - 1).sum()))
 
