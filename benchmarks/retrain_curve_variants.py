@@ -49,8 +49,9 @@ def curve_text(ndcg, alpha) -> tuple[str, str]:
     return " ".join(f"{v:.4f}" for v in ndcg), " ".join(f"{v:.3f}" for v in alpha)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def variant_parser(description: str) -> argparse.ArgumentParser:
+    """The data, backbone, variant and adapter flags shared by the variant benchmarks."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser.add_argument_group("data"), DataSpec, section="data",
               flags={"kind": "--dataset", "path": "--data-dir", "categories_path": "--categories"})
     parser.add_argument("--backbone", required=True, help="backbone.pt (pretrained and saved there if missing)")
@@ -60,11 +61,17 @@ def main() -> None:
                         help="comma-separated scale[+scalarization][:keep[:topk]]; scale: none|range|initial|even")
     parser.add_argument("--seeds", default="0", help="comma-separated adapter seeds; the curve is their mean")
     parser.add_argument("--per-seed", action="store_true", help="also print each seed's curve")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 beside another job)")
     add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr",
                                                                     "diversity_topk", "scale_epochs"],
               section="adapter")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    return parser
+
+
+def backbone_and_data(args: argparse.Namespace, objectives: list[str] | None = None) -> tuple:
+    """The backbone (pretrained and saved first if its file is missing), its data and the base AdapterConfig (of
+    `objectives`, else the default pair)."""
+    torch.set_num_threads(args.threads)
     values = flag_values(args)
     path = Path(args.backbone)
     if path.exists():
@@ -79,22 +86,34 @@ def main() -> None:
         save_backbone(backbone, path, extra={"data": spec.to_dict()})
         print(f"pretrained in {time.time() - started:.0f} s: {info}")
     data = load_data(spec)
-    test = EvalSet.build(data, "test")
-    base = AdapterConfig(**values.get("adapter", {}))
-    bare = {k: float(v[0]) for k, v in rank_metrics(backbone, test).items()}
+    base = AdapterConfig(**values.get("adapter", {}), **({"objectives": objectives} if objectives else {}))
+    bare = {k: float(v[0]) for k, v in rank_metrics(backbone, EvalSet.build(data, "test", objectives=base.objectives)
+                                                      ).items()}
     print(f"data {spec.kind} {spec.path or ''}: {data.stats()}\nbackbone alone: {bare}")
+    return backbone, data, base
+
+
+def calibrated_variants(names: str, base: AdapterConfig, backbone, data):
+    """(name, calibrated config, start time) per variant; variants that differ only in `keep` share one
+    calibration, as they would share a sweep's (the pilot adapters keep their last epoch whatever `keep` says)."""
+    calibrated = {}
+    for name in names.split(","):
+        started = time.time()
+        config = variant_config(name.strip(), base)
+        key = repr(replace(config, keep="last"))
+        if key not in calibrated:
+            calibrated[key] = calibrate(backbone, data, config)
+        yield name, replace(calibrated[key], keep=config.keep), started
+
+
+def main() -> None:
+    args = variant_parser(__doc__).parse_args()
+    backbone, data, base = backbone_and_data(args)
     w_acc = np.round(np.linspace(0, 1, 11), 4)
     weights = np.stack([w_acc, 1 - w_acc], 1).astype(np.float32)
     print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    calibrated = {}  # variants that differ only in `keep` share one calibration, as they would share a sweep's
-    for name in args.variants.split(","):
-        started = time.time()
-        config = variant_config(name.strip(), base)
-        key = repr(replace(config, keep="last"))  # the pilot adapters keep their last epoch whatever `keep` says
-        if key not in calibrated:
-            calibrated[key] = calibrate(backbone, data, config)
-        config = replace(calibrated[key], keep=config.keep)
+    for name, config, started in calibrated_variants(args.variants, base, backbone, data):
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
         ndcg = np.mean([r.metrics["test_ndcg10"][-1] for r in runs], axis=0)

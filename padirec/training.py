@@ -76,7 +76,7 @@ class AdapterConfig:
     ideal: list[float] = field(default_factory=list)  # "tchebycheff": each loss at its single-objective adapter
     smoothing: float = 0.05  # "tchebycheff": μ of μ·logsumexp(·/μ), in units of the losses' ideal–nadir span
     augmentation: float = 0.0  # "tchebycheff": ρ of the augmented form, + ρ·Σ_j d_j (no weakly-efficient ends)
-    utility_bounds: list[float] = field(default_factory=list)  # keep="best": validation (NDCG lo, hi, α lo, hi)
+    utility_bounds: list[float] = field(default_factory=list)  # validation (lo, hi) of each objective's metric
     scale_epochs: int = 5  # "range" / "even": epochs of the adapters that measure the scales / the map; 0: `epochs`
     map_seeds: int = 1  # "even": seeds of the first pilot round (its points pooled: the seeds' mean curve)
     map_refinements: int = 0  # "even": pilot rounds at the map's own knots (a new seed each) that redraw it
@@ -100,9 +100,9 @@ class AdapterConfig:
             raise ValueError(f"keep_last must be in [1, epochs={self.epochs}], got {self.keep_last}")
         if self.scales and (len(self.scales) != p or min(self.scales) <= 0):
             raise ValueError(f"scales must be {p} positive numbers, got {self.scales}")
-        if p > 2 and self.objective_scale in ("range", "even"):
-            raise ValueError(f"objective_scale {self.objective_scale!r} is defined for two objectives; with "
-                             f"{self.objectives} use 'none' or 'initial'")
+        if p > 2 and self.objective_scale == "even":
+            raise ValueError(f"objective_scale 'even' (a map of w_acc) is defined for two objectives; with "
+                             f"{self.objectives} use 'range', 'initial' or 'none'")
         if self.scalarization == "tchebycheff" and self.objective_scale not in ("range", "even"):
             raise ValueError('scalarization "tchebycheff" measures its distances on the ideal–nadir scale: it needs '
                              f'objective_scale "range" (or "even", a map over it), got {self.objective_scale!r}')
@@ -329,11 +329,11 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     """`config` with its `scales` (and, for "range", its `utility_bounds`) filled in: fixed once per sweep (the
     sweep records them) so that every packed run weighs and selects the same way. Given values are kept.
 
-    Scales (`config.objective_scale`): "range", each objective's ideal–nadir span from two single-objective
-    adapters trained `scale_epochs` from the shared initial adapter (the nadir of objective i is its loss at the
-    other's adapter); "initial", each loss's magnitude at the initial adapter; "none", the paper's raw weighting.
-    The utility bounds are those two adapters' validation metrics: the ends of the Retrain front; the `ideal`
-    (Tchebycheff's reference) their own losses. A line per step (minutes on real data); `progress`: a bar too.
+    Scales (`config.objective_scale`): "range", each objective's ideal–nadir span from p single-objective
+    adapters trained `scale_epochs` from the shared initial adapter (the payoff table: the nadir of objective i is
+    its worst loss at the others' adapters); "initial", each loss's magnitude at the initial adapter; "none", the
+    paper's raw weighting. The utility bounds are those adapters' validation metrics: the corners of the Retrain
+    front; the `ideal` (Tchebycheff's reference) their own losses. A line per step (minutes on real data); `progress`: a bar too.
     """
     if config.objective_scale == "even":
         if config.weight_map:
@@ -366,8 +366,8 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     ideal, nadir = np.diag(losses), losses.max(axis=0)
     span = nadir - ideal
     scales = list(config.scales) or [float(s if s > 1e-8 else max(v, 1e-8)) for s, v in zip(span, at_init, strict=True)]
-    bounds = list(config.utility_bounds) or list(minmax_bounds(result.metrics["val_ndcg10"][-1],
-                                                               result.metrics["val_alpha_ndcg10"][-1]))
+    bounds = list(config.utility_bounds) or point_bounds(
+        np.stack([result.metrics[f"val_{m}"][-1] for m in metric_keys(config.objectives)], axis=-1))
     ideal = list(config.ideal) or [float(v) for v in ideal]
     return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
 

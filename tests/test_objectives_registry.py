@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import mlflow
 import numpy as np
@@ -17,6 +18,7 @@ from padirec.data.errors import DataError
 from padirec.evaluation.controllability import controllability_table
 from padirec.evaluation.ranking import EvalSet, group_gap
 from padirec.objectives import GroupMeans, fairness_loss, novelty_loss, resolve_objectives, soft_ranks
+from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
 
 
 def test_objectives_must_be_known_distinct_and_start_with_accuracy():
@@ -219,3 +221,24 @@ def test_best_of_n_selects_by_the_w_utility_of_all_three_objectives(tiny_sweep, 
     # at the novelty vertex the pick is the sample with the most validation Tail@10
     assert picks[2] == int(np.argmax(selector.per_adapter(candidates[2])["tail10"]))
     assert picks != [0, 0, 0, 0]  # not merely the first sample
+
+
+def test_range_scales_and_tchebycheff_take_three_objectives():
+    """`objective_scale: range` measures each of p objectives' ideal–nadir span from p single-objective adapters
+    (the payoff table), so Tchebycheff works on the 3-simplex and each vertex's knob moves its metric."""
+    data = preprocess(make_synthetic(SyntheticConfig(n_users=200, n_items=120, seed=3, groups=2)))
+    backbone, _ = pretrain_backbone(data, PretrainConfig(epochs=4, patience=2, batch_size=128), progress=False)
+    objectives = ["accuracy", "diversity", "fairness"]
+    config = calibrate(backbone, data, AdapterConfig(objectives=objectives, objective_scale="range",
+                                                     scalarization="tchebycheff", scale_epochs=2))
+    assert len(config.scales) == len(config.ideal) == 3 and min(config.scales) > 0
+    assert len(config.utility_bounds) == 6  # validation (lo, hi) of NDCG@10, α-NDCG@10, NDCG_GAP@10
+    assert all(lo <= hi for lo, hi in zip(config.utility_bounds[0::2], config.utility_bounds[1::2], strict=True))
+    vertices = np.eye(3, dtype=np.float32)
+    result = train_adapters(backbone, data, vertices, replace(config, epochs=2, keep_last=1), progress=False,
+                            eval_splits=("valid",))
+    ndcg, alpha, gap = (result.metrics[f"val_{m}"][-1] for m in ("ndcg10", "alpha_ndcg10", "ndcg_gap10"))
+    assert alpha[1] == alpha.max() and gap[2] == gap.min()  # the diversity and fairness knobs move their metrics
+    assert ndcg[1] == ndcg.min()  # at accuracy's cost (closing the gap can raise the served group's NDCG)
+    with pytest.raises(ValueError, match="'even' .* is defined for two objectives"):
+        AdapterConfig(objectives=objectives, objective_scale="even")
