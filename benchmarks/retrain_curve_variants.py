@@ -38,7 +38,7 @@ def variant_config(spec: str, base: AdapterConfig) -> AdapterConfig:
     keep, _, topk = rest.partition(":")
     scale, plus, scalarization = scale.partition("+")
     if scale == "tchebycheff":
-        scale, scalarization = "range", "tchebycheff"
+        scale, plus, scalarization = "range", "+", "tchebycheff"
     extra = {key: type(getattr(base, key))(value) for key, _, value in (s.partition("=") for s in settings)}
     return replace(base, objective_scale=scale, scalarization=scalarization if plus else "linear",
                    keep=keep or base.keep, diversity_topk=int(topk) if topk else base.diversity_topk, **extra)
