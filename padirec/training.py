@@ -71,6 +71,7 @@ class AdapterConfig:
     objective_scale: Literal["none", "range", "initial", "even"] = "none"
     scales: list[float] = field(default_factory=list)  # per-objective loss divisors; empty: computed from the data
     weight_map: list[float] = field(default_factory=list)  # "even": accuracy loss weight at w_acc = 0, 1/(n-1), …, 1
+    # (with more than two objectives the rest of the loss weight is shared among the others in proportion to w)
     # linear: Σ w_j·loss_j (paper eq. 4); tchebycheff: smooth max_j w_j·(normalised distance to the ideal loss_j)
     scalarization: Literal["linear", "tchebycheff"] = "linear"
     ideal: list[float] = field(default_factory=list)  # "tchebycheff": each loss at its single-objective adapter
@@ -100,9 +101,6 @@ class AdapterConfig:
             raise ValueError(f"keep_last must be in [1, epochs={self.epochs}], got {self.keep_last}")
         if self.scales and (len(self.scales) != p or min(self.scales) <= 0):
             raise ValueError(f"scales must be {p} positive numbers, got {self.scales}")
-        if p > 2 and self.objective_scale == "even":
-            raise ValueError(f"objective_scale 'even' (a map of w_acc) is defined for two objectives; with "
-                             f"{self.objectives} use 'range', 'initial' or 'none'")
         if self.scalarization == "tchebycheff" and self.objective_scale not in ("range", "even"):
             raise ValueError('scalarization "tchebycheff" measures its distances on the ideal–nadir scale: it needs '
                              f'objective_scale "range" (or "even", a map over it), got {self.objective_scale!r}')
@@ -145,19 +143,21 @@ EVEN_KNOTS = 11  # user weights w_acc = 0, 0.1, …, 1 at which the "even" map i
 
 
 def loss_weights(weights, config: AdapterConfig) -> torch.Tensor:
-    """What the per-objective losses are multiplied by for the user's weights `[..., 2]` (on their device): w
-    itself, or, with a calibrated `weight_map`, the accuracy loss weight interpolated at w_acc (and its
-    complement)."""
+    """What the per-objective losses are multiplied by for the user's weights `[..., p]` (on their device): w
+    itself, or, with a calibrated `weight_map`, the accuracy loss weight v interpolated at w_acc and the rest,
+    1 − v, shared among the other objectives in proportion to their w (two objectives: w_div's is 1 − v; with
+    w_acc = 1, equally)."""
     weights = torch.as_tensor(weights, dtype=torch.float32)
     if not config.weight_map:
         return weights
-    if weights.shape[-1] != 2:
-        raise ValueError(f"weight_map is defined for two objectives, got weights of shape {tuple(weights.shape)}")
     knots = torch.as_tensor(config.weight_map, dtype=weights.dtype, device=weights.device)
     position = weights[..., 0].clamp(0, 1) * (len(knots) - 1)  # the knots sit at w_acc = 0, 1/(n-1), ..., 1
     low = position.floor().long().clamp(max=len(knots) - 2)
     v = knots[low] + (position - low) * (knots[low + 1] - knots[low])
-    return torch.stack([v, 1 - v], dim=-1)
+    others = weights[..., 1:].clamp(min=0)
+    total = others.sum(-1, keepdim=True)
+    share = torch.where(total > 1e-8, others / total.clamp(min=1e-8), torch.full_like(others, 1 / others.shape[-1]))
+    return torch.cat([v[..., None], (1 - v)[..., None] * share], dim=-1)
 
 
 UTOPIA_MARGIN = 0.1  # Tchebycheff's reference lies this share of the span below the ideal: no term vanishes at it
@@ -333,7 +333,8 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     adapters trained `scale_epochs` from the shared initial adapter (the payoff table: the nadir of objective i is
     its worst loss at the others' adapters); "initial", each loss's magnitude at the initial adapter; "none", the
     paper's raw weighting. The utility bounds are those adapters' validation metrics: the corners of the Retrain
-    front; the `ideal` (Tchebycheff's reference) their own losses. A line per step (minutes on real data); `progress`: a bar too.
+    front; the `ideal` (Tchebycheff's reference) their own losses. A line per step (minutes on real data);
+    `progress`: a bar too.
     """
     if config.objective_scale == "even":
         if config.weight_map:
@@ -384,11 +385,12 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
                     progress: bool = False) -> AdapterConfig:
     """`config` with a `weight_map` under which equal steps of w_acc move the trade-off by equal steps.
 
-    A pilot of adapters at the loss weights `EVEN_PILOT` (dense near both ends, where one objective alone takes
-    over) is trained `scale_epochs` from the shared initial adapter; their validation metrics, min–max
-    normalised and fitted monotone in the loss weight (isotonic: a seed's noise adds no length), give the
-    curve's arc length as a function of the loss weight, and the map sends w_acc to the loss weight at the
-    fraction w_acc of that length. A rescaling of the losses can only shift a curve's change towards one end;
+    A pilot of adapters at the loss weights `EVEN_PILOT` of the (accuracy, diversity) edge (dense near both ends,
+    where one objective alone takes over; further objectives at 0) is trained `scale_epochs` from the shared
+    initial adapter; their validation metrics, min–max normalised and fitted monotone in the loss weight
+    (isotonic: a seed's noise adds no length), give the curve's arc length as a function of the loss weight, and
+    the map sends w_acc to the loss weight at the fraction w_acc of that length (with more objectives, the rest is
+    shared by w: `loss_weights`). A rescaling of the losses can only shift a curve's change towards one end;
     this spreads it evenly whichever end it piles up at. Each of `map_refinements` rounds trains the map's own
     knots with a new seed and redraws it from all points: where the curve turns sharply between two pilot
     weights, the first map's linear guess is corrected where the user's weights actually land.
@@ -396,23 +398,25 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
     scaling = {"objective_scale": "range"} if tchebycheff else {"objective_scale": "none", "scales": []}
     single = replace(config, **scaling, weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
-    loss_weight, ndcg, alpha = np.zeros(0), np.zeros(0), np.zeros(0)
+    metrics = metric_keys(config.objectives)  # NDCG@10 and α-NDCG@10 first: the edge the map is drawn on
+    loss_weight, points = np.zeros(0), np.zeros((0, len(metrics)))
     seeds, pilot = list(range(config.map_seeds)), np.asarray(EVEN_PILOT, dtype=np.float32)
     for round_ in range(config.map_refinements + 1):
         calibration_step(f"even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} weights × "
                          f"{len(seeds)} seed(s) × {single.epochs} epochs", progress)
+        edge = np.zeros((len(pilot), len(metrics)), dtype=np.float32)  # (accuracy, diversity): the others at 0
+        edge[:, 0], edge[:, 1] = pilot, 1 - pilot
         for seed in seeds:
-            result = train_adapters(backbone, data, np.stack([pilot, 1 - pilot], axis=1),
-                                    replace(single, seed=config.seed + seed), progress=progress,
-                                    eval_splits=("valid",))
+            result = train_adapters(backbone, data, edge, replace(single, seed=config.seed + seed),
+                                    progress=progress, eval_splits=("valid",))
             loss_weight = np.concatenate([loss_weight, pilot])
-            ndcg = np.concatenate([ndcg, result.metrics["val_ndcg10"][-1]])
-            alpha = np.concatenate([alpha, result.metrics["val_alpha_ndcg10"][-1]])
-        weight_map = arc_length_map(loss_weight, ndcg, alpha, efficient_ends=config.map_ends == "efficient")
+            points = np.concatenate([points, np.stack([result.metrics[f"val_{m}"][-1] for m in metrics], -1)])
+        weight_map = arc_length_map(loss_weight, points[:, 0], points[:, 1],
+                                    efficient_ends=config.map_ends == "efficient")
         seeds, pilot = [config.map_seeds + round_], np.asarray(weight_map[1:-1], dtype=np.float32)
     return replace(config, scales=config.scales if tchebycheff else [1.0] * len(config.objectives),
                    weight_map=[round(float(v), 6) for v in weight_map],
-                   utility_bounds=list(config.utility_bounds) or list(minmax_bounds(ndcg, alpha)))
+                   utility_bounds=list(config.utility_bounds) or point_bounds(points))
 
 
 def arc_length_map(loss_weight: np.ndarray, ndcg: np.ndarray, alpha: np.ndarray,

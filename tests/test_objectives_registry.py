@@ -18,7 +18,14 @@ from padirec.data.errors import DataError
 from padirec.evaluation.controllability import controllability_table
 from padirec.evaluation.ranking import EvalSet, group_gap
 from padirec.objectives import GroupMeans, fairness_loss, novelty_loss, resolve_objectives, soft_ranks
-from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
+from padirec.training import (
+    AdapterConfig,
+    PretrainConfig,
+    calibrate,
+    loss_weights,
+    pretrain_backbone,
+    train_adapters,
+)
 
 
 def test_objectives_must_be_known_distinct_and_start_with_accuracy():
@@ -240,5 +247,21 @@ def test_range_scales_and_tchebycheff_take_three_objectives():
     ndcg, alpha, gap = (result.metrics[f"val_{m}"][-1] for m in ("ndcg10", "alpha_ndcg10", "ndcg_gap10"))
     assert alpha[1] == alpha.max() and gap[2] == gap.min()  # the diversity and fairness knobs move their metrics
     assert ndcg[1] == ndcg.min()  # at accuracy's cost (closing the gap can raise the served group's NDCG)
-    with pytest.raises(ValueError, match="'even' .* is defined for two objectives"):
-        AdapterConfig(objectives=objectives, objective_scale="even")
+    mapped = calibrate(backbone, data, AdapterConfig(objectives=objectives, objective_scale="even",
+                                                     scalarization="tchebycheff", scale_epochs=1))
+    assert len(mapped.weight_map) == 11 and len(mapped.utility_bounds) == 6  # drawn on the (accuracy, diversity) edge
+    assert mapped.scales == pytest.approx(calibrate(backbone, data, replace(
+        mapped, objective_scale="range", scales=[], ideal=[], weight_map=[], utility_bounds=[], scale_epochs=1)).scales)
+
+
+def test_the_even_map_gives_accuracy_its_loss_weight_and_shares_the_rest_by_w():
+    """With more than two objectives the map sets the accuracy loss weight v at w_acc; the others share 1 − v in
+    proportion to their w (two objectives: exactly the two-objective map)."""
+    squared = [round((k / 10) ** 2, 6) for k in range(11)]
+    config = AdapterConfig(objectives=["accuracy", "diversity", "fairness"], weight_map=squared)
+    np.testing.assert_allclose(loss_weights([[0.5, 0.3, 0.2], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]], config),
+                               [[0.25, 0.45, 0.30], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]], atol=1e-6)
+    ends = replace(config, weight_map=[0.0, *squared[1:-1], 0.97])  # efficient ends: the rest shared equally at 1
+    np.testing.assert_allclose(loss_weights([[1.0, 0.0, 0.0]], ends), [[0.97, 0.015, 0.015]], atol=1e-6)
+    two = AdapterConfig(weight_map=squared)
+    np.testing.assert_allclose(loss_weights([[0.5, 0.5]], two), [[0.25, 0.75]], atol=1e-6)

@@ -129,8 +129,8 @@ def test_console_shows_one_line_per_stage_and_keeps_the_stage_output_in_its_log(
 
 
 def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_for_more_objectives():
-    """Two objectives: the top-10 diversity term, Tchebycheff and the even map (BENCHMARKS §7); more: the paper's
-    weighting as before (the map is a map of one weight), unless a file or flag says otherwise."""
+    """Two objectives: the top-10 diversity term, Tchebycheff and the even map (BENCHMARKS §7); more: the losses
+    divided by their initial values on the weighted sum (BENCHMARKS §13), unless a file or flag says otherwise."""
     from padirec.pipeline import pipeline_config
 
     two = pipeline_config().adapter
@@ -138,10 +138,11 @@ def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_fo
         10, "tchebycheff", "even", two.epochs)
     assert (two.map_seeds, two.map_refinements, two.map_ends) == (2, 1, "efficient")
     three = pipeline_config(None, {"adapter": {"objectives": "accuracy,diversity,fairness"}}).adapter
-    assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("none", "linear", 0)
+    assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("initial", "linear", 0)
     chosen = pipeline_config(None, {"adapter": {"objectives": ["accuracy", "diversity", "novelty"],
-                                                "objective_scale": "initial", "diversity_topk": 10}}).adapter
-    assert (chosen.objective_scale, chosen.diversity_topk) == ("initial", 10)
+                                                "objective_scale": "even", "scalarization": "tchebycheff",
+                                                "diversity_topk": 10}}).adapter
+    assert (chosen.objective_scale, chosen.scalarization, chosen.diversity_topk) == ("even", "tchebycheff", 10)
 
 
 def test_the_cluster_config_writes_out_the_pipelines_adapter_objective():
