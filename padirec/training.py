@@ -269,6 +269,10 @@ class AdapterResult:
     weight_map: list[float] = field(default_factory=list)  # the calibrated map from w to the loss weights, if any
     seconds: float = 0.0
 
+    def chosen_points(self, objectives, split: str = "val") -> np.ndarray:
+        """`[K, p]`: the chosen adapters' metrics of `objectives` on a split ("val" or "test")."""
+        return np.stack([self.metrics[f"{split}_{m}"][-1] for m in metric_keys(objectives)], axis=-1)
+
     def examples(self) -> list[dict]:
         """One dict per kept adapter: w, epoch, slot, params and its metrics."""
         rows = []
@@ -367,8 +371,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     ideal, nadir = np.diag(losses), losses.max(axis=0)
     span = nadir - ideal
     scales = list(config.scales) or [float(s if s > 1e-8 else max(v, 1e-8)) for s, v in zip(span, at_init, strict=True)]
-    bounds = list(config.utility_bounds) or point_bounds(
-        np.stack([result.metrics[f"val_{m}"][-1] for m in metric_keys(config.objectives)], axis=-1))
+    bounds = list(config.utility_bounds) or point_bounds(result.chosen_points(config.objectives))
     ideal = list(config.ideal) or [float(v) for v in ideal]
     return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
 
@@ -398,19 +401,19 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
     tchebycheff = config.scalarization == "tchebycheff"  # its scales and ideal are calibrated (range) already
     scaling = {"objective_scale": "range"} if tchebycheff else {"objective_scale": "none", "scales": []}
     single = replace(config, **scaling, weight_map=[], keep="last", keep_last=1, epochs=config.calibration_epochs())
-    metrics = metric_keys(config.objectives)  # NDCG@10 and α-NDCG@10 first: the edge the map is drawn on
-    loss_weight, points = np.zeros(0), np.zeros((0, len(metrics)))
+    p = len(config.objectives)  # NDCG@10 and α-NDCG@10 the first two metrics: the edge the map is drawn on
+    loss_weight, points = np.zeros(0), np.zeros((0, p))
     seeds, pilot = list(range(config.map_seeds)), np.asarray(EVEN_PILOT, dtype=np.float32)
     for round_ in range(config.map_refinements + 1):
         calibration_step(f"even map, round {round_ + 1}/{config.map_refinements + 1}: {len(pilot)} weights × "
                          f"{len(seeds)} seed(s) × {single.epochs} epochs", progress)
-        edge = np.zeros((len(pilot), len(metrics)), dtype=np.float32)  # (accuracy, diversity): the others at 0
+        edge = np.zeros((len(pilot), p), dtype=np.float32)  # (accuracy, diversity): the others at 0
         edge[:, 0], edge[:, 1] = pilot, 1 - pilot
         for seed in seeds:
             result = train_adapters(backbone, data, edge, replace(single, seed=config.seed + seed),
                                     progress=progress, eval_splits=("valid",))
             loss_weight = np.concatenate([loss_weight, pilot])
-            points = np.concatenate([points, np.stack([result.metrics[f"val_{m}"][-1] for m in metrics], -1)])
+            points = np.concatenate([points, result.chosen_points(config.objectives)])
         weight_map = arc_length_map(loss_weight, points[:, 0], points[:, 1],
                                     efficient_ends=config.map_ends == "efficient")
         seeds, pilot = [config.map_seeds + round_], np.asarray(weight_map[1:-1], dtype=np.float32)
