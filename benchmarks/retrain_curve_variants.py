@@ -116,14 +116,13 @@ def main() -> None:
     for name, config, started in calibrated_variants(args.variants, base, backbone, data):
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
-        ndcg = np.mean([r.metrics["test_ndcg10"][-1] for r in runs], axis=0)
-        alpha = np.mean([r.metrics["test_alpha_ndcg10"][-1] for r in runs], axis=0)
+        ndcg, alpha = np.mean([r.chosen_points(config.objectives, "test") for r in runs], axis=0).T
         scales = ", ".join(f"{s:.3g}" for s in config.scales)  # calibrated once above, shared by every seed
         if config.weight_map:
             scales += "; map " + " ".join(f"{v:.3g}" for v in config.weight_map)
         if args.per_seed:
             for seed, run in zip(args.seeds.split(","), runs, strict=True):
-                ndcg_s, alpha_s = run.metrics["test_ndcg10"][-1], run.metrics["test_alpha_ndcg10"][-1]
+                ndcg_s, alpha_s = run.chosen_points(config.objectives, "test").T
                 print(f"  seed {seed}: evenness {curve_evenness(ndcg_s, alpha_s):.2f}; NDCG@10 "
                       + "; α-NDCG@10 ".join(curve_text(ndcg_s, alpha_s)))
         print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "

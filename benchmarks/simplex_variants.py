@@ -21,7 +21,7 @@ import numpy as np
 from retrain_curve_variants import backbone_and_data, calibrated_variants, variant_parser
 
 from padirec.metrics import spearman
-from padirec.objectives import metric_keys, resolve_objectives
+from padirec.objectives import resolve_objectives
 from padirec.sweep.grid import simplex_grid
 from padirec.sweep.report import fixed_accuracy_rows
 from padirec.training import train_adapters
@@ -34,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     objectives = args.objectives.split(",")
     backbone, data, base = backbone_and_data(args, objectives)
-    found, metrics = resolve_objectives(objectives), metric_keys(objectives)
+    found = resolve_objectives(objectives)
+    metrics = [o.metric for o in found]
     weights = simplex_grid(args.grid_step, len(objectives))
     print(f"{len(weights)} weights on the ({', '.join(objectives)}) simplex, seeds {args.seeds}")
     labels = [o.label for o in found]
@@ -44,7 +45,8 @@ def main() -> None:
     for name, config, started in calibrated_variants(args.variants, base, backbone, data):
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
-        curve = {"w": weights, **{m: np.mean([r.metrics[f"test_{m}"][-1] for r in runs], axis=0) for m in metrics}}
+        points = np.mean([r.chosen_points(objectives, "test") for r in runs], axis=0)  # [K, p]
+        curve = {"w": weights, **{m: points[:, j] for j, m in enumerate(metrics)}}
         own = [spearman(weights[:, j], curve[m]) for j, m in enumerate(metrics)]
         spans = [f"{curve[m].min():.4g}–{curve[m].max():.4g}" for m in metrics]
         rows = fixed_accuracy_rows({"Retrain": curve}, objectives)

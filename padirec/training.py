@@ -340,18 +340,15 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     front; the `ideal` (Tchebycheff's reference) their own losses. A line per step (minutes on real data);
     `progress`: a bar too.
     """
+    if config.objective_scale == "none":
+        return replace(config, scales=list(config.scales) or [1.0] * len(config.objectives))
+    if is_calibrated(config):
+        return config
     if config.objective_scale == "even":
-        if config.weight_map:
-            return config
         if config.scalarization == "tchebycheff":  # the map is then drawn over Tchebycheff's range-scaled losses
             ranged = calibrate(backbone, data, replace(config, objective_scale="range"), progress)
             config = replace(ranged, objective_scale="even")
         return even_weight_map(backbone, data, config, progress)
-    if config.scales and (config.objective_scale != "range" or (
-            config.utility_bounds and (config.ideal or config.scalarization == "linear"))):
-        return config
-    if config.objective_scale == "none":
-        return replace(config, scales=list(config.scales) or [1.0] * len(config.objectives))
     backbone = backbone.to(config.device).eval()
     train = data.train_instances()
     states = encode_instances(backbone, train)
@@ -374,6 +371,17 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     bounds = list(config.utility_bounds) or point_bounds(result.chosen_points(config.objectives))
     ideal = list(config.ideal) or [float(v) for v in ideal]
     return replace(config, scales=scales, utility_bounds=bounds, ideal=ideal)
+
+
+def is_calibrated(config: AdapterConfig) -> bool:
+    """Whether `calibrate` has nothing left to measure: "none" never does; "even" once it has its map; "range" once
+    it has scales, utility bounds and (for Tchebycheff) the ideal; "initial" once it has scales."""
+    if config.objective_scale == "none":
+        return True
+    if config.objective_scale == "even":
+        return bool(config.weight_map)
+    return bool(config.scales) and (config.objective_scale != "range" or bool(
+        config.utility_bounds and (config.ideal or config.scalarization == "linear")))
 
 
 def calibration_step(what: str, progress: bool) -> None:

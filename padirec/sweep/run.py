@@ -39,7 +39,7 @@ from padirec.contracts.names import (
 from padirec.models import load_backbone
 from padirec.runtime import init_ray, output_to, storage_uri
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
-from padirec.training import AdapterConfig, AdapterResult, calibrate, scale_params, train_adapters
+from padirec.training import AdapterConfig, AdapterResult, calibrate, is_calibrated, scale_params, train_adapters
 
 
 @dataclass
@@ -241,8 +241,7 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     data = DataSpec(**extra.get("data", {}))
     resuming = parent_run_id is not None
     if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
-        calibrating = not (config.adapter.scales or config.adapter.weight_map) and \
-            config.adapter.objective_scale != "none"
+        calibrating = not is_calibrated(config.adapter)
         if calibrating:
             print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale}, "
                   f"{config.adapter.scalarization})", flush=True)
