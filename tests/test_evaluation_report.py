@@ -19,7 +19,7 @@ from padirec.diffusion import DiTConfig, ScheduleConfig
 from padirec.diffusion.sampling import parse_sampler
 from padirec.diffusion.train import DiTTrainConfig, train_dit
 from padirec.evaluation import controllability_table
-from padirec.evaluation.controllability import headline, paired_tests, seed_utilities, verdict
+from padirec.evaluation.controllability import headline, paired_tests, seed_agreement, seed_utilities, verdict
 from padirec.evaluation.report import EvaluateConfig, padirec_variants, slug
 from padirec.sweep import SweepConfig, retrain_curve
 
@@ -67,6 +67,26 @@ def test_w_following_metrics_on_the_hand_made_table():
     assert row["seeds"] == 2 and row["hv"] == pytest.approx(np.mean(hvs)) and row["hv_std"] == pytest.approx(
         np.std(hvs, ddof=1))
     assert row["r_a"] == pytest.approx(1.0) and row["r_a_std"] == pytest.approx(0.0)
+
+
+def test_retrain_seed_agreement_bounds_the_pearson_a_noise_free_curve_reaches():
+    rng = np.random.default_rng(0)
+    truth = np.linspace(0.0, 1.0, 4000)  # var 1/12; noise var 1/12 per seed: seeds agree at r = 0.5
+    noisy = truth + rng.normal(0.0, np.sqrt(1 / 12), (3, truth.size))
+    r, ceiling = seed_agreement(noisy)
+    assert r == pytest.approx(0.5, abs=0.03)
+    assert ceiling == pytest.approx(np.sqrt(3 * 0.5 / (1 + 2 * 0.5)), abs=0.02)  # Spearman–Brown over 3 seeds
+    assert ceiling == pytest.approx(np.corrcoef(truth, noisy.mean(0))[0, 1], abs=0.02)  # what the truth reaches
+    assert seed_agreement(np.stack([truth, truth])) == pytest.approx((1.0, 1.0))
+    assert all(np.isnan(seed_agreement(truth[None])))  # one seed: nothing to agree with
+
+    per_seed = {"Retrain": {"ndcg10": noisy[:2], "alpha_ndcg10": -noisy[:2]},
+                "PaDiRec": {"ndcg10": truth[None], "alpha_ndcg10": -truth[None]}}
+    curves = {m: {k: v.mean(0) for k, v in s.items()} for m, s in per_seed.items()}
+    table = controllability_table(curves, per_seed=per_seed)
+    assert table["PaDiRec"]["r_a"] == pytest.approx(table["Retrain"]["r_a_ceiling"], abs=0.03)
+    assert "r_a_ceiling" not in table["PaDiRec"]
+    assert "Retrain's own seeds agree at r-a 0.5" in verdict(table)
 
 
 def test_paired_tests_and_the_headline():

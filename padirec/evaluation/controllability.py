@@ -97,6 +97,19 @@ def std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
+def seed_agreement(points: np.ndarray) -> tuple[float, float]:
+    """A method's seeds' curves `[S, T]` of one metric: their mean pairwise Pearson r, and the r against their
+    mean curve that the noise-free curve would reach (S·r / (1 + (S − 1)·r), Spearman–Brown, then its square
+    root); NaN for one seed. A Pearson bar above that ceiling asks for the seeds' own noise to be reproduced."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    pairs = [pearson(points[i], points[j]) for i in range(len(points)) for j in range(i + 1, len(points))]
+    if not pairs or not np.all(np.isfinite(pairs)):
+        return float("nan"), float("nan")
+    r, seeds = float(np.mean(pairs)), len(points)
+    reliability = seeds * r / (1 + (seeds - 1) * r) if 1 + (seeds - 1) * r > 0 else 0.0
+    return r, float(np.sqrt(max(reliability, 0.0)))
+
+
 def controllability_table(curves: dict[str, dict[str, np.ndarray]], reference: str = "Retrain",
                           per_seed: dict[str, dict[str, np.ndarray]] | None = None,
                           objectives=OBJECTIVES) -> dict[str, dict]:
@@ -138,6 +151,8 @@ def controllability_table(curves: dict[str, dict[str, np.ndarray]], reference: s
             seeds[f"r_{o.short}"] = [pearson(pt[:, j], ref[names[j]]) for pt in points]
             seeds[f"rho_{o.short}"] = [spearman(pt[:, j], control[j]) if control is not None else nan for pt in points]
             row[f"r_{o.short}"] = pearson(c[names[j]], ref[names[j]])
+            if m == reference and len(points) > 1:  # how far the reference's own seeds agree: the attainable r
+                row[f"r_{o.short}_seeds"], row[f"r_{o.short}_ceiling"] = seed_agreement(points[:, :, j])
         row.update({k: float(np.mean(seeds[k])) for k in follow_labels(objectives)})
         table[m] = {**row, **{f"{k}_std": std(np.asarray(v, dtype=float)) for k, v in seeds.items()},
                     "seeds": len(points)}
@@ -189,9 +204,9 @@ def paired_tests(per_seed: dict[str, dict[str, np.ndarray]], w, name: str = "PaD
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    """`rows` (dicts with the same keys) as a CSV with a header."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    """`rows` (dicts) as a CSV with a header."""
+    with open(path, "w", newline="") as f:  # every row's keys, in first-seen order (a missing one: empty)
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -332,4 +347,11 @@ def verdict(table: dict[str, dict], name: str = "PaDiRec", reference: str = "Ret
         ahead = [m for m, r in table.items() if m not in (name, reference) and r[key] > row[key]]
         text += f" Ahead of {name} on {label}: {', '.join(ahead)}." if ahead else \
             f" No baseline beats {name} on {label}."
+    seeds = {label: (ref[f"{key}_seeds"], ref[f"{key}_ceiling"]) for key, label in labels.items()
+             if np.isfinite(ref.get(f"{key}_ceiling", float("nan")))}
+    if seeds:
+        text += (f" {reference}'s own seeds agree at " + ", ".join(f"{k} {r:.4f}" for k, (r, _) in seeds.items())
+                 + f" (mean pairwise Pearson over {ref['seeds']} seeds), so a method that drew the noise-free "
+                 f"curve would reach about " + ", ".join(f"{k} {c:.4f}" for k, (_, c) in seeds.items())
+                 + " against their mean: a bar above that asks for the seeds' noise.")
     return text
