@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -25,7 +26,19 @@ def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
         ray.init(log_to_driver=progress)
     else:
         cpus = max(4, (os.cpu_count() or 2) + 2, int(cpus_needed) + 2)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=progress)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=progress,
+                 runtime_env={"worker_process_setup_hook": "padirec.runtime.quiet_local_workers"})
+
+
+# Ray Train's watchdog for its placement groups asks the State API, served by the dashboard, once a second
+PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_local_workers() -> None:
+    """Setup hook of a local cluster's workers: it has no dashboard, so Ray Train's placement-group cleaner cannot
+    reach the State API and would warn once a second all through a DiT run (what it guards, a dead controller's
+    placement group, ends with the local cluster anyway); its errors still show."""
+    logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def storage_uri(path: str | None, default: str = "ray_results") -> str:
