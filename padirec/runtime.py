@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
-    """Join the cluster in `RAY_ADDRESS` (e.g. inside `ray job submit`), else start a local one.
+    """Join the cluster in `RAY_ADDRESS` (e.g. inside `ray job submit`) or the one `ray start` left on this machine
+    (what `ray.init()` joins), else start a local one.
 
     A local cluster gets logical CPU headroom above the cores: Ray Train workers plus Ray Data
     tasks deadlock when the logical CPUs are exactly the workers' (seen with 2 workers on 2 cores).
@@ -22,12 +23,23 @@ def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
         return
     # workers of a local cluster inherit the driver's environment: share one data cache
     os.environ.setdefault("PADIREC_CACHE_DIR", str(Path(".padirec/cache").resolve()))
-    if os.environ.get("RAY_ADDRESS"):
+    if os.environ.get("RAY_ADDRESS", "local") != "local":
         ray.init(log_to_driver=progress)
-    else:
-        cpus = max(4, (os.cpu_count() or 2) + 2, int(cpus_needed) + 2)
+        return
+    cpus = max(4, (os.cpu_count() or 2) + 2, int(cpus_needed) + 2)
+    try:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=progress,
                  runtime_env={"worker_process_setup_hook": "padirec.runtime.quiet_local_workers"})
+    except ValueError as error:  # `ray start` left a cluster on this machine: ray.init joins it, sized as it is
+        if JOINING_MESSAGE not in str(error):
+            raise
+        print("Ray: joining the cluster started on this machine with `ray start` (RAY_ADDRESS=local starts a "
+              "private one)", file=sys.stderr, flush=True)
+        ray.init(log_to_driver=progress)
+
+
+# what ray.init says when it found a `ray start` cluster to join and was given a size for a new one
+JOINING_MESSAGE = "When connecting to an existing cluster"
 
 
 # Ray Train's watchdog for its placement groups asks the State API, served by the dashboard, once a second
