@@ -80,34 +80,30 @@ def main() -> None:
         hypervolume_points(mmr["test"], [0, 0]), hypervolume_points(alone["test"], [0, 0]),
         hypervolume_points(hybrid["test"].reshape(-1, 2), [0, 0])))
 
-    def utility(w: np.ndarray, points: np.ndarray, bounds) -> np.ndarray:
-        return w_utility_points(w, np.atleast_2d(points), bounds)
-
     valid_bounds = point_bounds(np.concatenate([mmr["valid"], hybrid["valid"].reshape(-1, 2), alone["valid"]]))
     test_bounds = point_bounds(every)
-    rows = []
+    pairs = hybrid["valid"].reshape(-1, 2)  # every (adapter, λ): row = task · L + λ index
+    utilities, notes = [], []  # per task: each row's test utility and point; the choices made on validation
     for t, w in enumerate(weights):
-        at_w = int(np.argmin(np.abs(lambdas - w[0])))
-        mmr_pick = int(np.argmax(utility(w, mmr["valid"], valid_bounds)))
-        hybrid_pick = int(np.argmax(utility(w, hybrid["valid"][t], valid_bounds)))
-        any_pick = int(np.argmax(utility(w, hybrid["valid"].reshape(-1, 2), valid_bounds)))
-        points = {"Retrain": alone["test"][t], "MMR (λ = w_acc)": mmr["test"][at_w],
-                  "MMR (valid λ)": mmr["test"][mmr_pick], "adapter+MMR (valid λ)": hybrid["test"][t, hybrid_pick],
+        mmr_pick = int(np.argmax(w_utility_points(w, mmr["valid"], valid_bounds)))
+        own_pick = int(np.argmax(w_utility_points(w, hybrid["valid"][t], valid_bounds)))
+        any_pick = int(np.argmax(w_utility_points(w, pairs, valid_bounds)))
+        points = {"Retrain": alone["test"][t], "MMR (λ = w_acc)": mmr["test"][np.argmin(np.abs(lambdas - w[0]))],
+                  "MMR (valid λ)": mmr["test"][mmr_pick], "adapter+MMR (valid λ)": hybrid["test"][t, own_pick],
                   "any adapter+MMR (valid)": hybrid["test"].reshape(-1, 2)[any_pick]}
-        rows.append({name: float(utility(w, p, test_bounds)[0]) for name, p in points.items()}
-                    | {"λ MMR": lambdas[mmr_pick], "λ adapter": lambdas[hybrid_pick], "points": points,
-                       "any": f"{tasks[any_pick // len(lambdas)]:.1f}, {lambdas[any_pick % len(lambdas)]:.1f}"})
-    names = [k for k in rows[0] if k not in ("λ MMR", "λ adapter", "points", "any")]
+        utilities.append({n: (float(w_utility_points(w, pt, test_bounds)), pt) for n, pt in points.items()})
+        notes.append(f"{lambdas[mmr_pick]:.1f} / {lambdas[own_pick]:.1f} | "
+                     f"{tasks[any_pick // len(lambdas)]:.1f}, {lambdas[any_pick % len(lambdas)]:.1f}")
+    names = list(utilities[0])
     print("\n| w_acc | " + " | ".join(names) + " | λ chosen (MMR / adapter+MMR) | (adapter's w_acc, λ) chosen |")
     print("| --- |" + " --- |" * (len(names) + 2))
-    for w, row in zip(weights, rows):
-        cells = " | ".join(f"{row[n]:.3f} ({row['points'][n][0]:.4f} / {row['points'][n][1]:.3f})" for n in names)
-        print(f"| {w[0]:.1f} | {cells} | {row['λ MMR']:.1f} / {row['λ adapter']:.1f} | {row['any']} |")
-    best = np.max([[row[n] for n in names] for row in rows], axis=1)
-    regret = {n: float(np.mean(best - np.array([row[n] for row in rows]))) for n in names}
+    for w, row, note in zip(weights, utilities, notes):
+        cells = " | ".join(f"{u:.3f} ({pt[0]:.4f} / {pt[1]:.3f})" for u, pt in row.values())
+        print(f"| {w[0]:.1f} | {cells} | {note} |")
+    table = np.array([[u for u, _ in row.values()] for row in utilities])  # [tasks, rows]
+    regret = (table.max(1, keepdims=True) - table).mean(0)
     print(f"\nmean regret against the best of these {len(names)} per task: "
-          + ", ".join(f"{n} {r:.4f}" for n, r in regret.items()))
-
+          + ", ".join(f"{n} {r:.4f}" for n, r in zip(names, regret)))
 
 if __name__ == "__main__":
     main()

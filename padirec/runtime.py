@@ -9,6 +9,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+# what ray.init says when it found a `ray start` cluster to join and was given a size for a new one
+JOINING_MESSAGE = "When connecting to an existing cluster"
+# Ray Train's watchdog for its placement groups asks the State API, served by the dashboard, once a second
+PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
 
 def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
     """Join the cluster in `RAY_ADDRESS` (e.g. inside `ray job submit`) or the one `ray start` left on this machine
@@ -36,14 +41,6 @@ def init_ray(cpus_needed: float = 0, progress: bool = True) -> None:
         print("Ray: joining the cluster started on this machine with `ray start` (RAY_ADDRESS=local starts a "
               "private one)", file=sys.stderr, flush=True)
         ray.init(log_to_driver=progress)
-
-
-# what ray.init says when it found a `ray start` cluster to join and was given a size for a new one
-JOINING_MESSAGE = "When connecting to an existing cluster"
-
-
-# Ray Train's watchdog for its placement groups asks the State API, served by the dashboard, once a second
-PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
 
 
 def quiet_local_workers() -> None:
