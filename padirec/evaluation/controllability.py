@@ -347,11 +347,12 @@ def verdict(table: dict[str, dict], name: str = "PaDiRec", reference: str = "Ret
         ahead = [m for m, r in table.items() if m not in (name, reference) and r[key] > row[key]]
         text += f" Ahead of {name} on {label}: {', '.join(ahead)}." if ahead else \
             f" No baseline beats {name} on {label}."
-    seeds = {label: (ref[f"{key}_seeds"], ref[f"{key}_ceiling"]) for key, label in labels.items()
-             if np.isfinite(ref.get(f"{key}_ceiling", float("nan")))}
-    if seeds:
-        text += (f" {reference}'s own seeds agree at " + ", ".join(f"{k} {r:.4f}" for k, (r, _) in seeds.items())
-                 + f" (mean pairwise Pearson over {ref['seeds']} seeds), so a method that drew the noise-free "
-                 f"curve would reach about " + ", ".join(f"{k} {c:.4f}" for k, (_, c) in seeds.items())
-                 + " against their mean: a bar above that asks for the seeds' noise.")
+    agreement = {label: (ref[f"{key}_seeds"], ref[f"{key}_ceiling"]) for key, label in labels.items()
+                 if np.isfinite(ref.get(f"{key}_ceiling", float("nan")))}  # label: (seeds' mean r, attainable r)
+    if agreement:
+        agree = ", ".join(f"{k} {r:.4f}" for k, (r, _) in agreement.items())
+        reach = ", ".join(f"{k} {c:.4f}" for k, (_, c) in agreement.items())
+        text += (f" {reference}'s own seeds agree at {agree} (mean pairwise Pearson over {ref['seeds']} seeds), so a "
+                 f"method that drew the noise-free curve would reach about {reach} against their mean: a bar above "
+                 "that asks for the seeds' noise.")
     return text
