@@ -329,7 +329,18 @@ def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, 
     return (total / max(count, 1)).numpy()
 
 
-def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, progress: bool = False) -> AdapterConfig:
+PilotRuns = list[tuple[np.ndarray, "AdapterConfig"]]  # (weights [K, p], config) of each packed pilot run
+PilotRunner = Callable[[PilotRuns], list[np.ndarray]]  # → each run's chosen validation points [K, metrics]
+
+
+def local_pilots(backbone: Backbone, data: SequenceData, progress: bool = False) -> PilotRunner:
+    """The even map's pilot runs one after another in this process (the sweep spreads them: `sweep.calibration`)."""
+    return lambda runs: [train_adapters(backbone, data, weights, config, progress=progress, eval_splits=("valid",))
+                         .chosen_points(config.objectives) for weights, config in runs]
+
+
+def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, progress: bool = False,
+              run_pilots: PilotRunner | None = None) -> AdapterConfig:
     """`config` with its `scales` (and, for "range", its `utility_bounds`) filled in: fixed once per sweep (the
     sweep records them) so that every packed run weighs and selects the same way. Given values are kept.
 
@@ -338,7 +349,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
     its worst loss at the others' adapters); "initial", each loss's magnitude at the initial adapter; "none", the
     paper's raw weighting. The utility bounds are those adapters' validation metrics: the corners of the Retrain
     front; the `ideal` (Tchebycheff's reference) their own losses. A line per step (minutes on real data);
-    `progress`: a bar too.
+    `progress`: a bar too. `run_pilots` trains the even map's pilot runs (default: `local_pilots`).
     """
     if config.objective_scale == "none":
         return replace(config, scales=list(config.scales) or [1.0] * len(config.objectives))
@@ -348,7 +359,7 @@ def calibrate(backbone: Backbone, data: SequenceData, config: AdapterConfig, pro
         if config.scalarization == "tchebycheff":  # the map is then drawn over Tchebycheff's range-scaled losses
             ranged = calibrate(backbone, data, replace(config, objective_scale="range"), progress)
             config = replace(ranged, objective_scale="even")
-        return even_weight_map(backbone, data, config, progress)
+        return even_weight_map(config, run_pilots or local_pilots(backbone, data, progress), progress)
     backbone = backbone.to(config.device).eval()
     train = data.train_instances()
     states = encode_instances(backbone, train)
@@ -392,8 +403,7 @@ def calibration_step(what: str, progress: bool) -> None:
         log.info("calibrate: %s", what)
 
 
-def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfig,
-                    progress: bool = False) -> AdapterConfig:
+def even_weight_map(config: AdapterConfig, run_pilots: PilotRunner, progress: bool = False) -> AdapterConfig:
     """`config` with a `weight_map` under which equal steps of w_acc move the trade-off by equal steps.
 
     A pilot of adapters at the loss weights `EVEN_PILOT` of the (accuracy, diversity) edge (dense near both ends,
@@ -417,11 +427,9 @@ def even_weight_map(backbone: Backbone, data: SequenceData, config: AdapterConfi
                          f"{len(seeds)} seed(s) × {single.epochs} epochs", progress)
         edge = np.zeros((len(pilot), p), dtype=np.float32)  # (accuracy, diversity): the others at 0
         edge[:, 0], edge[:, 1] = pilot, 1 - pilot
-        for seed in seeds:
-            result = train_adapters(backbone, data, edge, replace(single, seed=config.seed + seed),
-                                    progress=progress, eval_splits=("valid",))
+        for chosen in run_pilots([(edge, replace(single, seed=config.seed + seed)) for seed in seeds]):
             loss_weight = np.concatenate([loss_weight, pilot])
-            points = np.concatenate([points, result.chosen_points(config.objectives)])
+            points = np.concatenate([points, chosen])
         weight_map = arc_length_map(loss_weight, points[:, 0], points[:, 1],
                                     efficient_ends=config.map_ends == "efficient")
         seeds, pilot = [config.map_seeds + round_], np.asarray(weight_map[1:-1], dtype=np.float32)

@@ -19,6 +19,7 @@ from padirec.cli import main
 from padirec.contracts.dataset import dataset_arrays, read_dataset
 from padirec.contracts.names import ADAPTER_SHA256_TAG, EXAMPLE_KEY_TAG, STAGE_TAG
 from padirec.sweep import SweepConfig, gather, pack_blocks, retrain_curve, run_sweep, simplex_grid
+from padirec.sweep.calibration import ray_pilots, split_runs
 from padirec.sweep.grid import example_key
 from padirec.sweep.run import adapter_experiment_id, logged_children
 from padirec.training import AdapterConfig
@@ -113,6 +114,33 @@ def shutdown_ray():
         yield
     finally:
         ray.shutdown()
+
+
+def test_the_calibration_spreads_the_pilot_runs_in_pieces_over_the_cluster():
+    runs = [(np.zeros((17, 2)), None), (np.zeros((17, 2)), None)]
+    assert [len(p) for p in split_runs(runs, slots=2)] == [1, 1]  # one task per seed on two CPUs
+    assert [[len(x) for x in p] for p in split_runs(runs, slots=8)] == [[5, 4, 4, 4], [5, 4, 4, 4]]
+    assert [len(x) for x in split_runs([(np.zeros((9, 2)), None)], slots=8)[0]] == [3, 3, 3]  # ≥ 3 weights each
+    assert [len(p) for p in split_runs(runs, slots=1)] == [1, 1]
+
+
+def test_the_calibration_on_ray_tasks_draws_the_map_a_local_run_draws(mlflow_store, ray_cluster):
+    """The sweep trains the even map's pilots as Ray tasks, each run split over the CPUs: the map is the same."""
+    from padirec.config import DataSpec, load_data
+    from padirec.contracts.artifacts import resolve_backbone_file
+    from padirec.models import load_backbone
+    from padirec.training import calibrate
+
+    backbone_run = pretrain_tiny_backbone()
+    backbone, extra = load_backbone(resolve_backbone_file(backbone_run))
+    spec = DataSpec(**extra["data"])
+    config = AdapterConfig(epochs=2, keep_last=1, objective_scale="even", scalarization="tchebycheff", scale_epochs=0,
+                           map_seeds=2, map_refinements=1, map_ends="efficient", diversity_topk=5)
+    here = calibrate(backbone, load_data(spec), config)
+    spread = calibrate(backbone, load_data(spec), config, run_pilots=ray_pilots(backbone_run, spec, 1.0))
+    assert len(here.weight_map) == len(spread.weight_map) == 11
+    np.testing.assert_allclose(spread.weight_map, here.weight_map, atol=1e-3)
+    assert spread.scales == here.scales and spread.ideal == here.ideal
 
 
 def test_interrupted_sweep_resumes_without_losing_or_duplicating(mlflow_store, shutdown_ray, tmp_path):

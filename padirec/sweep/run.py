@@ -38,6 +38,7 @@ from padirec.contracts.names import (
 )
 from padirec.models import load_backbone
 from padirec.runtime import init_ray, output_to, storage_uri
+from padirec.sweep.calibration import ray_pilots
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
 from padirec.training import AdapterConfig, AdapterResult, calibrate, is_calibrated, scale_params, train_adapters
 
@@ -242,11 +243,14 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
     resuming = parent_run_id is not None
     if not resuming:  # the scales are fixed once, recorded on the sweep run, and every trial uses them
         calibrating = not is_calibrated(config.adapter)
+        pilots = None
         if calibrating:
             print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale}, "
                   f"{config.adapter.scalarization})", flush=True)
+            init_ray(progress=progress)
+            pilots = ray_pilots(config.backbone_run_id, data, config.cpus_per_trial)
         started = time.perf_counter()
-        config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter, progress=progress))
+        config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter, progress, pilots))
         if calibrating:
             print(f"sweep: calibrated in {time.perf_counter() - started:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in scale_params(config.adapter).items()), flush=True)
