@@ -28,6 +28,7 @@ def pilot_piece(backbone_ref: str, data: dict, weights: np.ndarray, config: dict
     torch.set_num_threads(threads)
     adapter = build(AdapterConfig, config)
     backbone, _ = load_backbone(resolve_backbone_file(backbone_ref))
+    weights = np.array(weights)  # a writable copy: Ray hands arguments over read-only, which torch warns about
     result = train_adapters(backbone, load_data(DataSpec(**data)), weights, adapter, progress=False,
                             eval_splits=("valid",))
     return result.chosen_points(adapter.objectives)
