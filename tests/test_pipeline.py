@@ -130,8 +130,9 @@ def test_console_shows_one_line_per_stage_and_keeps_the_stage_output_in_its_log(
 
 def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_for_more_objectives():
     """Two objectives: the top-10 diversity term, Tchebycheff and the even map, the last 2 epochs kept for a 300-epoch
-    DiT (BENCHMARKS §7); more: the losses divided by their initial values on the weighted sum, 5 kept epochs and a
-    120-epoch DiT (BENCHMARKS §13), unless a file or flag says otherwise."""
+    DiT whose w is jittered by half the grid's step (BENCHMARKS §7); more: the losses divided by their initial values
+    on the weighted sum, 5 kept epochs and a 120-epoch DiT without jitter (BENCHMARKS §13), unless a file or flag
+    says otherwise."""
     from padirec.pipeline import pipeline_config
 
     two = pipeline_config().adapter
@@ -139,10 +140,12 @@ def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_fo
         10, "tchebycheff", "even", two.epochs)
     assert (two.map_seeds, two.map_refinements, two.map_ends) == (2, 1, "efficient")
     assert (two.keep_last, pipeline_config().dit_train.epochs) == (2, 300)  # the generator learns the last 2 epochs
+    assert pipeline_config().dit_train.cond_jitter == 0.05  # half the 0.1 grid's step: w between the swept ones
     given = pipeline_config(None, {"adapter": {"objectives": "accuracy,diversity,fairness"}})
     three = given.adapter
     assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("initial", "linear", 0)
     assert (three.keep_last, given.dit_train.epochs, given.dit_train.dit.hidden) == (5, 120, 128)  # as measured
+    assert given.dit_train.cond_jitter == 0.0
     chosen = pipeline_config(None, {"adapter": {"objectives": ["accuracy", "diversity", "novelty"],
                                                 "objective_scale": "even", "scalarization": "tchebycheff",
                                                 "diversity_topk": 10}}).adapter
