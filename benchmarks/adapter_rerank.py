@@ -105,5 +105,6 @@ def main() -> None:
     print(f"\nmean regret against the best of these {len(names)} per task: "
           + ", ".join(f"{n} {r:.4f}" for n, r in zip(names, regret)))
 
+
 if __name__ == "__main__":
     main()

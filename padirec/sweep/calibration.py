@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict
 
 import numpy as np
+import torch
 
 from padirec.config import DataSpec, build, load_data
 from padirec.contracts.artifacts import resolve_backbone_file
@@ -23,8 +24,6 @@ MIN_PILOT_PIECE = 3  # weights per task at least: smaller packs spend more on lo
 
 def pilot_piece(backbone_ref: str, data: dict, weights: np.ndarray, config: dict, threads: int) -> np.ndarray:
     """One piece of a pilot run on a Ray worker: its chosen validation points `[K, metrics]`."""
-    import torch
-
     torch.set_num_threads(threads)
     adapter = build(AdapterConfig, config)
     backbone, _ = load_backbone(resolve_backbone_file(backbone_ref))
