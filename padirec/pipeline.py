@@ -49,7 +49,8 @@ class PipelineConfig:
     adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(
         epochs=10, keep_last=2, diversity_topk=10, objective_scale="even", scalarization="tchebycheff", scale_epochs=0,
         map_seeds=2, map_refinements=1, map_ends="efficient"))
-    # cond_jitter: each training row's w moved by up to half the grid's step, so that the DiT learns the weights
+    # cond_jitter: each training row's w moved by up to half the grid's step (0.05 on the default 0.1 grid; another
+    # grid_step, unless cond_jitter is given, gets half of it: `pipeline_config`), so that the DiT learns the weights
     # between the swept ones too: off the grid it then follows w (BENCHMARKS §7, fifth session)
     dit_train: DiTTrainConfig = field(default_factory=lambda: DiTTrainConfig(
         epochs=300, batch_size=64, lr=1e-3, prediction="v", checkpoint_every=100, log_every=10, cond_jitter=0.05,
@@ -93,7 +94,13 @@ def pipeline_config(path: str | None = None, *overrides: dict | None) -> Pipelin
     objectives = next((o for o in reversed(given) if o), [])
     if len(objectives.split(",") if isinstance(objectives, str) else objectives) > 2:
         sources.insert(0, {"adapter": MANY_OBJECTIVES_ADAPTER, "dit_train": MANY_OBJECTIVES_DIT})
-    return build(PipelineConfig, *sources)
+    config = build(PipelineConfig, *sources)
+    jitter_given = any(value is not None for source in sources
+                       for key, value in ((source or {}).get("dit_train") or {}).items()
+                       if key.replace("-", "_") == "cond_jitter")
+    if config.dit_train.cond_jitter and not jitter_given:  # the jitter is half the step of the grid swept
+        config = replace(config, dit_train=replace(config.dit_train, cond_jitter=config.sweep.grid_step / 2))
+    return config
 
 
 def run_pipeline(config: PipelineConfig, console_mode: str = "bar") -> dict:

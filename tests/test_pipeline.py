@@ -141,6 +141,10 @@ def test_the_pipeline_trains_adapters_on_the_measured_defaults_and_keeps_them_fo
     assert (two.map_seeds, two.map_refinements, two.map_ends) == (2, 1, "efficient")
     assert (two.keep_last, pipeline_config().dit_train.epochs) == (2, 300)  # the generator learns the last 2 epochs
     assert pipeline_config().dit_train.cond_jitter == 0.05  # half the 0.1 grid's step: w between the swept ones
+    finer = pipeline_config(None, {"sweep": {"grid_step": 0.05}})
+    assert finer.dit_train.cond_jitter == 0.025  # a finer grid: half its step, not the neighbours' weights
+    given_jitter = pipeline_config(None, {"sweep": {"grid_step": 0.05}}, {"dit_train": {"cond_jitter": 0.1}})
+    assert given_jitter.dit_train.cond_jitter == 0.1
     given = pipeline_config(None, {"adapter": {"objectives": "accuracy,diversity,fairness"}})
     three = given.adapter
     assert (three.objective_scale, three.scalarization, three.diversity_topk) == ("initial", "linear", 0)
