@@ -124,8 +124,9 @@ def test_the_calibration_spreads_the_pilot_runs_in_pieces_over_the_cluster():
     assert [len(p) for p in split_runs(runs, slots=1)] == [1, 1]
 
 
-def test_the_calibration_on_ray_tasks_draws_the_map_a_local_run_draws(mlflow_store, ray_cluster):
-    """The sweep trains the even map's pilots as Ray tasks, each run split over the CPUs: the map is the same."""
+def test_the_calibration_on_ray_tasks_draws_the_map_a_local_run_draws(mlflow_store, ray_cluster, capsys):
+    """The sweep trains the even map's pilots as Ray tasks, each run split over the CPUs: the map is the same, and
+    each finished piece says so (a round takes minutes on a large catalogue)."""
     from padirec.config import DataSpec, load_data
     from padirec.contracts.artifacts import resolve_backbone_file
     from padirec.models import load_backbone
@@ -137,7 +138,11 @@ def test_the_calibration_on_ray_tasks_draws_the_map_a_local_run_draws(mlflow_sto
     config = AdapterConfig(epochs=2, keep_last=1, objective_scale="even", scalarization="tchebycheff", scale_epochs=0,
                            map_seeds=2, map_refinements=1, map_ends="efficient", diversity_topk=5)
     here = calibrate(backbone, load_data(spec), config)
-    spread = calibrate(backbone, load_data(spec), config, run_pilots=ray_pilots(backbone_run, spec, 1.0))
+    capsys.readouterr()
+    spread = calibrate(backbone, load_data(spec), config, run_pilots=ray_pilots(backbone_run, spec, 1.0, True),
+                       progress=True)
+    said = capsys.readouterr().out
+    assert "calibrate: 1/" in said and " pilot pieces trained (" in said
     assert len(here.weight_map) == len(spread.weight_map) == 11
     np.testing.assert_allclose(spread.weight_map, here.weight_map, atol=1e-3)
     assert spread.scales == here.scales and spread.ideal == here.ideal

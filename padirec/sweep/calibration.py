@@ -9,6 +9,7 @@ work, and the pieces' points are put back in order: the map is the one `training
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from padirec.config import DataSpec, build, load_data
 from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.models import load_backbone
-from padirec.training import AdapterConfig, PilotRunner, PilotRuns, train_adapters
+from padirec.training import AdapterConfig, PilotRunner, PilotRuns, calibration_step, train_adapters
 
 MIN_PILOT_PIECE = 3  # weights per task at least: smaller packs spend more on loading than they gain
 
@@ -50,8 +51,9 @@ def split_runs(runs: PilotRuns, slots: int) -> list[list[np.ndarray]]:
     return [np.array_split(weights, max(1, min(pieces, len(weights) // MIN_PILOT_PIECE))) for weights, _ in runs]
 
 
-def ray_pilots(backbone_ref: str, data: DataSpec, cpus_per_task: float = 1.0) -> PilotRunner:
-    """A `training.PilotRunner` on the current Ray cluster (`ray.init` first)."""
+def ray_pilots(backbone_ref: str, data: DataSpec, cpus_per_task: float = 1.0, progress: bool = False) -> PilotRunner:
+    """A `training.PilotRunner` on the current Ray cluster (`ray.init` first); a line per finished piece (a round
+    takes minutes on a large catalogue), printed with `progress`, else logged."""
     import ray
 
     task = ray.remote(pilot_piece).options(num_cpus=cpus_per_task)
@@ -61,6 +63,11 @@ def ray_pilots(backbone_ref: str, data: DataSpec, cpus_per_task: float = 1.0) ->
         pieces = split_runs(runs, task_slots(cpus_per_task))
         refs = [[task.remote(backbone_ref, asdict(data), part, asdict(config), threads) for part in parts]
                 for parts, (_, config) in zip(pieces, runs, strict=True)]
+        pending, total, started = [ref for run_refs in refs for ref in run_refs], sum(map(len, refs)), time.time()
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            calibration_step(f"{total - len(pending)}/{total} pilot pieces trained "
+                             f"({time.time() - started:.0f} s)", progress)
         return [np.concatenate(ray.get(run_refs)) for run_refs in refs]
 
     return run

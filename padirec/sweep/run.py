@@ -248,7 +248,7 @@ def run_sweep(config: SweepConfig, parent_run_id: str | None = None, experiment:
             print(f"sweep: calibrating how w weighs the objectives ({config.adapter.objective_scale}, "
                   f"{config.adapter.scalarization})", flush=True)
             init_ray(progress=progress)
-            pilots = ray_pilots(config.backbone_run_id, data, config.cpus_per_trial)
+            pilots = ray_pilots(config.backbone_run_id, data, config.cpus_per_trial, progress)
         started = time.perf_counter()
         config = replace(config, adapter=calibrate(backbone, load_data(data), config.adapter, progress, pilots))
         if calibrating:
