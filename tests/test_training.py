@@ -103,6 +103,21 @@ def test_diversity_topk_adds_each_adapters_top_items_to_the_diversity_term_only(
     assert h.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("kind", ["sasrec", "comirec"])
+def test_the_catalogue_top_k_scored_in_chunks_is_the_one_product_top_k(kind, monkeypatch):
+    """`catalogue_top` scores a few states at a time for speed: it must pick the items one product picks."""
+    import padirec.training as training
+
+    torch.manual_seed(0)
+    backbone = build_backbone(BackboneConfig(name=kind, n_items=50, hidden=8, n_interests=2)).requires_grad_(False).eval()
+    backbone.i_embeddings.weight.normal_()
+    h = torch.randn(3, 7, *((2,) if kind == "comirec" else ()), 8)  # K=3 adapters, batch 7 (ComiRec: 2 interests)
+    expected = backbone.score(h)[..., 1:].topk(4, dim=-1).indices + 1
+    monkeypatch.setattr(training, "CATALOGUE_CHUNK", 5 * 51)  # 5 states a chunk: 21 rows in 5 chunks
+    assert torch.equal(training.catalogue_top(backbone, h, 4), expected)
+    assert (expected >= 1).all()  # never the padding item 0
+
+
 def test_best_keeps_the_epochs_of_highest_validation_utility(data, backbone):
     """keep="best" = train every epoch, keep per w the epochs whose validation w-utility is highest."""
     weights = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
