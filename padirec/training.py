@@ -24,7 +24,7 @@ from scipy.optimize import isotonic_regression
 from tqdm.auto import tqdm
 
 from padirec.data import Instances, SequenceData, sample_negatives
-from padirec.evaluation.ranking import EvalSet, encode_instances, rank_metrics, to_tensors
+from padirec.evaluation.ranking import SCORE_CHUNK, EvalSet, encode_instances, rank_metrics, to_tensors
 from padirec.metrics import minmax_bounds, point_bounds, w_utility_points
 from padirec.models import (
     Backbone,
@@ -311,16 +311,13 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     return losses
 
 
-CATALOGUE_CHUNK = 2**20  # scores per chunk of `catalogue_top` (4 MiB): they stay in cache until the top-k reads them
-
-
 @torch.no_grad()
 def catalogue_top(backbone: Backbone, h: torch.Tensor, k: int) -> torch.Tensor:
     """Each adapted state's top-k item ids (≥ 1) over the whole catalogue, `h [K, B, ..., d]` -> `[K, B, k]`.
-    Scored a chunk of states at a time: one `[K, B, items]` product spills out of cache and took 2x as long on a
-    9.8k-item catalogue (BENCHMARKS §7, sixth session); the same items either way."""
+    Scored `SCORE_CHUNK` scores at a time: one `[K, B, items]` product spills out of cache and took 1.8x as long on
+    a 9.8k-item catalogue (BENCHMARKS §7, sixth session); the same items either way."""
     flat = h.flatten(0, 1)
-    rows = max(1, CATALOGUE_CHUNK // backbone.i_embeddings.num_embeddings)
+    rows = max(1, SCORE_CHUNK // backbone.i_embeddings.num_embeddings)
     top = [backbone.score(flat[i : i + rows])[..., 1:].topk(k, dim=-1).indices for i in range(0, len(flat), rows)]
     return (torch.cat(top) + 1).view(*h.shape[:2], k)
 

@@ -10,7 +10,7 @@ import torch
 from padirec.data import SyntheticConfig, make_synthetic, preprocess
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.metrics import curve_gaps, w_utility
-from padirec.models import BackboneConfig, build_backbone, load_backbone, save_backbone
+from padirec.models import BackboneConfig, build_backbone, init_adapter_flat, load_backbone, save_backbone
 from padirec.objectives import CategoryTable
 from padirec.training import (
     AdapterConfig,
@@ -109,13 +109,25 @@ def test_the_catalogue_top_k_scored_in_chunks_is_the_one_product_top_k(kind, mon
     import padirec.training as training
 
     torch.manual_seed(0)
-    backbone = build_backbone(BackboneConfig(name=kind, n_items=50, hidden=8, n_interests=2)).requires_grad_(False).eval()
+    backbone = build_backbone(BackboneConfig(name=kind, n_items=50, hidden=8, n_interests=2)).requires_grad_(False)
+    backbone.eval()
     backbone.i_embeddings.weight.normal_()
     h = torch.randn(3, 7, *((2,) if kind == "comirec" else ()), 8)  # K=3 adapters, batch 7 (ComiRec: 2 interests)
     expected = backbone.score(h)[..., 1:].topk(4, dim=-1).indices + 1
-    monkeypatch.setattr(training, "CATALOGUE_CHUNK", 5 * 51)  # 5 states a chunk: 21 rows in 5 chunks
+    monkeypatch.setattr(training, "SCORE_CHUNK", 5 * 51)  # 5 states a chunk: 21 rows in 5 chunks
     assert torch.equal(training.catalogue_top(backbone, h, 4), expected)
     assert (expected >= 1).all()  # never the padding item 0
+
+
+def test_full_ranking_metrics_do_not_depend_on_how_many_users_are_scored_at_once(data, backbone):
+    """`rank_metrics` sizes its user chunks by the scores they make: any chunk must give the same metrics."""
+    test = EvalSet.build(data, "test")
+    adapters = init_adapter_flat(0, backbone.config.hidden).repeat(3, 1) + 0.05 * torch.randn(3, 1096)
+    sized = rank_metrics(backbone, test, adapters)
+    for chunk in (1, 7, len(test.instances.targets)):
+        one = rank_metrics(backbone, test, adapters, chunk=chunk)
+        for name in sized:
+            np.testing.assert_allclose(one[name], sized[name], atol=1e-6, err_msg=f"{name}, chunk {chunk}")
 
 
 def test_best_keeps_the_epochs_of_highest_validation_utility(data, backbone):
