@@ -153,7 +153,7 @@ def read_csv(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlflow_store, tmp_path):
+def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlflow_store, tmp_path, capsys):
     sweep_run = log_sweep(tiny_sweep)
     dit = DiTTrainConfig(epochs=3, batch_size=6, lr=3e-3, prediction="v", device="cpu",
                          schedule=ScheduleConfig(steps=100),
@@ -167,6 +167,9 @@ def test_evaluate_command_writes_the_report_into_one_mlflow_run(tiny_sweep, mlfl
           "--phn-epochs", "1", "--yoto-epochs", "1", "--noise-std", "0.05", "--noise-repeats", "1",
           "--timing-repeats", "2", "--output", str(out), "--quiet"])
 
+    said = capsys.readouterr().out  # a line per refitted seed: on a large catalogue each takes minutes
+    refits = [i for i in range(1, 7) if f"seed {i}/5: refitting CMR, Hypernetwork, PHN, YOTO" in said]
+    assert refits == [2, 3, 4, 5]
     files = {"controllability.md", "controllability.png", "curves.csv", "seeds.csv", "table1.csv", "significance.csv",
              "response_time.csv", "robustness.csv", "ablation.csv", "ablation.png", "held_out.csv"}
     assert files <= {p.name for p in out.iterdir()}

@@ -129,12 +129,14 @@ def log_step(message: str, started: float) -> None:
 
 def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbone, data: SequenceData,
               arrays: dict[str, np.ndarray], adapter: AdapterConfig, config: EvaluateConfig,
-              progress: bool = True) -> dict[str, list[Method]]:
+              progress: bool, started: float) -> dict[str, list[Method]]:
     """`config.seeds` runs of each learned method, for its spread over seeds: CMR, PHN, YOTO and Hypernetwork
     refitted with seed + i, the main PaDiRec sampled with seed + i. Retrain and Soup hold the sweep's seeds;
-    re-rankers have none."""
+    re-rankers have none. A line per seed (`log_step`): on a large catalogue each takes minutes."""
     runs = {name: [method] for name, method in methods.items()}
-    for i in range(1, config.seeds):
+    refitted = sorted((END_TO_END.keys() | {"Hypernetwork"}) & runs.keys())
+    for i in range(1, config.seeds if refitted else 1):
+        log_step(f"seed {i + 1}/{config.seeds}: refitting {', '.join(refitted)}", started)
         for name in END_TO_END.keys() & runs.keys():
             settings = getattr(config, name.lower())
             runs[name].append(END_TO_END[name].fit(backbone, data, adapter, replace(settings, seed=settings.seed + i),
@@ -301,7 +303,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         methods["Hypernetwork"] = Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress)
     variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
 
-    runs = seed_runs(methods, variants[0] if variants else None, backbone, data, arrays, adapter, config, progress)
+    runs = seed_runs(methods, (variants or [None])[0], backbone, data, arrays, adapter, config, progress, started)
     selected = {} if not (config.select and variants) else best_of_runs(
         retrain, variants[0], Scorer.build(backbone, data, "valid", objectives), arrays, config.select,
         config.select_sampler, config.select_users, config.seeds, objectives)
