@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -325,6 +326,21 @@ def test_bfloat16_sampling_runs_the_dit_in_bf16_and_stays_near_float32():
     assert float((full - half).norm() / full.norm()) < 0.03
     with pytest.raises(ValueError, match="dtype"):
         make_sampler("dpm", 5, dtype="float16")
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_bfloat16_sampling_warns_on_a_cpu_without_amx(amx, monkeypatch):
+    """Without AMX, bfloat16 autocast made the DiT 5x slower (BENCHMARKS §7): say so instead of serving slowly."""
+    import padirec.diffusion.sampling as sampling
+
+    monkeypatch.setattr(sampling, "cpu_has_amx", lambda: amx)
+    schedule, model = small_schedule(100), random_dit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sample(model, schedule, torch.rand(2, 2), make_sampler("dpm", 2, dtype="bfloat16"), prediction="v")
+        sample(model, schedule, torch.rand(2, 2), make_sampler("dpm", 2), prediction="v")
+    said = [w for w in caught if "bfloat16 sampling on a CPU without AMX" in str(w.message)]
+    assert len(said) == (0 if amx else 1)  # the bfloat16 call only, and only without AMX
 
 
 def test_ddpm_and_ddim_eta1_share_each_marginal():

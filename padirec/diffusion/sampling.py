@@ -6,7 +6,10 @@ end point than DDIM's (issue 14: best-of-N wants sharp candidates within 100 ms)
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -163,6 +166,15 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "linspace", alphas_cumprod
 
 
 @torch.no_grad()
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether the CPU multiplies bfloat16 matrices in hardware (AMX), from /proc/cpuinfo; True where it cannot tell."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+
+
 def sample(
     model: nn.Module,
     schedule: DiffusionSchedule,
@@ -187,6 +199,9 @@ def sample(
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown sampler dtype {config.dtype!r}; expected one of {DTYPES}")
     device = _device(model)
+    if config.dtype == "bfloat16" and device.type == "cpu" and not cpu_has_amx():
+        warnings.warn("bfloat16 sampling on a CPU without AMX: 5x slower than float32 on an AMD EPYC (BENCHMARKS §7, "
+                      "sixth session); use --dtype float32", stacklevel=2)
     schedule = schedule.to(device)
     normalizer = normalizer.to(device) if normalizer is not None else None
     T, B = schedule.num_steps, w.shape[0]
