@@ -165,7 +165,6 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "linspace", alphas_cumprod
     raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
 
 
-@torch.no_grad()
 @functools.cache
 def cpu_has_amx() -> bool:
     """Whether the CPU multiplies bfloat16 matrices in hardware (AMX), from /proc/cpuinfo; True where it cannot tell."""
@@ -175,6 +174,7 @@ def cpu_has_amx() -> bool:
         return True
 
 
+@torch.no_grad()
 def sample(
     model: nn.Module,
     schedule: DiffusionSchedule,
