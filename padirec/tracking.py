@@ -6,9 +6,11 @@ directory; `MLFLOW_TRACKING_URI` points every stage at a team server instead.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -75,9 +77,23 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+_scratch: tuple[int, Path] | None = None  # (pid, root) of this process's download directory
+
+
+def scratch_dir(prefix: str = "padirec-") -> str:
+    """A new directory for a download its caller reads at once, under one root per process that is removed when
+    the process exits: each load used to leave its copy in /tmp (a test run left ~2,000 model copies, 1 GB)."""
+    global _scratch
+    if _scratch is None or _scratch[0] != os.getpid() or not _scratch[1].exists():
+        _scratch = (os.getpid(), Path(tempfile.mkdtemp(prefix="padirec-scratch-")))
+        atexit.register(shutil.rmtree, _scratch[1], True)
+    return tempfile.mkdtemp(prefix=prefix, dir=_scratch[1])
+
+
 def download(run_id: str, artifact_path: str, dst: str | None = None) -> Path:
-    """Local path of one artifact of a run (downloaded if the store is remote)."""
-    dst = dst or tempfile.mkdtemp(prefix="padirec-")
+    """Local path of one artifact of a run (downloaded if the store is remote; into a `scratch_dir` unless `dst`
+    is given)."""
+    dst = dst or scratch_dir()
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst))
 
 

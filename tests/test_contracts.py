@@ -163,6 +163,22 @@ def test_backbone_and_checkpoint_downloads_are_checked_against_their_logged_sha2
     assert generator_lineage(tmp_path / "dit.pt") == {}
 
 
+def test_downloaded_copies_are_removed_when_their_process_exits(mlflow_store, tmp_path):
+    import subprocess
+    import sys
+
+    save_backbone(build_backbone(BackboneConfig(n_items=5, max_len=4)), tmp_path / "backbone.pt")
+    with tracking.start_run("stage") as run:
+        log_checked_file(tmp_path / "backbone.pt", BACKBONE_ARTIFACT)
+    code = ("import sys; from padirec.contracts.artifacts import resolve_backbone_file; "
+            "path = resolve_backbone_file(sys.argv[1]); assert path.is_file(); print(path)")
+    paths = [Path(subprocess.run([sys.executable, "-c", code, run.info.run_id], capture_output=True, text=True,
+                                 check=True).stdout.strip()) for _ in range(2)]
+    assert paths[0] != paths[1] and all(p.name == "backbone.pt" for p in paths)
+    roots = [next(a for a in p.parents if a.name.startswith("padirec-scratch-")) for p in paths]  # one per process
+    assert roots[0] != roots[1] and not any(p.exists() or root.exists() for p, root in zip(paths, roots))
+
+
 def test_tags_fall_back_to_their_names_before_the_prefix():
     assert tag({"sweep_run_id": "old"}, SWEEP_RUN_TAG) == "old"
     assert tag({"sweep_run_id": "old", SWEEP_RUN_TAG: "new"}, SWEEP_RUN_TAG) == "new"

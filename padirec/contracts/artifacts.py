@@ -124,7 +124,7 @@ def check_adapter_shape(adapter: np.ndarray, source: str) -> np.ndarray:
 
 def _download(reference: str, artifact: str, what: str, dst: str | None) -> Path:
     mlflow.set_tracking_uri(tracking.tracking_uri())
-    dst = dst or tempfile.mkdtemp(prefix="padirec-")
+    dst = dst or tracking.scratch_dir()
     if reference.startswith(("models:/", "runs:/")):
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=reference, dst_path=dst))
         if not local.is_file():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +169,7 @@ def dataset_manifest(path: str | os.PathLike) -> dict:
 def download_dataset(sweep_run_id: str, dst: str | os.PathLike | None = None) -> Path:
     """A sweep's gathered Parquet file (and its manifest, where the sweep has one) in a local directory."""
     tracking.setup()
-    directory = str(dst) if dst else tempfile.mkdtemp(prefix="padirec-dataset-")
+    directory = str(dst) if dst else tracking.scratch_dir("padirec-dataset-")
     try:
         path = tracking.download(sweep_run_id, DATASET_ARTIFACT, directory)
     except Exception as err:  # noqa: BLE001 - MLflow's error for a missing artifact names neither run nor fix
