@@ -10,7 +10,9 @@ Each variant is `objective_scale[+scalarization][:keep[:diversity_topk]]` (e.g. 
 each w is answered by its chosen adapter (`params[-1]`), its test metrics averaged over the seeds. Printed per
 variant: the mean test curve, Spearman of each metric with w_acc, the evenness (largest gap / mean gap in min–max
 space), the scales used and the wall time (variants that differ only in `keep` share one calibration, timed with
-the first). A missing `--backbone` file is pretrained (and saved there) first.
+the first). A missing `--backbone` file is pretrained (and saved there) first. `--rerankers` adds, per variant,
+the hypervolume at (0, 0) of its test curve and at how many weights MMR and DPP (λ = w_acc, the report's) have both
+test metrics above its point (issue 13's "no baseline above Retrain"), and the re-rankers' own hypervolume.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch
 
 from padirec.cli.flags import add_flags, flag_values
 from padirec.config import DataSpec, data_spec, load_data
+from padirec.evaluation.baselines import DPP, MMR, Scorer
 from padirec.evaluation.ranking import EvalSet, rank_metrics
-from padirec.metrics import spearman
+from padirec.metrics import fixed_hypervolume, spearman
 from padirec.models import load_backbone, save_backbone
 from padirec.sweep.report import curve_evenness
 from padirec.training import AdapterConfig, PretrainConfig, calibrate, pretrain_backbone, train_adapters
@@ -62,6 +65,7 @@ def variant_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0", help="comma-separated adapter seeds; the curve is their mean")
     parser.add_argument("--per-seed", action="store_true", help="also print each seed's curve")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 beside another job)")
+    parser.add_argument("--rerankers", action="store_true", help="count the weights where MMR / DPP beat the curve")
     add_flags(parser.add_argument_group("adapter"), AdapterConfig, ["epochs", "keep_last", "keep", "lr",
                                                                     "diversity_topk", "scale_epochs"],
               section="adapter")
@@ -106,13 +110,33 @@ def calibrated_variants(names: str, base: AdapterConfig, backbone, data):
         yield name, replace(calibrated[key], keep=config.keep), started
 
 
+def reranker_points(backbone, data, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """MMR's and DPP's test points `[K, 2]` at λ = w_acc, as the report scores them."""
+    scorer = Scorer.build(backbone, data, "test")
+    points = {}
+    for method in (MMR(), DPP()):
+        metrics = method.metrics(weights, scorer)
+        points[method.name] = np.stack([metrics["ndcg10"], metrics["alpha_ndcg10"]], 1)
+        print(f"{method.name}: HV at (0, 0) {fixed_hypervolume(*points[method.name].T):.4f}; NDCG@10 "
+              + "; α-NDCG@10 ".join(curve_text(*points[method.name].T)), flush=True)
+    return points
+
+
+def above_text(curve: np.ndarray, rerankers: dict[str, np.ndarray]) -> str:
+    """The curve's hypervolume at (0, 0) and, per re-ranker, the weights where both its metrics are higher."""
+    counts = [f"{name} {int(((points > curve).all(1)).sum())}" for name, points in rerankers.items()]
+    return f"HV {fixed_hypervolume(*curve.T):.4f}; above: " + ", ".join(counts)
+
+
 def main() -> None:
     args = variant_parser(__doc__).parse_args()
     backbone, data, base = backbone_and_data(args)
     w_acc = np.round(np.linspace(0, 1, 11), 4)
     weights = np.stack([w_acc, 1 - w_acc], 1).astype(np.float32)
-    print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rerankers = reranker_points(backbone, data, weights) if args.rerankers else {}
+    print("| variant | scales | Spearman NDCG | Spearman α-NDCG | evenness | NDCG@10 (w_acc 0 … 1) | α-NDCG@10 | s |"
+          + (" re-rankers |" if rerankers else ""))
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if rerankers else ""))
     for name, config, started in calibrated_variants(args.variants, base, backbone, data):
         runs = [train_adapters(backbone, data, weights, replace(config, seed=int(seed)), progress=False)
                 for seed in args.seeds.split(",")]
@@ -128,7 +152,8 @@ def main() -> None:
         print(f"| {name} | {scales} | {spearman(w_acc, ndcg):.3f} | "
               f"{spearman(w_acc, alpha):.3f} | {curve_evenness(ndcg, alpha):.2f} | "
               f"{' | '.join(curve_text(ndcg, alpha))} | "
-              f"{time.time() - started:.0f} |", flush=True)
+              f"{time.time() - started:.0f} |" + (f" {above_text(np.stack([ndcg, alpha], 1), rerankers)} |"
+                                                 if rerankers else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,14 @@ def bce_loss(scores: torch.Tensor) -> torch.Tensor:
     return (positive + negative).mean(-1)
 
 
+def backbone_kl(scores: torch.Tensor, reference: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(softmax(reference/T) ‖ softmax(scores/T)) over each instance's list `[..., B, C]`, averaged over the batch:
+    how far an adapted ranking has moved from the frozen backbone's (`reference`, broadcast). Zero at the identity
+    adapter, so this accuracy term's optimum is the backbone itself, the model early stopping chose on validation."""
+    target = F.log_softmax(reference / temperature, dim=-1)
+    return (target.exp() * (target - F.log_softmax(scores / temperature, dim=-1))).sum(-1).mean(-1)
+
+
 @dataclass(frozen=True)
 class CategoryTable:
     """The items' categories in the form that makes the α-DCG loss cheap for this catalogue.
@@ -230,18 +238,20 @@ class ObjectiveData:
 
 def objective_losses(scores: torch.Tensor, items: torch.Tensor, categories: CategoryTable | ObjectiveData,
                      alpha: float = 0.5, temperature: float = 0.1, index: torch.Tensor | None = None,
-                     list_scores: torch.Tensor | None = None, list_items: torch.Tensor | None = None) -> torch.Tensor:
+                     list_scores: torch.Tensor | None = None, list_items: torch.Tensor | None = None,
+                     accuracy: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Stack of the per-objective losses `[..., p]` in the objectives' order (`OBJECTIVES` for a bare
     `CategoryTable`). Accuracy and fairness judge the positive among the candidates; diversity and novelty judge
     `list_scores`/`list_items` (default: the candidates), the list whose top they shape. `index [B]`: the batch's
-    training instances (fairness looks up their groups)."""
+    training instances (fairness looks up their groups). `accuracy`: (adapted, backbone) scores of one list each,
+    whose `backbone_kl` replaces BCE as the accuracy loss."""
     context = categories if isinstance(categories, ObjectiveData) else ObjectiveData(OBJECTIVES, categories)
     list_scores = scores if list_scores is None else list_scores
     list_items = items if list_items is None else list_items
     losses = []
     for name in context.names:
         if name == "accuracy":
-            losses.append(bce_loss(scores))
+            losses.append(bce_loss(scores) if accuracy is None else backbone_kl(*accuracy))
         elif name == "diversity":
             losses.append(diversity_loss(list_scores, list_items, context.categories, alpha, temperature))
         elif name == "fairness":

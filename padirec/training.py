@@ -87,6 +87,10 @@ class AdapterConfig:
     lr: float = 1e-3
     temperature: float = 0.1  # soft-rank temperature of the α-DCG loss
     diversity_topk: int = 0  # > 0: the diversity loss also ranks each adapter's current top-m items
+    # bce: the paper's, on the training interactions; backbone: KL from the frozen backbone's ranking of the
+    # candidates and of its and the adapter's top items (w_acc 1 is then the backbone: BCE can over-fit past the
+    # backbone's early stop and fall below it, BENCHMARKS §7, sixth session)
+    accuracy_loss: Literal["bce", "backbone"] = "bce"
     alpha: float = 0.5
     n_negatives: int = 9
     init_seed: int = 0  # one initial adapter for a whole sweep (DESIGN §2.3)
@@ -132,10 +136,12 @@ class AdapterConfig:
         return [f"rank={r}" for r in reversed(range(self.keep_last))]
 
 
+BACKBONE_TOP = 10  # accuracy_loss "backbone": the backbone's own top items in the compared list, at least this many
+
 # the AdapterConfig fields that say what an adapter minimises and how w is mapped onto it: `sweep` and `adapt` take
 # them as flags, `cluster/pipeline.yaml` writes the pipeline's values out
 OBJECTIVE_FIELDS = ("objective_scale", "scalarization", "scale_epochs", "map_seeds", "map_refinements", "map_ends",
-                    "augmentation", "diversity_topk")
+                    "augmentation", "diversity_topk", "accuracy_loss")
 
 
 EVEN_PILOT = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
@@ -287,9 +293,10 @@ class AdapterResult:
 
 def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone,
                    context: ObjectiveData | CategoryTable, config: AdapterConfig,
-                   index: torch.Tensor | None = None) -> torch.Tensor:
+                   index: torch.Tensor | None = None, base: torch.Tensor | None = None) -> torch.Tensor:
     """Per-objective losses `[K, p]` of K adapted states `h [K, B, ..., d]` on each instance's candidates,
-    scored by the (frozen) backbone; `index [B]`: the batch's training instances (the fairness loss's groups).
+    scored by the (frozen) backbone; `index [B]`: the batch's training instances (the fairness loss's groups);
+    `base [B, ..., d]`: their states before the adapters (`accuracy_loss="backbone"` compares the two rankings).
 
     With `diversity_topk = m > 0` the diversity (and novelty) term also sees each adapter's current top-m items
     over the whole catalogue: random candidates almost never hold two of the items a full ranking
@@ -299,13 +306,21 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     if isinstance(context, CategoryTable):
         context = ObjectiveData(tuple(config.objectives), context)
     scores = backbone.score(h, candidates)
-    list_scores = list_items = None
+    list_scores = list_items = top = accuracy = None
     if config.diversity_topk > 0:
         top = catalogue_top(backbone, h, config.diversity_topk)
         list_scores = torch.cat([scores, backbone.score(h, top)], dim=-1)
         list_items = torch.cat([candidates.expand(*top.shape[:-1], -1), top], dim=-1)
+    if config.accuracy_loss == "backbone":
+        if base is None:
+            raise ValueError('accuracy_loss "backbone" compares with the unadapted states: pass base')
+        shown = catalogue_top(backbone, base[None], max(config.diversity_topk, BACKBONE_TOP))[0]  # [B, m]
+        items = torch.cat([candidates, shown], dim=-1).expand(*h.shape[:2], -1)
+        if top is not None:
+            items = torch.cat([items, top], dim=-1)
+        accuracy = (backbone.score(h, items), backbone.score(base[None], items))
     losses = objective_losses(scores, candidates, context, config.alpha, config.temperature, index,
-                              list_scores, list_items)
+                              list_scores, list_items, accuracy)
     if config.scales:
         losses = losses / torch.as_tensor(config.scales, dtype=losses.dtype, device=losses.device)
     return losses
@@ -333,7 +348,7 @@ def mean_losses(params: torch.Tensor, states: torch.Tensor, data: SequenceData, 
     for index, candidates in candidate_batches(data, instances, config.n_negatives, config.batch_size, rng):
         index = torch.as_tensor(index, device=states.device)
         h = apply_adapters(states[index], unflatten(params))
-        losses = adapter_losses(h, candidates.to(states.device), backbone, context, raw, index)
+        losses = adapter_losses(h, candidates.to(states.device), backbone, context, raw, index, states[index])
         total += losses.double().cpu() * len(index)
         count += len(index)
     return (total / max(count, 1)).numpy()
@@ -543,7 +558,7 @@ def train_adapters(backbone: Backbone, data: SequenceData, weights: np.ndarray,
             candidates = candidates.to(config.device)
             index = torch.as_tensor(index, device=config.device)
             h = apply_adapters(states[index], unflatten(params))
-            per_objective = adapter_losses(h, candidates, backbone, context, config, index)
+            per_objective = adapter_losses(h, candidates, backbone, context, config, index, states[index])
             loss = scalarized_loss(per_objective, w, config).sum()
             optimizer.zero_grad()
             loss.backward()

@@ -78,6 +78,21 @@ def test_accuracy_and_diversity_adapters_differ_in_the_expected_direction(data, 
     assert len(result.examples()) == 2 and result.examples()[0]["params"].shape == (1096,)
 
 
+def test_the_backbone_accuracy_loss_keeps_the_pure_accuracy_adapter_at_the_backbone(data, backbone):
+    """accuracy_loss="backbone": KL from the backbone's own ranking, zero at the identity adapter, so w_acc 1 serves
+    the backbone's lists (BCE on the training interactions moves away from them); diversity still moves w_acc 0."""
+    weights = np.array([[1.0, 0.0], [0.0, 1.0]])
+    bare = {k: float(v[0]) for k, v in rank_metrics(backbone, EvalSet.build(data, "test")).items()}
+    runs = {loss: train_adapters(backbone, data, weights, AdapterConfig(epochs=3, keep_last=1, diversity_topk=5,
+                                                                      accuracy_loss=loss), progress=False)
+            for loss in ("bce", "backbone")}
+    kept = {loss: (r.metrics["test_ndcg10"][-1], r.metrics["test_alpha_ndcg10"][-1]) for loss, r in runs.items()}
+    assert kept["backbone"][0][0] == pytest.approx(bare["ndcg10"], abs=1e-4)
+    assert kept["backbone"][1][0] == pytest.approx(bare["alpha_ndcg10"], abs=1e-4)
+    assert abs(kept["bce"][0][0] - bare["ndcg10"]) > 1e-3  # the paper's loss does move it
+    assert kept["backbone"][1][1] > bare["alpha_ndcg10"] + 0.01 and kept["backbone"][0][1] < bare["ndcg10"]
+
+
 def test_backbone_checkpoint_round_trip(data, backbone, tmp_path):
     save_backbone(backbone, tmp_path / "b.pt", extra={"data": {"kind": "synthetic"}})
     loaded, extra = load_backbone(tmp_path / "b.pt")

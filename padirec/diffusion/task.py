@@ -61,7 +61,8 @@ class AdapterTaskLoss:
         index = torch.randint(len(self.states), (self.config.batch_size,), device=self.states.device,
                               generator=generator)
         h = apply_adapters(self.states[index], unflatten(flat))  # [B, batch, ..., d]: one adapter per DiT row
-        per_objective = adapter_losses(h, self.candidates[index], self.backbone, self.categories, self.adapter_config)
+        per_objective = adapter_losses(h, self.candidates[index], self.backbone, self.categories, self.adapter_config,
+                                       base=self.states[index])
         return scalarized_loss(per_objective, w, self.adapter_config)
 
 

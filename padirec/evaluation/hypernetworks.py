@@ -164,7 +164,7 @@ class EndToEnd(HypernetworkMethod):
                 w = draw_weights(rng, config.weights_per_batch, p, config.alpha)
                 index = torch.as_tensor(index)
                 h = apply_adapters(states[index], unflatten(model(w)))
-                per_objective = adapter_losses(h, candidates, backbone, context, adapter, index)
+                per_objective = adapter_losses(h, candidates, backbone, context, adapter, index, states[index])
                 loss = scalarized_loss(per_objective, w, adapter).mean()
                 optimizer.zero_grad()
                 loss.backward()
