@@ -89,7 +89,7 @@ class AdapterConfig:
     diversity_topk: int = 0  # > 0: the diversity loss also ranks each adapter's current top-m items
     # bce: the paper's, on the training interactions; backbone: KL from the frozen backbone's ranking of the
     # candidates and of its and the adapter's top items (w_acc 1 is then the backbone: BCE can over-fit past the
-    # backbone's early stop and fall below it, BENCHMARKS §7, sixth session)
+    # backbone's early stop and fall below it; BENCHMARKS §7, seventh session)
     accuracy_loss: Literal["bce", "backbone"] = "bce"
     alpha: float = 0.5
     n_negatives: int = 9

@@ -25,6 +25,7 @@ from padirec.diffusion.ray_train import train_dit_ray
 from padirec.diffusion.task import TaskLossConfig, adapter_task_loss
 from padirec.diffusion.train import DiTTrainConfig, train_dit
 from padirec.models import N_PARAMS, BackboneConfig, ParamNormalizer, build_backbone, save_backbone, to_tokens
+from padirec.training import AdapterConfig
 
 pytestmark = pytest.mark.usefixtures("_seed")  # conftest: torch.manual_seed(0) before each test
 
@@ -158,12 +159,14 @@ def data():
     return preprocess(make_synthetic(SyntheticConfig(n_users=60, n_items=40, seed=0)))
 
 
+@pytest.mark.parametrize("accuracy_loss", ["bce", "backbone"])
 @pytest.mark.parametrize("backbone_name", ["sasrec", "comirec"])
-def test_task_loss_gradient_reaches_the_dit_and_not_the_backbone(data, backbone_name):
+def test_task_loss_gradient_reaches_the_dit_and_not_the_backbone(data, backbone_name, accuracy_loss):
     backbone = build_backbone(BackboneConfig(name=backbone_name, n_items=data.n_items, max_len=data.max_len))
     assert all(p.requires_grad for p in backbone.parameters())
     normalizer = ParamNormalizer.fit(torch.randn(20, N_PARAMS) * 0.1)
-    task = adapter_task_loss(backbone, data, normalizer, TaskLossConfig(instances=50, batch_size=8))
+    adapter = AdapterConfig(accuracy_loss=accuracy_loss, diversity_topk=5 if accuracy_loss == "backbone" else 0)
+    task = adapter_task_loss(backbone, data, normalizer, TaskLossConfig(instances=50, batch_size=8, adapter=adapter))
     model = DiT(DiTConfig(**TINY_DIT))
     schedule = small_schedule()
     x0, w = to_tokens(normalizer.normalize(torch.randn(6, N_PARAMS) * 0.1)), torch.rand(6, 2)
