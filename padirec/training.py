@@ -314,11 +314,14 @@ def adapter_losses(h: torch.Tensor, candidates: torch.Tensor, backbone: Backbone
     if config.accuracy_loss == "backbone":
         if base is None:
             raise ValueError('accuracy_loss "backbone" compares with the unadapted states: pass base')
-        shown = catalogue_top(backbone, base[None], max(config.diversity_topk, BACKBONE_TOP))[0]  # [B, m]
-        items = torch.cat([candidates, shown], dim=-1).expand(*h.shape[:2], -1)
+        # the list: the candidates, the backbone's top and the adapter's top; what is already scored is reused
+        shown = catalogue_top(backbone, base[None], max(config.diversity_topk, BACKBONE_TOP))  # [1, B, m]
+        adapted = [scores, backbone.score(h, shown.expand(*h.shape[:2], -1))]
+        reference = [backbone.score(base, torch.cat([candidates, shown[0]], dim=-1)).expand(*h.shape[:2], -1)]
         if top is not None:
-            items = torch.cat([items, top], dim=-1)
-        accuracy = (backbone.score(h, items), backbone.score(base[None], items))
+            adapted.append(list_scores[..., scores.shape[-1]:])
+            reference.append(backbone.score(base[None], top))
+        accuracy = (torch.cat(adapted, dim=-1), torch.cat(reference, dim=-1))
     losses = objective_losses(scores, candidates, context, config.alpha, config.temperature, index,
                               list_scores, list_items, accuracy)
     if config.scales:
