@@ -110,7 +110,7 @@ def report_curve(generator_run_id: str | None) -> tuple[list[dict], str | None]:
         return [], None
     run_id = runs[0].info.run_id
     try:
-        path = tracking.download(run_id, CURVES_ARTIFACT, tracking.scratch_dir("padirec-curve-"))
+        path = tracking.download(run_id, CURVES_ARTIFACT)  # into a scratch_dir
     except Exception as err:  # noqa: BLE001 - an older report without the file: the page shows no curve
         log.warning("report %s has no %s: %s", run_id, CURVES_ARTIFACT, err)
         return [], run_id
