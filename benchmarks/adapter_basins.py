@@ -20,10 +20,7 @@ import numpy as np
 import torch
 
 from padirec import tracking
-from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.evaluation.ranking import encode_instances
-from padirec.models import load_backbone
 from padirec.objectives import ObjectiveData
 from padirec.training import mean_losses, scalarized_loss, train_adapters
 
@@ -38,11 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tracking.setup()
-    from padirec.sweep.run import load_sweep_config
+    from padirec.sweep.run import load_sweep_setting
 
-    sweep = load_sweep_config(args.sweep)
-    backbone, extra = load_backbone(resolve_backbone_file(sweep.backbone_run_id))
-    data = load_data(data_spec(extra.get("data"), None))
+    setting = load_sweep_setting(args.sweep)
+    sweep, backbone, data = setting.config, setting.backbone, setting.data
     config = replace(sweep.adapter, seed=args.seed, keep="last", keep_last=1, lr=args.lr or sweep.adapter.lr,
                      epochs=args.epochs or sweep.adapter.epochs)
     weights = sweep.grid().astype(np.float32)

@@ -22,14 +22,11 @@ import numpy as np
 import torch
 
 from padirec import tracking
-from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.evaluation.baselines import MMR, Scorer
 from padirec.evaluation.controllability import controllability_table
 from padirec.evaluation.ranking import encode_instances
 from padirec.evaluation.rerank import mmr_rerank
 from padirec.metrics import topk_full_ranking
-from padirec.models import load_backbone
 from padirec.models.adapter import adapter_layout, apply_adapters, init_adapter_flat, unflatten
 from padirec.objectives import ObjectiveData
 from padirec.training import adapter_losses, calibrate, candidate_batches, scalarized_loss
@@ -124,14 +121,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tracking.setup()
-    from padirec.sweep.run import load_sweep_config
+    from padirec.sweep.run import load_sweep_setting
 
-    sweep = load_sweep_config(args.sweep)
-    backbone, extra = load_backbone(resolve_backbone_file(sweep.backbone_run_id))
+    setting = load_sweep_setting(args.sweep)
+    sweep, backbone, data = setting.config, setting.backbone, setting.data
     for p in backbone.parameters():
         p.requires_grad_(False)
     backbone.eval()
-    data = load_data(data_spec(extra.get("data"), None))
     config = replace(sweep.adapter, seed=0, lr=args.lr or sweep.adapter.lr, epochs=args.epochs or sweep.adapter.epochs)
     config = calibrate(backbone, data, config)  # recorded on the sweep run: nothing to compute
     weights = sweep.grid().astype(np.float32)

@@ -25,12 +25,10 @@ import numpy as np
 import torch
 
 from padirec import tracking
-from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.contracts.dataset import dataset_arrays, download_dataset, read_dataset
 from padirec.evaluation.baselines import MMR, Retrain, Scorer
 from padirec.metrics import hypervolume_points, point_bounds, w_utility_points
-from padirec.models import apply_adapters, load_backbone, unflatten
+from padirec.models import apply_adapters, unflatten
 from padirec.sweep.report import TASKS
 
 SPLITS = ("valid", "test")
@@ -56,11 +54,10 @@ def main() -> None:
     parser.add_argument("--lambdas", default=",".join(f"{x:.1f}" for x in np.linspace(0, 1, 11)))
     args = parser.parse_args()
     tracking.setup()
-    from padirec.sweep.run import load_sweep_config
+    from padirec.sweep.run import load_sweep_setting
 
-    sweep = load_sweep_config(args.sweep)
-    backbone, extra = load_backbone(resolve_backbone_file(sweep.backbone_run_id))
-    data = load_data(data_spec(extra.get("data")))
+    setting = load_sweep_setting(args.sweep)
+    backbone, data = setting.backbone, setting.data
     arrays = dataset_arrays(read_dataset(download_dataset(args.sweep))[0])
     lambdas = np.array([float(x) for x in args.lambdas.split(",")])
     tasks = np.asarray(TASKS, dtype=np.float32)

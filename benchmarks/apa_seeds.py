@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 
-from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import resolve_backbone_file, resolve_generator_file
+from padirec.contracts.artifacts import resolve_generator_file
 from padirec.contracts.checkpoint import load_checkpoint
 from padirec.contracts.dataset import dataset_arrays, dataset_objectives, download_dataset, read_dataset
 from padirec.diffusion.generator import generator_from_checkpoint
@@ -35,9 +34,8 @@ from padirec.evaluation.controllability import (
 )
 from padirec.evaluation.select import BestOf
 from padirec.metrics import point_bounds
-from padirec.models import load_backbone
 from padirec.objectives import resolve_objectives
-from padirec.sweep.run import load_sweep_config
+from padirec.sweep.run import load_sweep_setting
 
 ALIGNED, PLAIN = "PaDiRec (APA)", "PaDiRec (plain)"
 
@@ -58,9 +56,8 @@ def main() -> None:
     if args.seeds < 2 or args.epochs < 1:
         parser.error("--seeds must be >= 2 (paired tests) and --epochs >= 1")
 
-    sweep = load_sweep_config(args.sweep)
-    backbone, extra = load_backbone(resolve_backbone_file(sweep.backbone_run_id))
-    data = load_data(data_spec(extra.get("data"), {"path": args.data_dir} if args.data_dir else None))
+    setting = load_sweep_setting(args.sweep, data_overrides={"path": args.data_dir} if args.data_dir else None)
+    backbone, data = setting.backbone, setting.data
     table, metadata = read_dataset(download_dataset(args.sweep))
     arrays, objectives = dataset_arrays(table), dataset_objectives(metadata)
     metrics = points_of(arrays, objectives)

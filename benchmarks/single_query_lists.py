@@ -21,11 +21,8 @@ import torch
 from scipy.optimize import linprog
 
 from padirec import tracking
-from padirec.config import data_spec, load_data
-from padirec.contracts.artifacts import resolve_backbone_file
 from padirec.evaluation.baselines import MMR, Scorer
 from padirec.metrics import topk_full_ranking
-from padirec.models import load_backbone
 
 
 def orderable(items: np.ndarray, shown: np.ndarray, lists: np.ndarray) -> np.ndarray:
@@ -52,12 +49,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tracking.setup()
-    from padirec.sweep.run import load_sweep_config
+    from padirec.sweep.run import load_sweep_setting
 
-    sweep = load_sweep_config(args.sweep)
-    backbone, extra = load_backbone(resolve_backbone_file(sweep.backbone_run_id))
+    setting = load_sweep_setting(args.sweep)
+    backbone, data = setting.backbone, setting.data
     backbone.eval()
-    data = load_data(data_spec(extra.get("data"), None))
     scorer = Scorer.build(backbone, data, "test")
     mmr = MMR()
     candidates = mmr.top_candidates(scorer)

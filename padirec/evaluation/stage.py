@@ -25,7 +25,7 @@ from padirec.diffusion.generator import load_generator
 from padirec.evaluation.ranking import EvalSet, popularity_metrics, rank_metrics
 from padirec.evaluation.report import EvaluateConfig, run_report
 from padirec.models import load_backbone
-from padirec.sweep.run import load_sweep_config
+from padirec.sweep.run import load_sweep_setting
 
 
 @dataclass
@@ -43,11 +43,9 @@ def evaluate(sweep_run_id: str, config: EvaluateConfig = EvaluateConfig(), gener
     """Every method of `config` on the sweep's tasks. `generators` maps a label to a generator reference
     (`{"": ref}` for one); `backbone` defaults to the sweep's."""
     tracking.setup(experiment)
-    sweep = load_sweep_config(sweep_run_id)
+    setting = load_sweep_setting(sweep_run_id, backbone, data_overrides)
+    sweep, model, data, spec = setting.config, setting.backbone, setting.data, setting.spec
     backbone_ref = backbone or sweep.backbone_run_id
-    model, extra = load_backbone(resolve_backbone_file(backbone_ref))
-    spec = data_spec(extra.get("data"), data_overrides)
-    data = load_data(spec)
     arrays = dataset_arrays(read_dataset(download_dataset(sweep_run_id))[0])
     references = (generators or {}) if "PaDiRec" in config.methods else {}
     loaded = {}

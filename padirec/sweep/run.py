@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from padirec import tracking
-from padirec.config import DataSpec, build, load_data
+from padirec.config import DataSpec, build, data_spec, load_data
 from padirec.contracts.artifacts import resolve_backbone_file, write_adapter
 from padirec.contracts.names import (
     ADAPTER_DIR,
@@ -36,7 +36,8 @@ from padirec.contracts.names import (
     STAGE_TAG,
     SWEEP_CONFIG_FILE,
 )
-from padirec.models import load_backbone
+from padirec.data import SequenceData
+from padirec.models import Backbone, load_backbone
 from padirec.runtime import init_ray, output_to, storage_uri
 from padirec.sweep.calibration import ray_pilots
 from padirec.sweep.grid import Block, example_key, pack_blocks, simplex_grid
@@ -303,3 +304,22 @@ def load_sweep_config(parent_run_id: str) -> SweepConfig:
     tracking.setup()
     path = tracking.download(parent_run_id, SWEEP_CONFIG_FILE)
     return build(SweepConfig, json.loads(Path(path).read_text()))
+
+
+@dataclass
+class SweepSetting:
+    """What the stages after a sweep start from: its config, a frozen backbone and the data it was trained on."""
+
+    config: SweepConfig
+    backbone: Backbone
+    data: SequenceData
+    spec: DataSpec
+
+
+def load_sweep_setting(parent_run_id: str, backbone: str = "", data_overrides: dict | None = None) -> SweepSetting:
+    """The sweep's config with its backbone (or `backbone`, a run id or file) and the data that backbone recorded
+    (`data_overrides`: e.g. where it lies on this machine)."""
+    config = load_sweep_config(parent_run_id)
+    model, extra = load_backbone(resolve_backbone_file(backbone or config.backbone_run_id))
+    spec = data_spec(extra.get("data"), data_overrides)
+    return SweepSetting(config, model, load_data(spec), spec)
