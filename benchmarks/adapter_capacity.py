@@ -124,10 +124,7 @@ def main() -> None:
     from padirec.sweep.run import load_sweep_setting
 
     setting = load_sweep_setting(args.sweep)
-    sweep, backbone, data = setting.config, setting.backbone, setting.data
-    for p in backbone.parameters():
-        p.requires_grad_(False)
-    backbone.eval()
+    sweep, backbone, data = setting.config, setting.backbone, setting.data  # loaded frozen, in eval mode
     config = replace(sweep.adapter, seed=0, lr=args.lr or sweep.adapter.lr, epochs=args.epochs or sweep.adapter.epochs)
     config = calibrate(backbone, data, config)  # recorded on the sweep run: nothing to compute
     weights = sweep.grid().astype(np.float32)

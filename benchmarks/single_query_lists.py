@@ -22,7 +22,7 @@ from scipy.optimize import linprog
 
 from padirec import tracking
 from padirec.evaluation.baselines import MMR, Scorer
-from padirec.metrics import topk_full_ranking
+from padirec.evaluation.ranking import rank_metrics
 
 
 def orderable(items: np.ndarray, shown: np.ndarray, lists: np.ndarray) -> np.ndarray:
@@ -52,17 +52,14 @@ def main() -> None:
     from padirec.sweep.run import load_sweep_setting
 
     setting = load_sweep_setting(args.sweep)
-    backbone, data = setting.backbone, setting.data
-    backbone.eval()
+    backbone, data = setting.backbone, setting.data  # loaded frozen, in eval mode
     scorer = Scorer.build(backbone, data, "test")
     mmr = MMR()
     candidates = mmr.top_candidates(scorer)
     embeddings = backbone.i_embeddings.weight.detach().double().numpy()
     shown = ~scorer.eval_set.excluded.numpy()
     shown[:, 0] = False  # the padding item
-    k = scorer.eval_set.k
-    with torch.no_grad():
-        base = scorer.list_metrics(topk_full_ranking(backbone.score(scorer.states), scorer.eval_set.excluded, k))
+    base = {key: float(v[0]) for key, v in rank_metrics(backbone, scorer.eval_set, states=scorer.states).items()}
     print(f"sweep {args.sweep}: {len(scorer.states)} test users, {backbone.i_embeddings.num_embeddings - 1} items, "
           f"d = {scorer.states.shape[1]}; backbone NDCG@10 / α-NDCG@10 {base['ndcg10']:.4f} / "
           f"{base['alpha_ndcg10']:.3f}\n")
