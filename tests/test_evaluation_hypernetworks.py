@@ -33,6 +33,18 @@ def test_cmr_hypernetwork_starts_at_the_init_and_learns_to_depend_on_w(tiny_swee
     assert np.allclose(middle, (accuracy + diversity) / 2, atol=1e-5)  # CMR's generated layer is linear in w
 
 
+def test_end_to_end_training_takes_at_least_min_steps_where_an_epoch_is_short(tiny_sweep):
+    """A small dataset's epoch is a few batches: `min_steps` adds epochs (the last one cut) until the budget is met."""
+    batches = -(-len(tiny_sweep["data"].train_instances()) // tiny_sweep["adapter"].batch_size)
+    by_epochs = CMR.fit(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"], CMRConfig(epochs=2),
+                        progress=False)
+    by_steps = CMR.fit(tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"],
+                       CMRConfig(epochs=2, min_steps=3 * batches + 1), progress=False)
+    assert (by_epochs.steps, by_steps.steps) == (2 * batches, 3 * batches + 1)
+    w = torch.as_tensor(task_weights([0.0, 1.0]))
+    assert not torch.allclose(by_epochs.model(w), by_steps.model(w))  # the same seed, trained further
+
+
 def test_hypernetwork_reproduces_its_training_adapters_on_a_toy_set():
     rng = np.random.default_rng(0)
     w = task_weights([0.0, 0.25, 0.5, 0.75, 1.0])

@@ -13,6 +13,7 @@ The first three see the sweep's objective (`adapter_losses`, `scalarized_loss`, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,7 @@ class HypernetworkMethod(AdapterMethod):
 @dataclass
 class CMRConfig:
     epochs: int = 10
+    min_steps: int = 0  # at least this many optimizer steps (epochs added): a small dataset's epoch is a few steps
     hidden: int = 0  # 0: every adapter value linear in w (CMR's code); > 0: an MLP of this width
     layers: int = 2  # the MLP's hidden layers (hidden > 0)
     weights_per_batch: int = 4  # w drawn per batch, K of them trained on its states at once
@@ -137,6 +139,7 @@ class EndToEnd(HypernetworkMethod):
 
     name = "end to end"
     config_type: type[CMRConfig] = CMRConfig
+    steps = 0  # the optimizer steps `fit` took
 
     @classmethod
     def network(cls, n_objectives: int, config: CMRConfig, init: torch.Tensor, hidden: int) -> nn.Module:
@@ -157,9 +160,10 @@ class EndToEnd(HypernetworkMethod):
         model = cls.network(p, config, init_adapter_flat(adapter.init_seed, backbone.config.hidden),
                             backbone.config.hidden)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        bar = tqdm(range(config.epochs), desc=f"{cls.name} end to end", disable=not progress)
-        for _ in bar:
-            losses = []
+        steps = max(config.epochs * math.ceil(len(train) / adapter.batch_size), config.min_steps)
+        bar = tqdm(total=steps, desc=f"{cls.name} end to end", unit="step", disable=not progress)
+        done = 0
+        while done < steps:  # whole epochs, the last one cut where the step budget ends
             for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
                 w = draw_weights(rng, config.weights_per_batch, p, config.alpha)
                 index = torch.as_tensor(index)
@@ -169,9 +173,15 @@ class EndToEnd(HypernetworkMethod):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        return cls(model)
+                done += 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                if done == steps:
+                    break
+        bar.close()
+        fitted = cls(model)
+        fitted.steps = done
+        return fitted
 
 
 class CMR(EndToEnd):

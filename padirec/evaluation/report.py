@@ -295,7 +295,7 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
         methods["DPP"] = DPP(config.dpp_candidates)
     for name in (m for m in END_TO_END if m in config.methods):
         settings = getattr(config, name.lower())
-        log_step(f"{name}: training it end to end on the sweep's objective ({settings.epochs} epochs)", started)
+        log_step(f"{name}: end to end (sweep's loss), {settings.epochs} epochs, {settings.min_steps}+ steps", started)
         methods[name] = END_TO_END[name].fit(backbone, data, adapter, settings, progress)
     if "Hypernetwork" in config.methods:
         hyper = config.hypernetwork
