@@ -19,6 +19,7 @@ from padirec.evaluation.hypernetworks import (
     YOTOConfig,
     draw_weights,
 )
+from padirec.evaluation.select import ValidationUtility
 from padirec.models import N_PARAMS, apply_adapters, init_adapter_flat, unflatten
 
 
@@ -43,6 +44,43 @@ def test_end_to_end_training_takes_at_least_min_steps_where_an_epoch_is_short(ti
     assert (by_epochs.steps, by_steps.steps) == (2 * batches, 3 * batches + 1)
     w = torch.as_tensor(task_weights([0.0, 1.0]))
     assert not torch.allclose(by_epochs.model(w), by_steps.model(w))  # the same seed, trained further
+
+
+def test_keep_best_restores_the_epoch_its_judge_scored_highest(tiny_sweep):
+    """The judge is called after each epoch; the weights kept are those it scored best, not the last ones."""
+    setting = (tiny_sweep["backbone"], tiny_sweep["data"], tiny_sweep["adapter"])
+    batches = -(-len(tiny_sweep["data"].train_instances()) // tiny_sweep["adapter"].batch_size)
+    scores = iter([0.1, 0.9, 0.3, 0.2])
+    judged = CMR.fit(*setting, CMRConfig(epochs=4, keep="best"), progress=False, judge=lambda method: next(scores))
+    second = CMR.fit(*setting, CMRConfig(epochs=2), progress=False)
+    last = CMR.fit(*setting, CMRConfig(epochs=4), progress=False)
+    assert (judged.steps, judged.kept_step) == (4 * batches, 2 * batches)
+    w = torch.as_tensor(task_weights([0.0, 1.0]))
+    assert torch.allclose(judged.model(w), second.model(w)) and not torch.allclose(judged.model(w), last.model(w))
+    with pytest.raises(ValueError, match="judge"):
+        CMR.fit(*setting, CMRConfig(epochs=1, keep="best"), progress=False)
+
+
+def test_validation_utility_weighs_the_validation_metrics_on_the_sweeps_range(tiny_sweep):
+    """The judge's scale is the swept adapters' validation range, so a swept adapter's utility is w · its recorded
+    validation metrics min–max normalised over the sweep; the mean is over the tasks."""
+    arrays, w = tiny_sweep["arrays"], task_weights([0.0, 0.3, 1.0])
+    valid = Scorer.build(tiny_sweep["backbone"], tiny_sweep["data"], "valid")
+    points = np.stack([arrays["ndcg10"], arrays["alpha_ndcg10"]], axis=1)
+    normalised = (points - points.min(0)) / (points.max(0) - points.min(0))
+    utility = ValidationUtility(valid, arrays, w)
+    for row in (0, len(points) - 1):
+        assert utility(Fixed(arrays["params"][row : row + 1])) == pytest.approx((w @ normalised[row]).mean(), abs=1e-4)
+
+
+class Fixed:
+    """One adapter for every task: a stand-in method for the utility's test."""
+
+    def __init__(self, params: np.ndarray):
+        self.params = params
+
+    def adapters(self, weights: np.ndarray) -> list[np.ndarray]:
+        return [self.params for _ in weights]
 
 
 def test_hypernetwork_reproduces_its_training_adapters_on_a_toy_set():

@@ -36,12 +36,14 @@ def add_commands(commands) -> None:
                                              "(e.g. pre=a/dit.pt,pre_post=b/dit.pt,adanorm=c/dit.pt)")
     parser.add_argument("--backbone", help="backbone run id or checkpoint (default: the sweep's backbone run)")
     add_flags(parser, EvaluateConfig, EVALUATE_FIELDS, section="evaluate")
-    for name, method in END_TO_END.items():  # --cmr-epochs, --cmr-min-steps, --phn-epochs, ...
+    for name, method in END_TO_END.items():  # --cmr-epochs, --cmr-min-steps, --cmr-keep, --phn-epochs, ...
         key = name.lower()
-        add_flags(parser, method.config_type, ["epochs", "min_steps"], section=f"evaluate.{key}",
-                  flags={"epochs": f"--{key}-epochs", "min_steps": f"--{key}-min-steps"},
+        add_flags(parser, method.config_type, ["epochs", "min_steps", "keep"], section=f"evaluate.{key}",
+                  flags={"epochs": f"--{key}-epochs", "min_steps": f"--{key}-min-steps", "keep": f"--{key}-keep"},
                   helps={"epochs": f"{name}'s training epochs",
-                         "min_steps": f"{name}'s least optimizer steps (epochs added where an epoch is short)"})
+                         "min_steps": f"{name}'s least optimizer steps (epochs added where an epoch is short)",
+                         "keep": f"{name}'s weights kept: the last epoch's, or the best epoch's by validation "
+                                 "w-utility"})
     parser.add_argument("--output", help="directory for the report files (default: a temp dir)")
     parser.set_defaults(func=cmd_evaluate)
 

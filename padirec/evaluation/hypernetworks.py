@@ -13,8 +13,11 @@ The first three see the sweep's objective (`adapter_losses`, `scalarized_loss`, 
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,8 +25,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from padirec.data import SequenceData
-from padirec.evaluation.baselines import AdapterMethod
+from padirec.evaluation.baselines import AdapterMethod, Scorer
 from padirec.evaluation.ranking import encode_instances
+from padirec.evaluation.select import ValidationUtility
 from padirec.models import N_PARAMS, Backbone, ParamNormalizer, apply_adapters, init_adapter_flat, unflatten
 from padirec.models.adapter import BOTTLENECK, adapter_layout, flatten_tensors
 from padirec.objectives import ObjectiveData
@@ -106,6 +110,8 @@ class HypernetworkMethod(AdapterMethod):
 class CMRConfig:
     epochs: int = 10
     min_steps: int = 0  # at least this many optimizer steps (epochs added): a small dataset's epoch is a few steps
+    keep: Literal["last", "best"] = "last"  # best: the epoch of best validation w-utility (`fit_end_to_end`)
+    valid_users: int = 1024  # keep best: the validation users each epoch is judged on
     hidden: int = 0  # 0: every adapter value linear in w (CMR's code); > 0: an MLP of this width
     layers: int = 2  # the MLP's hidden layers (hidden > 0)
     weights_per_batch: int = 4  # w drawn per batch, K of them trained on its states at once
@@ -139,7 +145,7 @@ class EndToEnd(HypernetworkMethod):
 
     name = "end to end"
     config_type: type[CMRConfig] = CMRConfig
-    steps = 0  # the optimizer steps `fit` took
+    steps = kept_step = 0  # the optimizer steps `fit` took; the step of the weights it kept
 
     @classmethod
     def network(cls, n_objectives: int, config: CMRConfig, init: torch.Tensor, hidden: int) -> nn.Module:
@@ -147,9 +153,14 @@ class EndToEnd(HypernetworkMethod):
 
     @classmethod
     def fit(cls, backbone: Backbone, data: SequenceData, adapter: AdapterConfig = AdapterConfig(),
-            config: CMRConfig | None = None, progress: bool = True) -> EndToEnd:
-        """Train on the sweep's objective (`adapter_losses` and `scalarized_loss` with its settings and scales)."""
+            config: CMRConfig | None = None, progress: bool = True,
+            judge: Callable[[AdapterMethod], float] | None = None) -> EndToEnd:
+        """Train on the sweep's objective (`adapter_losses` and `scalarized_loss` with its settings and scales);
+        with `keep: best`, `judge` (e.g. `select.ValidationUtility`) scores the network after each epoch and the
+        best epoch's weights are kept."""
         config = config or cls.config_type()
+        if config.keep == "best" and judge is None:
+            raise ValueError(f"{cls.name} keep='best' needs a judge of its checkpoints (a validation utility)")
         torch.manual_seed(config.seed)
         adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
         rng = np.random.default_rng(config.seed)
@@ -162,7 +173,7 @@ class EndToEnd(HypernetworkMethod):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         steps = max(config.epochs * math.ceil(len(train) / adapter.batch_size), config.min_steps)
         bar = tqdm(total=steps, desc=f"{cls.name} end to end", unit="step", disable=not progress)
-        done = 0
+        done, best = 0, (-math.inf, None, 0)  # (validation utility, weights, steps) of the kept epoch
         while done < steps:  # whole epochs, the last one cut where the step budget ends
             for index, candidates in candidate_batches(data, train, adapter.n_negatives, adapter.batch_size, rng):
                 w = draw_weights(rng, config.weights_per_batch, p, config.alpha)
@@ -178,9 +189,17 @@ class EndToEnd(HypernetworkMethod):
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
                 if done == steps:
                     break
+            if config.keep == "best":
+                utility = judge(cls(model))
+                if utility > best[0]:
+                    best = (utility, copy.deepcopy(model.state_dict()), done)
+                bar.set_postfix(utility=f"{utility:.4f}", best=f"{best[0]:.4f}")
+                model.train()
         bar.close()
+        if config.keep == "best":
+            model.load_state_dict(best[1])
         fitted = cls(model)
-        fitted.steps = done
+        fitted.steps, fitted.kept_step = done, best[2] if config.keep == "best" else done
         return fitted
 
 
@@ -206,6 +225,17 @@ class YOTO(EndToEnd):
     @classmethod
     def network(cls, n_objectives: int, config: CMRConfig, init: torch.Tensor, hidden: int) -> nn.Module:
         return FiLMAdapter(n_objectives, config.hidden, init, model_hidden=hidden)
+
+
+def fit_end_to_end(name: str, backbone: Backbone, data: SequenceData, adapter: AdapterConfig, config: CMRConfig,
+                   arrays: dict[str, np.ndarray], weights: np.ndarray, progress: bool = True) -> EndToEnd:
+    """`END_TO_END[name]` trained with `config`; with `keep: best`, each epoch judged by its mean w-utility over
+    `weights` on `config.valid_users` validation users, on the range of the sweep's adapters (`arrays`)."""
+    judge = None
+    if config.keep == "best":
+        valid = Scorer.build(backbone, data, "valid", adapter.objectives).sample(config.valid_users, config.seed)
+        judge = ValidationUtility(valid, arrays, weights, adapter.objectives)
+    return END_TO_END[name].fit(backbone, data, adapter, config, progress, judge)
 
 
 END_TO_END: dict[str, type[EndToEnd]] = {m.name: m for m in (CMR, PHN, YOTO)}  # EvaluateConfig field: name.lower()

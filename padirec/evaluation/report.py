@@ -50,6 +50,7 @@ from padirec.evaluation.hypernetworks import (
     HypernetworkConfig,
     PHNConfig,
     YOTOConfig,
+    fit_end_to_end,
 )
 from padirec.evaluation.measurements import response_times, robustness
 from padirec.evaluation.select import best_of_runs
@@ -63,8 +64,7 @@ ROBUST_METHODS = ("Retrain", "Hypernetwork", "PaDiRec")  # the three adapter sou
 
 @dataclass
 class EvaluateConfig:
-    methods: list[str] = field(
-        default_factory=lambda: list(METHODS))  # Retrain is always evaluated
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # Retrain is always evaluated
     # w_acc values (w_div = 1 - w_acc); those off the sweep's grid are also reported apart, as held-out weights
     tasks: list[float] = field(default_factory=lambda: TASKS.tolist())
     task_step: float = 0.0  # more than two objectives: the simplex grid at this step (0: the sweep's own grid)
@@ -128,19 +128,18 @@ def log_step(message: str, started: float) -> None:
 
 
 def seed_runs(methods: dict[str, Method], main: PaDiRec | None, backbone: Backbone, data: SequenceData,
-              arrays: dict[str, np.ndarray], adapter: AdapterConfig, config: EvaluateConfig,
+              arrays: dict[str, np.ndarray], weights: np.ndarray, adapter: AdapterConfig, config: EvaluateConfig,
               progress: bool, started: float) -> dict[str, list[Method]]:
-    """`config.seeds` runs of each learned method, for its spread over seeds: CMR, PHN, YOTO and Hypernetwork
-    refitted with seed + i, the main PaDiRec sampled with seed + i. Retrain and Soup hold the sweep's seeds;
-    re-rankers have none. A line per seed (`log_step`): on a large catalogue each takes minutes."""
+    """`config.seeds` runs of each learned method: CMR, PHN, YOTO, Hypernetwork refitted, PaDiRec resampled, with
+    seed + i (Retrain, Soup: the sweep's seeds; re-rankers: none); a line per seed, minutes on a large catalogue."""
     runs = {name: [method] for name, method in methods.items()}
     refitted = sorted((END_TO_END.keys() | {"Hypernetwork"}) & runs.keys())
     for i in range(1, config.seeds if refitted else 1):
         log_step(f"seed {i + 1}/{config.seeds}: refitting {', '.join(refitted)}", started)
         for name in END_TO_END.keys() & runs.keys():
             settings = getattr(config, name.lower())
-            runs[name].append(END_TO_END[name].fit(backbone, data, adapter, replace(settings, seed=settings.seed + i),
-                                                   progress))
+            runs[name].append(fit_end_to_end(name, backbone, data, adapter, replace(settings, seed=settings.seed + i),
+                                             arrays, weights, progress))
         if "Hypernetwork" in runs:
             hyper = replace(config.hypernetwork, seed=config.hypernetwork.seed + i)
             runs["Hypernetwork"].append(Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress))
@@ -296,14 +295,15 @@ def controllability_report(backbone: Backbone, data: SequenceData, arrays: dict[
     for name in (m for m in END_TO_END if m in config.methods):
         settings = getattr(config, name.lower())
         log_step(f"{name}: end to end (sweep's loss), {settings.epochs} epochs, {settings.min_steps}+ steps", started)
-        methods[name] = END_TO_END[name].fit(backbone, data, adapter, settings, progress)
+        methods[name] = fit_end_to_end(name, backbone, data, adapter, settings, arrays, weights, progress)
     if "Hypernetwork" in config.methods:
         hyper = config.hypernetwork
         log_step(f"Hypernetwork: regressing the {len(arrays['params'])} swept adapters ({hyper.steps} steps)", started)
         methods["Hypernetwork"] = Hypernetwork.fit(arrays["w"], arrays["params"], hyper, progress)
     variants = padirec_variants(generators, config) if "PaDiRec" in config.methods else []
 
-    runs = seed_runs(methods, (variants or [None])[0], backbone, data, arrays, adapter, config, progress, started)
+    runs = seed_runs(methods, (variants or [None])[0], backbone, data, arrays, weights, adapter, config, progress,
+                     started)
     selected = {} if not (config.select and variants) else best_of_runs(
         retrain, variants[0], Scorer.build(backbone, data, "valid", objectives), arrays, config.select,
         config.select_sampler, config.select_users, config.seeds, objectives)

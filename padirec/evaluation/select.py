@@ -38,6 +38,21 @@ class BestOf(AdapterMethod):
                 for w, c, p in zip(weights, candidates, points)]
 
 
+class ValidationUtility:
+    """The mean w-utility of a method's adapters over `weights` on a validation sample (`selector`), on the range
+    of the training adapters' validation metrics: how an end-to-end baseline picks its checkpoint (`keep: best`),
+    as each swept adapter can keep its best validation epochs."""
+
+    def __init__(self, selector: Scorer, arrays: dict[str, np.ndarray], weights: np.ndarray, objectives=OBJECTIVES):
+        self.selector, self.weights, self.objectives = selector, np.asarray(weights, dtype=np.float32), objectives
+        self.bounds = point_bounds(points_of(arrays, objectives))
+        self.maximise = [o.maximise for o in resolve_objectives(objectives)]
+
+    def __call__(self, method: AdapterMethod) -> float:
+        points = points_of(self.selector.per_task(method.adapters(self.weights)), self.objectives)
+        return float(np.mean(w_utility_points(self.weights, points, self.bounds, self.maximise)))
+
+
 def best_of_runs(retrain: Retrain, main: PaDiRec, valid: Scorer, arrays: dict[str, np.ndarray], n: int,
                  sampler_spec: str = f"dpm:{SELECT_STEPS}", users: int = 256, seeds: int = 1,
                  objectives=OBJECTIVES) -> dict[str, list[AdapterMethod]]:
