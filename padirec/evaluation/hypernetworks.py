@@ -165,6 +165,8 @@ class EndToEnd(HypernetworkMethod):
         adapter = calibrate(backbone, data, adapter)  # the sweep's scales, when it has them
         rng = np.random.default_rng(config.seed)
         train = data.train_instances()
+        if not len(train):
+            raise ValueError(f"{cls.name}: the data has no training instances to train on")
         states = encode_instances(backbone, train)  # also puts the frozen backbone in eval mode
         context = ObjectiveData.build(data, adapter.objectives, instances=train)
         p = len(adapter.objectives)
